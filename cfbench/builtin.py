@@ -1,0 +1,48 @@
+"""The core's own plugin: the nearest-neighbour generator, the built-in loaders and tasks.
+
+Registered through the ``cfbench`` entry-point group like any third-party plugin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cfbench.datasets import BUILTIN_LOADERS
+from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.hookspecs import hookimpl
+
+
+def _nearest_neighbour(variant: str = "default", **params: object):
+    from cfbench.generators.nearest_neighbour import NearestNeighbour
+
+    return NearestNeighbour(variant)
+
+
+@hookimpl
+def cfbench_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec(
+            name="nearest-neighbour",
+            factory=_nearest_neighbour,
+            capabilities=Capabilities(
+                multiple=True, constraints=True, needs_training_data=True, batch_size=None
+            ),
+            description="closest correctly classified target-class training row, immutables kept",
+        )
+    ]
+
+
+@hookimpl
+def cfbench_dataset_loaders() -> dict:
+    return dict(BUILTIN_LOADERS)
+
+
+def builtin_tasks_dir() -> Path:
+    """Spec files: packaged as ``cfbench/_tasks`` in a wheel, ``tasks/`` in a source checkout."""
+    packaged = Path(__file__).parent / "_tasks"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "tasks"
+
+
+@hookimpl
+def cfbench_task_paths() -> list[Path]:
+    return [builtin_tasks_dir()]

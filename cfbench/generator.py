@@ -1,0 +1,129 @@
+"""The generator contract: what a plugin declares, what ``fit`` receives, what ``generate`` returns.
+
+A generator is a small scikit-learn-shaped object: ``fit(context)`` once per task and seed, then
+``generate(queries, targets, k, budget)``.  The runner validates every result, so a generator
+that returns garbage is recorded as ``invalid_output`` rather than trusted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from cfbench.schema import FeatureSchema
+
+STATUSES = ("ok", "not_found", "error", "timeout", "invalid_output")
+DISTRIBUTION = "cfbench-harness"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a generator can do; the runner and metrics read these, never the plugin's code."""
+
+    multiple: bool = False  # can return k > 1 CFs per query
+    constraints: bool = False  # honours immutables, bounds and directions from the schema
+    needs_training_data: bool = True
+    stochastic: bool = False
+    batch_size: int | None = 1  # queries per generate() call; None = all at once
+
+
+@dataclass
+class FitContext:
+    """Everything a generator may learn from: the training split, the model and the schema."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    predict_proba: Callable[[pd.DataFrame], np.ndarray]
+    schema: FeatureSchema
+    seed: int
+    task_name: str
+    class_names: dict[int, str]
+    classes: tuple[int, ...] = (0, 1)
+    cache_dir: Path | None = None
+    task_description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Class predictions from ``predict_proba`` (argmax over ``classes``)."""
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes)[np.argmax(proba, axis=1)]
+
+
+@dataclass
+class QueryResult:
+    """Per-query output: up to k CFs (rows in schema order), a status and why."""
+
+    status: str
+    cfs: pd.DataFrame | None = None
+    reason: str = ""
+    raw: str | None = None  # free text kept for generators that parse model output
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, cfs: pd.DataFrame, **kw: Any) -> QueryResult:
+        return cls("ok", cfs, **kw)
+
+    @classmethod
+    def not_found(cls, reason: str = "no counterfactual found", **kw: Any) -> QueryResult:
+        return cls("not_found", None, reason, **kw)
+
+    @classmethod
+    def error(cls, reason: str, **kw: Any) -> QueryResult:
+        return cls("error", None, reason, **kw)
+
+
+class Generator(Protocol):
+    """The object a factory returns."""
+
+    def fit(self, context: FitContext) -> Generator: ...
+
+    def generate(
+        self, queries: pd.DataFrame, targets: np.ndarray, k: int, budget: float
+    ) -> Sequence[QueryResult]: ...
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A plugin's declaration of one method.
+
+    ``factory(variant, **params)`` builds an unfitted generator.  ``requires`` lists importable
+    module names the method needs; if any is missing the method is listed as unavailable with
+    ``pip install 'cfbench-harness[<extra>]'``.  ``available`` may be a callable returning
+    ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
+    """
+
+    name: str
+    factory: Callable[..., Generator]
+    variants: tuple[str, ...] = ("default",)
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    extra: str | None = None
+    requires: tuple[str, ...] = ()
+    description: str = ""
+    available: Callable[[], tuple[bool, str]] | None = None
+    plugin: str = ""
+
+    def missing_modules(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def install_hint(self) -> str:
+        if self.extra:
+            return f"pip install '{DISTRIBUTION}[{self.extra}]'"
+        return "pip install " + " ".join(self.requires)
+
+    def status(self) -> tuple[bool, str]:
+        """``(available, hint)``: hint is the exact command or setting that would make it available."""
+        missing = self.missing_modules()
+        if missing:
+            return False, f"missing {', '.join(missing)}: {self.install_hint()}"
+        if self.available is not None:
+            try:
+                return self.available()
+            except Exception as exc:  # a broken availability check must not break listing
+                return False, f"availability check failed: {exc}"
+        return True, ""

@@ -1,0 +1,1 @@
+"""Generators that ship with the core (registered through the ``builtin`` entry point)."""

@@ -1,0 +1,1 @@
+"""cfbench plugin: cfnow generators (work in progress)."""

@@ -1,0 +1,1 @@
+"""cfbench plugin: dice generators (work in progress)."""

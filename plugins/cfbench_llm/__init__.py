@@ -1,0 +1,1 @@
+"""cfbench plugin: llm generators (work in progress)."""

@@ -1,0 +1,1 @@
+"""cfbench plugin: nice generators (work in progress)."""
