@@ -17,7 +17,7 @@ from cfbench.generator import FitContext, QueryResult
 
 def heom_scales(X: pd.DataFrame, categorical: np.ndarray) -> np.ndarray:
     """Per-feature range used by HEOM (1 for categorical and zero-range features)."""
-    rng = (X.max() - X.min()).to_numpy(float)
+    rng = (X.max() - X.min()).to_numpy(float).copy()
     rng[categorical | (rng == 0)] = 1.0
     return rng
 
