@@ -1,0 +1,247 @@
+"""The ``cfbench`` command line: run, list, leaderboard, plus commands plugins add."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cfbench.errors import UserError
+
+LIST_WHAT = ("tasks", "methods", "metrics")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (no usage block) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``0``, ``0,1,2`` or a range ``0-4``."""
+    try:
+        if "-" in text.strip("-") and "," not in text:
+            a, b = text.split("-", 1)
+            seeds = tuple(range(int(a), int(b) + 1))
+        else:
+            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cfbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run methods on a task and score them")
+    run.add_argument("--task", required=True, help="registered task name or path of a spec file")
+    run.add_argument("--methods", default="all", help="'all' or comma-separated, e.g. dice,nice:sparsity")
+    run.add_argument("--n-queries", type=_positive_int, default=None,
+                     help="test instances per source class (default: the task's, usually 50)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,), help="one seed")
+    seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
+    run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
+    run.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per query (hard)")
+    run.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
+    run.add_argument("--jobs", type=_positive_int, default=1, help="cells run in parallel")
+    run.add_argument("--out", type=Path, default=Path("out"), help="run folder (default: out)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    run.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="list tasks, methods or metrics")
+    ls.add_argument("what", choices=LIST_WHAT)
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="methods x metrics per direction for a run folder")
+    lb.add_argument("run_dir", nargs="?", type=Path, help="the --out folder of a run")
+    lb.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    from cfbench.plugins import registry
+
+    registry().pm.hook.cfbench_add_commands(subparsers=sub)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cfbench import runner
+    from cfbench.store import load_records, write_json_atomic, write_parquet
+    from cfbench.summary import summarize
+    from cfbench.task import Task, resolve_spec
+
+    cfg = runner.RunConfig(
+        task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
+        k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
+        out=args.out, resume=args.resume, data_dir=args.data_dir,
+    )
+    cfg.validate()
+    spec = resolve_spec(cfg.task)
+    pairs, skipped = runner.resolve_methods(cfg.methods)
+    runner.check_resume(cfg, spec)
+    console = _console(args.quiet)
+    for name, hint in skipped.items():
+        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
+    if not pairs:
+        raise UserError("no available method to run; see `cfbench list methods`")
+    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
+    with console.status(f"loading task {spec.name} and its classifier"):
+        task = Task.load(spec, dataset_options=options)
+    console.print(
+        f"task [bold]{task.name}[/bold]: {task.scores['n_train']} train / {task.scores['n_test']} test rows; "
+        f"classifier {spec.model} accuracy {task.scores['accuracy']:.3f}, F1 {task.scores['f1']:.3f}"
+    )
+    _execute_with_progress(cfg, task, pairs, console, args.quiet)
+    records = load_records(cfg.out)
+    summary = summarize(task, records, {"skipped_methods": skipped, "seeds": list(cfg.seeds),
+                                        "k": cfg.k})
+    write_json_atomic(cfg.out / "summary.json", summary)
+    write_parquet(records, cfg.out / "records.parquet")
+    if not args.quiet:
+        from cfbench.leaderboard import print_table
+
+        print_table(summary)
+    console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
+    return 0
+
+
+def _execute_with_progress(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cfbench import runner
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, disable=quiet)
+    bars: dict[Any, Any] = {}
+
+    def on_plan(work: list) -> None:
+        for cell, todo in work:
+            bars[cell] = progress.add_task(f"{cell.label} seed {cell.seed}", total=len(todo))
+
+    def on_progress(cell: Any, n: int) -> None:
+        progress.advance(bars[cell], n)
+
+    with progress:
+        runner.execute(cfg, task, pairs, on_plan=on_plan, on_progress=on_progress)
+
+
+def _console(quiet: bool) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cfbench.plugins import registry
+
+    rows: list[dict[str, Any]]
+    if args.what == "tasks":
+        from cfbench.task import available_specs
+
+        rows = [{"name": n, "path": str(p)} for n, p in sorted(available_specs().items())]
+    elif args.what == "methods":
+        rows = []
+        for name, spec in sorted(registry().generators.items()):
+            ok, hint = spec.status()
+            caps = spec.capabilities
+            rows.append({
+                "name": name, "variants": list(spec.variants), "available": ok, "hint": hint,
+                "plugin": spec.plugin, "extra": spec.extra,
+                "capabilities": {"multiple": caps.multiple, "constraints": caps.constraints,
+                                 "needs_training_data": caps.needs_training_data,
+                                 "stochastic": caps.stochastic},
+                "description": spec.description,
+            })
+        for plugin, why in sorted(registry().broken.items()):
+            rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
+                         "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
+                         "capabilities": {}, "description": ""})
+    else:
+        from cfbench.metrics import METRICS
+
+        rows = [{"name": n, "description": d} for n, d in METRICS.items()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=args.what)
+    if args.what == "methods":
+        for col in ("method", "variants", "status", "capabilities"):
+            table.add_column(col)
+        for r in rows:
+            caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
+            status = "[green]available[/green]" if r["available"] else f"[red]unavailable[/red]: {r['hint']}"
+            table.add_row(r["name"], ", ".join(r["variants"]), status, caps)
+    else:
+        keys = list(rows[0]) if rows else ["name"]
+        for k in keys:
+            table.add_column(k)
+        for r in rows:
+            table.add_row(*(str(r[k]) for k in keys))
+    Console(width=160).print(table)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from cfbench import leaderboard
+
+    if args.run_dir is None:
+        raise UserError("cfbench leaderboard: give the run folder, e.g. `cfbench leaderboard out/`")
+    summary = leaderboard.load_summary(args.run_dir)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    elif args.format == "markdown":
+        print(leaderboard.to_markdown(summary))
+    else:
+        leaderboard.print_table(summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"cfbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cfbench: interrupted; finished records are kept (re-run with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
