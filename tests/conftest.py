@@ -1,0 +1,44 @@
+"""Shared fixtures: a cache folder per session and a way to put third-party plugins on the path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def install_on_path(target: Path, module_file: Path, dist: str, entry_name: str) -> Path:
+    """Copy ``module_file`` into ``target`` with a dist-info that registers it as a cfbench plugin."""
+    target.mkdir(parents=True, exist_ok=True)
+    mod = module_file.stem
+    (target / module_file.name).write_text(module_file.read_text())
+    info = target / f"{dist}-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[cfbench]\n{entry_name} = {mod}\n")
+    return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep each test session's classifier cache apart from the user's, unless CI shares one."""
+    if "CFBENCH_CACHE" not in os.environ:
+        os.environ["CFBENCH_CACHE"] = str(tmp_path_factory.mktemp("cfbench-cache"))
+
+
+@pytest.fixture()
+def faulty_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The misbehaving-generators plugin, visible to this process and its spawned workers."""
+    from cfbench.plugins import registry
+
+    site = install_on_path(tmp_path / "site", FIXTURES / "cfbench_faulty.py", "cfbench_faulty", "faulty")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    registry.cache_clear()
+    yield site
+    sys.modules.pop("cfbench_faulty", None)
+    registry.cache_clear()

@@ -1,0 +1,59 @@
+"""The CLI: the main job end to end, and one clear line for every user mistake."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cfbench.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    r = cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--out", str(out),
+            "--n-queries", "10", "--k", "3")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    nn = summary["methods"]["nearest-neighbour"]
+    assert set(nn) == {"0->1", "1->0", "all"}
+    assert nn["all"]["n_queries"] == 20 and nn["all"]["n_cfs"] == 60
+    assert nn["all"]["all"]["valid"] == 1.0  # candidates are predicted as the target class
+    assert summary["classifier"]["accuracy"] > 0.9
+    recs = pd.read_parquet(out / "records.parquet")
+    assert len(recs) == 20 and set(recs["status"]) == {"ok"}
+    md = cli("leaderboard", str(out), "--format", "markdown")
+    assert md.returncode == 0 and "| nearest-neighbour | 10 |" in md.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--task", "nope"], "unknown task 'nope'; valid choices: "),
+    (["run", "--task", "breast-cancer", "--methods", "dicee"], "unknown method 'dicee'; valid choices: "),
+    (["run", "--task", "breast-cancer", "--methods", "nearest-neighbour:fast"], "unknown variant 'fast'"),
+    (["run", "--task", "breast-cancer", "--k", "zero"], "--k: expected a positive integer, got 'zero'"),
+    (["run", "--task", "breast-cancer", "--timeout", "-1"], "--timeout: expected a positive number"),
+    (["run", "--task", "breast-cancer", "--seeds", "a-b"], "--seeds: expected integer seeds"),
+    (["run", "--task", "/no/such/file.toml"], "cannot read task file"),
+    (["list", "things"], "invalid choice: 'things'"),
+    (["leaderboard", "/no/such/run"], "no summary.json"),
+])
+def test_user_mistakes_get_one_line_and_exit_2(args, fragment):
+    r = cli(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert fragment in lines[0] and "Traceback" not in r.stderr
+
+
+def test_list_json():
+    for what in ("tasks", "methods", "metrics"):
+        r = cli("list", what, "--json")
+        assert r.returncode == 0
+        names = [x["name"] for x in json.loads(r.stdout)]
+        assert {"tasks": "breast-cancer", "methods": "nearest-neighbour", "metrics": "validity"}[what] in names

@@ -1,0 +1,109 @@
+"""Every metric against a case small enough to compute by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfbench import metrics as M
+from cfbench.schema import Feature, FeatureSchema
+
+SCHEMA = FeatureSchema((
+    Feature("age", mutable=False, lower=40, upper=90),
+    Feature("steps", actionable=True, direction="increase-only", lower=0, upper=30000),
+    Feature("site", kind="categorical", categories=(0.0, 1.0, 2.0)),
+))
+
+
+def test_validity_and_coverage():
+    assert M.validity(np.array([1, 0, 1]), np.array([1, 1, 1])).tolist() == [True, False, True]
+    assert M.coverage(np.array([0, 2, 1, 0])) == 0.5
+
+
+def test_mad_falls_back_to_one_for_constant_columns():
+    X = np.array([[1.0, 5], [2, 5], [4, 5], [10, 5]])
+    # column 0: median 3, |dev| = 2,1,1,7 -> median 1.5; column 1 constant -> 1
+    assert M.mad(X).tolist() == [1.5, 1.0]
+
+
+def test_distances_by_hand():
+    X = np.array([[50.0, 1000, 0]])
+    C = np.array([[50.0, 4000, 2]])
+    mad = np.array([10.0, 1500, 1])
+    cont = np.array([True, True, False])
+    assert M.l1_mad(X, C, mad, cont).tolist() == [2.0]  # 3000 / 1500
+    span = np.array([40.0, 10000, 2])
+    # sqrt((3000/10000)^2 + (2/2)^2) = sqrt(0.09 + 1)
+    assert M.l2_minmax(X, C, np.zeros(3), span)[0] == pytest.approx(np.sqrt(1.09))
+    assert M.categorical_mismatch(X, C, ~cont).tolist() == [1]
+
+
+def test_sparsity():
+    change = np.array([[True, False, False], [True, True, True]])
+    n, share = M.sparsity(change)
+    assert n.tolist() == [1, 3]
+    assert share.tolist() == pytest.approx([2 / 3, 0.0])
+
+
+def test_constraint_violations():
+    X = np.array([[50.0, 5000, 1]] * 4)
+    C = np.array([
+        [51.0, 5000, 1],   # changes immutable age
+        [50.0, 4000, 1],   # steps down, but steps are increase-only
+        [50.0, 40000, 1],  # steps above the upper bound
+        [50.0, 8000, 2],   # fine: steps up, site is mutable, within bounds
+    ])
+    change = M.changed(X, C, np.array([50.0, 30000, 2]))
+    flags = M.constraint_violations(X, C, change, SCHEMA)
+    assert flags["changes_immutable"].tolist() == [True, False, False, False]
+    assert flags["against_direction"].tolist() == [False, True, False, False]
+    assert flags["out_of_bounds"].tolist() == [False, False, True, False]
+
+
+def test_ynn_counts_target_labelled_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    Xtr = np.array([[0.0], [0.1], [0.2], [1.0], [1.1]])
+    ytr = np.array([0, 0, 1, 1, 1])
+    nn = NearestNeighbors(n_neighbors=3).fit(Xtr)
+    # neighbours of 0.05: 0.0, 0.1, 0.2 -> labels 0, 0, 1; target 1 -> 1/3
+    assert M.y_nn(np.array([[0.05]]), np.array([1]), nn, ytr)[0] == pytest.approx(1 / 3)
+
+
+def test_diversity_by_hand():
+    # one query with 3 CFs, one with a single CF (no pairs -> not reported)
+    C = np.array([[0.0, 0, 0], [2.0, 0, 1], [0.0, 4, 1], [9.0, 9, 9]])
+    q = np.array([7, 7, 7, 8])
+    mad = np.array([1.0, 2.0, 1.0])
+    cont = np.array([True, True, False])
+    ids, div, cdiv = M.pairwise_diversity(C, q, mad, cont, np.ones(3))
+    # pairs: (0,1): 2/1 + 0 + 1 = 3; (0,2): 0 + 4/2 + 1 = 3; (1,2): 2 + 2 + 0 = 4 -> mean 10/3
+    # changed features: (0,1) 2, (0,2) 2, (1,2) 2 of 3 -> 2/3
+    assert ids.tolist() == [7]
+    assert div[0] == pytest.approx(10 / 3)
+    assert cdiv[0] == pytest.approx(2 / 3)
+
+
+def test_runtime():
+    r = M.runtime(np.array([1.0, 2, 3, 4, 100, np.nan]))
+    assert r["median"] == 3.0
+    assert r["p95"] == pytest.approx(np.percentile([1, 2, 3, 4, 100], 95))
+
+
+def test_scorer_end_to_end_on_a_tiny_task():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.uniform(40, 90, 60), "steps": rng.uniform(0, 20000, 60),
+                      "site": rng.integers(0, 3, 60).astype(float)})
+    y = (X["steps"] > 10000).astype(int).to_numpy()
+    s = M.Scorer(SCHEMA).fit(X, y)
+    x = X.iloc[[0, 0]].to_numpy()
+    C = x.copy()
+    C[1, 1] += 1000
+    res = s.score(x, C, np.array([1, 1]), np.array([0, 1]))
+    assert res["valid"].tolist() == [False, True]
+    assert res["n_changed"].tolist() == [0, 1]
+    assert res["n_changed_actionable"].tolist() == [0, 1]
+    assert res["changed::steps"].tolist() == [False, True]
+    assert res["l1_mad"][1] == pytest.approx(1000 / s.mad_[1])
+    assert res["lof_inlier"].dtype == bool

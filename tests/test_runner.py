@@ -1,0 +1,141 @@
+"""Runner: faults are recorded and the run goes on; kill -9 + resume loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cfbench.runner import RunConfig, _normalise, execute, resolve_methods
+from cfbench.store import RunStore, load_records
+from cfbench.task import Task, resolve_spec
+
+
+@pytest.fixture(scope="module")
+def task() -> Task:
+    return Task.load(resolve_spec("breast-cancer"))
+
+
+def _run(task: Task, methods: str, out: Path, **kw) -> list[dict]:
+    cfg = RunConfig(task="breast-cancer", methods=methods, n_queries=kw.pop("n_queries", 2),
+                    out=out, **kw)
+    pairs, _ = resolve_methods(methods)
+    execute(cfg, task, pairs)
+    return load_records(out)
+
+
+def test_faults_are_recorded_and_the_run_goes_on(task, faulty_plugin, tmp_path):
+    methods = ",".join(f"faulty:{v}" for v in (
+        "fit-raises", "raises", "hangs", "kills-itself", "nan", "strings",
+        "unknown-columns", "wrong-shape", "not-a-result", "ok")) + ",nearest-neighbour"
+    recs = _run(task, methods, tmp_path / "run", timeout=1.0, grace=2.0, jobs=2)
+    by = {}
+    for r in recs:
+        by.setdefault(r["variant"] if r["method"] == "faulty" else r["method"], []).append(r)
+    assert all(len(v) == 4 for v in by.values()), {k: len(v) for k, v in by.items()}  # 2 per class
+    expect = {
+        "fit-raises": ("error", "boom in fit"),
+        "raises": ("error", "boom in generate"),
+        "hangs": ("timeout", "hard timeout"),
+        "kills-itself": ("error", "died"),
+        "nan": ("invalid_output", "NaN"),
+        "strings": ("invalid_output", "not numeric"),
+        "unknown-columns": ("invalid_output", "unknown column 'bogus'"),
+        "wrong-shape": ("invalid_output", "shape"),
+        "not-a-result": ("invalid_output", "expected QueryResult"),
+        "ok": ("ok", ""),
+        "nearest-neighbour": ("ok", ""),
+    }
+    for name, (status, fragment) in expect.items():
+        for r in by[name]:
+            assert r["status"] == status, (name, r["status"], r["reason"])
+            assert fragment in r["reason"], (name, r["reason"])
+            assert (r["n_cfs"] > 0) == (status == "ok")
+
+
+def test_every_row_carries_provenance(task, tmp_path):
+    rec = _run(task, "nearest-neighbour", tmp_path / "run")[0]
+    prov = rec["provenance"]
+    assert prov["task_hash"] == task.spec.hash and prov["seed"] == 0
+    assert {"cfbench", "python", "host", "libraries", "data_source"} <= set(prov)
+    assert "scikit-learn" in prov["libraries"]
+
+
+def test_same_seed_same_results(task, faulty_plugin, tmp_path):
+    a = _run(task, "faulty:slow", tmp_path / "a", seeds=(3,))
+    b = _run(task, "faulty:slow", tmp_path / "b", seeds=(3,))
+    c = _run(task, "faulty:slow", tmp_path / "c", seeds=(4,))
+    key = lambda rs: sorted((r["query_id"], json.dumps(r["cfs"])) for r in rs)  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_normalise_rejects_garbage():
+    from cfbench.generator import QueryResult
+
+    cols = ["a", "b"]
+    assert _normalise(QueryResult.ok([[1, 2], [3, 4], [5, 6]]), cols, 2)["cfs"] == [[1, 2], [3, 4]]
+    assert _normalise(QueryResult("weird"), cols, 1)["status"] == "invalid_output"
+    assert _normalise(QueryResult.ok([[1, float("inf")]]), cols, 1)["status"] == "invalid_output"
+    assert _normalise(QueryResult.ok([]), cols, 1)["status"] in ("invalid_output", "not_found")
+    assert _normalise(QueryResult.not_found("none"), cols, 1) == {
+        "status": "not_found", "cfs": [], "reason": "none", "raw": None, "extra": {}}
+
+
+def test_store_drops_a_torn_last_line(tmp_path):
+    store = RunStore(tmp_path)
+    store.append({"method": "m", "variant": "v", "seed": 0, "query_id": 1})
+    store.close()
+    with open(tmp_path / "records.jsonl", "a") as fh:
+        fh.write('{"method": "m", "variant": "v", "se')  # what kill -9 mid-write leaves
+    store = RunStore(tmp_path)
+    store.append({"method": "m", "variant": "v", "seed": 0, "query_id": 2})
+    store.close()
+    assert [r["query_id"] for r in load_records(tmp_path)] == [1, 2]
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cfbench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_uninterrupted(faulty_plugin, tmp_path):
+    common = ["run", "--task", "breast-cancer", "--methods", "faulty:slow,nearest-neighbour",
+              "--n-queries", "8", "--seeds", "0,1", "--quiet"]
+    full = _cli(*common, "--out", str(tmp_path / "full"))
+    assert full.wait(300) == 0, full.stderr.read()
+
+    out = tmp_path / "killed"
+    proc = _cli(*common, "--out", str(out))
+    deadline = time.time() + 120
+    records = out / "records.jsonl"
+    while time.time() < deadline:
+        if records.exists() and records.read_text().count("\n") >= 6:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = records.read_text().count("\n")
+    assert 0 < n_before < 64, "the kill should land mid-run"
+
+    again = _cli(*common, "--out", str(out))
+    assert again.wait(60) == 2 and "--resume" in again.stderr.read()
+    resumed = _cli(*common, "--out", str(out), "--resume")
+    assert resumed.wait(300) == 0, resumed.stderr.read()
+
+    def rows(d: Path) -> list[tuple]:
+        return sorted((r["method"], r["variant"], r["seed"], r["query_id"], r["status"],
+                       json.dumps(r["cfs"])) for r in load_records(d))
+
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == len({json.dumps(json.loads(x)["query_id"]) + json.loads(x)["method"]
+                              + json.loads(x)["variant"] + str(json.loads(x)["seed"]) for x in lines})
+    assert rows(out) == rows(tmp_path / "full")
+    assert len(rows(out)) == 2 * 16 * 2
