@@ -13,7 +13,7 @@ from cfbench.errors import UserError
 COLUMNS = (
     ("all", "coverage", "coverage", ".2f"),
     ("all", "valid", "validity", ".2f"),
-    ("found", "valid", "validity|found", ".2f"),
+    ("found", "valid", "validity (found)", ".2f"),
     ("found", "l1_mad", "L1/MAD", ".2f"),
     ("found", "l2_minmax", "L2 minmax", ".3f"),
     ("found", "n_changed", "#changed", ".2f"),
