@@ -57,27 +57,42 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _common_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="registered task name or path of a spec file")
+    p.add_argument("--methods", default="all", help="'all' or comma-separated, e.g. dice,nice:sparsity")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,), help="one seed")
+    seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per query (hard)")
+    p.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="cells run in parallel")
+    p.add_argument("--out", type=Path, default=Path("out"), help="run folder (default: out)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cfbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run methods on a task and score them")
-    run.add_argument("--task", required=True, help="registered task name or path of a spec file")
-    run.add_argument("--methods", default="all", help="'all' or comma-separated, e.g. dice,nice:sparsity")
+    _common_run_flags(run)
     run.add_argument("--n-queries", type=_positive_int, default=None,
                      help="test instances per source class (default: the task's, usually 50)")
-    seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,), help="one seed")
-    seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
     run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
-    run.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per query (hard)")
-    run.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
-    run.add_argument("--jobs", type=_positive_int, default=1, help="cells run in parallel")
-    run.add_argument("--out", type=Path, default=Path("out"), help="run folder (default: out)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
-    run.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    run.add_argument("--augment", action="store_true",
+                     help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
     run.set_defaults(func=cmd_run)
+
+    aug = sub.add_parser("augment", help="label-scarcity augmentation: scenarios A, B, C")
+    _common_run_flags(aug)
+    aug.add_argument("--scenarios", default="A,B,C", help="comma list of A (positives removed), "
+                     "B (negatives), C (both)")
+    aug.add_argument("--fraction", type=float, default=0.5, help="share of rows removed (0.5)")
+    aug.add_argument("--max-per-class", type=_positive_int, default=None,
+                     help="cap on CFs per depleted class (smoke runs)")
+    aug.set_defaults(func=cmd_augment, seeds=(0, 1, 2, 3, 4))
 
     ls = sub.add_parser("list", help="list tasks, methods or metrics")
     ls.add_argument("what", choices=LIST_WHAT)
@@ -133,7 +148,68 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print_table(summary)
     console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
+    if args.augment:
+        _augment(cfg, task, pairs, console, args.quiet, scenarios="A,B,C", fraction=0.5,
+                 max_per_class=None, seeds=(0, 1, 2, 3, 4))
     return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from cfbench import runner
+    from cfbench.task import Task, resolve_spec
+
+    cfg = runner.RunConfig(
+        task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
+        fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out, resume=args.resume,
+        data_dir=args.data_dir,
+    )
+    cfg.validate()
+    spec = resolve_spec(cfg.task)
+    pairs, skipped = runner.resolve_methods(cfg.methods)
+    console = _console(args.quiet)
+    for name, hint in skipped.items():
+        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
+    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
+    with console.status(f"loading task {spec.name} and its classifier"):
+        task = Task.load(spec, dataset_options=options)
+    _augment(cfg, task, pairs, console, args.quiet, args.scenarios, args.fraction,
+             args.max_per_class, tuple(args.seeds))
+    return 0
+
+
+def _augment(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool, scenarios: str,
+             fraction: float, max_per_class: int | None, seeds: tuple[int, ...]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cfbench import augment
+
+    acfg = augment.AugmentConfig(
+        scenarios=tuple(s.strip() for s in scenarios.split(",") if s.strip()), fraction=fraction,
+        seeds=seeds, max_per_class=max_per_class)
+    acfg.validate()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, disable=quiet)
+    bars: dict[Any, Any] = {}
+
+    def on_plan(work: list) -> None:
+        for cell, todo in work:
+            bars[cell] = progress.add_task(f"  {cell.label} seed {cell.seed}", total=len(todo))
+
+    def on_progress(cell: Any, n: int) -> None:
+        progress.advance(bars[cell], n)
+
+    def on_stage(text: str) -> None:
+        progress.console.print(f"augmentation: {text}")
+
+    with progress:
+        result = augment.run_augmentation(task, cfg, acfg, pairs, on_stage=on_stage,
+                                          on_plan=on_plan, on_progress=on_progress)
+    doc = augment.save(result, cfg.out, {
+        "task": task.name, "task_hash": task.spec.hash, "fraction": fraction,
+        "seeds": list(seeds), "scenarios": list(acfg.scenarios), "max_per_class": max_per_class})
+    if not quiet:
+        print(augment.to_markdown(doc["aggregate"]))
+    console.print(f"wrote {cfg.out / 'augment.json'}")
 
 
 def _execute_with_progress(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:

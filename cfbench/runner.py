@@ -66,6 +66,8 @@ class RunConfig:
     resume: bool = False
     data_dir: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: (scenario, fraction, seed): run on the task with training labels removed (augmentation)
+    scarcity: tuple[str, float, int] | None = None
 
     def validate(self) -> None:
         if self.k < 1:
@@ -172,12 +174,15 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _worker(conn: Any, spec_path: str, dataset_options: dict, method: str, variant: str, seed: int, params: dict) -> None:
+def _worker(conn: Any, spec_path: str, dataset_options: dict, method: str, variant: str, seed: int,
+            params: dict, scarcity: tuple[str, float, int] | None = None) -> None:
     """Worker process: fit once, then answer ``("batch", …)`` messages until ``("stop",)``."""
     try:
         from cfbench.task import load_spec
 
         task = Task.load(load_spec(spec_path), dataset_options=dataset_options)
+        if scarcity is not None:
+            task = task.scarce(*scarcity)[0]
         spec = registry().generator(method)
         _seed_everything(seed)
         t0 = time.perf_counter()
@@ -227,7 +232,8 @@ class _Worker:
         options = {"data_dir": cfg.data_dir} if cfg.data_dir else {}
         self.proc = ctx.Process(
             target=_worker,
-            args=(child, task.spec.path, options, cell.method, cell.variant, cell.seed, cfg.params),
+            args=(child, task.spec.path, options, cell.method, cell.variant, cell.seed, cfg.params,
+                  cfg.scarcity),
             daemon=True,
         )
         self.proc.start()
@@ -376,9 +382,10 @@ class Runner:
             self.on_progress(cell, 1)
 
 
-def plan(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]], done: set[tuple]) -> list[tuple[Cell, pd.DataFrame]]:
+def plan(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]], done: set[tuple],
+         queries: pd.DataFrame | None = None) -> list[tuple[Cell, pd.DataFrame]]:
     """Cells with the queries each still has to answer (``done`` keys are skipped)."""
-    queries = task.queries(cfg.n_queries)
+    queries = task.queries(cfg.n_queries) if queries is None else queries
     work = []
     for seed in cfg.seeds:
         for method, variant in pairs:
@@ -393,7 +400,7 @@ def plan(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]], done: set
 def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
     """The run's identity; resuming under a different identity would mix incomparable rows."""
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
-            "data_dir": cfg.data_dir}
+            "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None}
     path = cfg.out / RUN_INFO
     has_records = (cfg.out / "records.jsonl").exists()
     if has_records and not cfg.resume:
@@ -415,13 +422,18 @@ def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
 
 def execute(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]],
             on_plan: Callable[[list[tuple[Cell, pd.DataFrame]]], None] | None = None,
-            on_progress: Callable[[Cell, int], None] | None = None) -> RunStore:
-    """Run all remaining cells (``cfg.jobs`` at a time) and return the closed store."""
+            on_progress: Callable[[Cell, int], None] | None = None,
+            queries: pd.DataFrame | None = None) -> RunStore:
+    """Run all remaining cells (``cfg.jobs`` at a time) and return the closed store.
+
+    ``queries`` (columns ``query_id``, ``source``, ``target`` and the features) replaces the
+    task's test-set queries, e.g. with training rows for augmentation.
+    """
     info = check_resume(cfg, task.spec)
     store = RunStore(cfg.out)
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg)})
-        work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set())
+        work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set(), queries)
         if on_plan:
             on_plan(work)
         runner = Runner(cfg, task, store, on_progress)

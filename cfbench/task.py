@@ -194,6 +194,7 @@ class Task:
     model: Any
     scores: dict[str, float]
     model_from_cache: bool = False
+    scarcity: tuple[str, float, int] | None = None
 
     @classmethod
     def load(
@@ -240,6 +241,44 @@ class Task:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def retrain(self, X: pd.DataFrame, y: np.ndarray, tag: str) -> Any:
+        """A fresh classifier of this task's spec fit on ``(X, y)``, cached under ``tag``."""
+        pipe = build_pipeline(self.spec.model, self.spec.model_params, self.spec.model_seed, self.schema)
+        fp = hashlib.sha256(pd.util.hash_pandas_object(X, index=True).values.tobytes()
+                            + np.asarray(y, np.int64).tobytes()).hexdigest()
+        key = cache_key(self.spec.hash, f"{self.dataset.fingerprint()}:{tag}:{fp}", self.spec.model_seed)
+        return fit_cached(pipe, X, y, key)[0]
+
+    def scarce(self, scenario: str, fraction: float, seed: int) -> tuple[Task, pd.DataFrame, pd.Series]:
+        """The task with a share of its training labels removed, and what was removed.
+
+        Scenario ``A`` drops ``fraction`` of the positive training rows, ``B`` of the negative
+        ones, ``C`` of each.  Rows are drawn with ``seed``; the classifier is refit on what is
+        left; the test split is untouched.  Returns (scarce task, removed rows, removed labels).
+        """
+        classes = {"A": (1,), "B": (0,), "C": (0, 1)}
+        if scenario not in classes:
+            raise UserError(f"unknown scarcity scenario {scenario!r}; valid choices: A, B, C")
+        if not 0 < fraction < 1:
+            raise UserError(f"scarcity fraction must be in (0, 1), got {fraction}")
+        rng = np.random.default_rng([seed, ord(scenario)])
+        drop: list[int] = []
+        for c in classes[scenario]:
+            idx = np.flatnonzero(self.y_train == c)
+            drop.extend(rng.choice(idx, size=int(round(fraction * len(idx))), replace=False))
+        mask = np.ones(len(self.y_train), bool)
+        mask[drop] = False
+        X_s, y_s = self.X_train[mask], self.y_train[mask]
+        model = self.retrain(X_s, y_s, f"scarce:{scenario}:{fraction}:{seed}")
+        pred = model.predict(self.X_test)
+        scores = {"accuracy": float(accuracy_score(self.y_test, pred)),
+                  "f1": float(f1_score(self.y_test, pred)),
+                  "n_train": int(len(y_s)), "n_test": int(len(self.y_test))}
+        task = Task(self.spec, self.dataset, self.schema, X_s, self.X_test, y_s, self.y_test,
+                    model, scores, False, scarcity=(scenario, fraction, seed))
+        removed = self.X_train[~mask]
+        return task, removed, pd.Series(self.y_train[~mask], index=removed.index)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(X[self.schema.names])
@@ -297,4 +336,5 @@ class Task:
             "task_path": self.spec.path,
             "data_source": self.dataset.source,
             "data_fingerprint": self.dataset.fingerprint(),
+            "scarcity": list(self.scarcity) if self.scarcity else None,
         }
