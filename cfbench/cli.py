@@ -99,9 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
 
-    lb = sub.add_parser("leaderboard", help="methods x metrics per direction for a run folder")
+    lb = sub.add_parser("leaderboard", help="show a run's leaderboard, or update/check the committed ones")
     lb.add_argument("run_dir", nargs="?", type=Path, help="the --out folder of a run")
     lb.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    lb.add_argument("--update", action="store_true",
+                    help="regenerate leaderboard/<task>.{json,md,svg} from RUN_DIR")
+    lb.add_argument("--augment", type=Path, default=None,
+                    help="with --update: the --out folder of `cfbench augment` for the same task")
+    lb.add_argument("--dir", type=Path, default=Path("leaderboard"), help="leaderboard folder")
+    lb.add_argument("--check", action="store_true",
+                    help="re-run the smoke configuration and compare with the committed numbers")
+    lb.add_argument("--write", action="store_true", help="with --check: store the new smoke numbers")
+    lb.add_argument("--validate", action="store_true",
+                    help="validate the leaderboard files against leaderboard/schema.json")
     lb.set_defaults(func=cmd_leaderboard)
 
     from cfbench.plugins import registry
@@ -294,6 +304,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from cfbench import leaderboard
 
+    if args.check or args.validate:
+        from cfbench import smoke
+
+        status = 0
+        if args.validate:
+            errors = smoke.validate_boards(args.dir, args.dir / "schema.json")
+            for e in errors:
+                print(e)
+            print(f"schema: {'ok' if not errors else f'{len(errors)} problems'}")
+            status |= bool(errors)
+        if args.check:
+            ok, report = smoke.check(args.dir / "smoke.toml", args.dir / "smoke", write=args.write)
+            print("\n".join(report))
+            status |= not ok
+        return int(status)
+    if args.update:
+        if args.run_dir is None:
+            raise UserError("--update needs the run folder: cfbench leaderboard out/heart --update")
+        board = leaderboard.build_board(args.run_dir, args.augment)
+        for p in leaderboard.write_board(board, args.dir):
+            print(f"wrote {p}")
+        return 0
     if args.run_dir is None:
         raise UserError("cfbench leaderboard: give the run folder, e.g. `cfbench leaderboard out/`")
     summary = leaderboard.load_summary(args.run_dir)

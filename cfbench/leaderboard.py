@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from cfbench.errors import UserError
 
 #: (scope, metric, column header, format)
@@ -98,3 +101,135 @@ def print_table(summary: dict[str, Any]) -> None:
         for r in rows(summary, direction):
             table.add_row(*r)
         console.print(table)
+
+
+# ----------------------------------------------------------------------------- committed boards
+
+SCHEMA_VERSION = 1
+BOARD_DIR = Path("leaderboard")
+
+
+def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any]:
+    """The machine-readable leaderboard of one task, from a run folder (and an augment folder)."""
+    from cfbench import augment as aug
+    from cfbench.ranking import RANKED, bootstrap_ci, per_query_values, rank_methods
+    from cfbench.store import load_records
+    from cfbench.summary import score_records
+    from cfbench.task import Task, resolve_spec
+
+    summary = load_summary(run_dir)
+    run_info = json.loads((Path(run_dir) / "run.json").read_text())
+    spec = resolve_spec(summary["task"])
+    if spec.hash != summary["task_hash"]:
+        raise UserError(f"{run_dir}: the run used another version of task {spec.name!r} "
+                        f"(hash {summary['task_hash'][:12]}, now {spec.hash[:12]}); re-run it")
+    data_dir = run_info.get("data_dir")
+    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
+    records = load_records(run_dir)
+    cf, q = score_records(task, records)
+    values = per_query_values(cf, q) if len(q) else pd.DataFrame()
+    ci: dict[str, dict[str, list[float]]] = {}
+    for metric, (how, _, _) in RANKED.items():
+        ci[metric] = {}
+        for label, g in values.groupby("method_label") if len(values) else []:
+            v = g[metric].to_numpy(float)
+            ci[metric][label] = list(bootstrap_ci(v if how == "slot_mean" else v[np.isfinite(v)]))
+    board: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "task": summary["task"],
+        "task_hash": summary["task_hash"],
+        "data_source": summary["data_source"],
+        "classifier": summary["classifier"],
+        "config": run_info.get("config", {}),
+        "provenance": records[0]["provenance"] if records else {},
+        "skipped_methods": summary.get("skipped_methods", {}),
+        "methods": summary["methods"],
+        "ranks": rank_methods(values) if len(values) else {"methods": [], "metrics": {}, "overall": {}},
+        "ci": ci,
+        "augmentation": None,
+    }
+    if augment_dir is not None:
+        doc = aug.load(augment_dir)
+        board["augmentation"] = {k: doc[k] for k in ("fraction", "seeds", "scenarios",
+                                                     "max_per_class", "aggregate")}
+    return board
+
+
+def board_markdown(board: dict[str, Any]) -> str:
+    """The Markdown leaderboard, rendered from the board JSON only."""
+    from cfbench import augment as aug
+
+    name = board["task"]
+    cfg = board.get("config", {})
+    prov = board.get("provenance", {})
+    body = to_markdown(board).replace(f"# {name}", f"# Leaderboard: {name}", 1)
+    head, sep, tail = body.partition("## Direction")
+    intro = (
+        f"Run: `cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
+        f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
+        f"--timeout {cfg.get('timeout', 60):g}"
+        + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + "`; "
+        f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
+        f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "
+        "the *found* columns (distances, sparsity, LOF, yNN, violations) use returned CFs only."
+    )
+    text = [head + intro + "\n\n" + sep + tail, ""]
+    if board.get("skipped_methods"):
+        text.append("Not run (unavailable here): " + "; ".join(
+            f"{m} ({why})" for m, why in board["skipped_methods"].items()) + "\n")
+    ranks = board["ranks"]
+    if ranks["methods"]:
+        metrics = list(ranks["metrics"])
+        text += ["## Ranks (1 = best; mean over queries, failures ranked last)", "",
+                 "| method | overall | " + " | ".join(metrics) + " |",
+                 "|---|---|" + "---|" * len(metrics)]
+        order = sorted(ranks["methods"], key=lambda m: ranks["overall"].get(m, np.inf))
+        for m in order:
+            text.append(f"| {m} | {ranks['overall'][m]:.2f} | " + " | ".join(
+                f"{ranks['metrics'][x]['mean_rank'][m]:.2f}" for x in metrics) + " |")
+        text.append("| Friedman p | | " + " | ".join(
+            _p(ranks["metrics"][x]["friedman"]["p_value"]) for x in metrics) + " |")
+        text.append("| Nemenyi CD (α = 0.05) | | " + " | ".join(
+            _num(ranks["metrics"][x]["nemenyi_cd"]) for x in metrics) + " |")
+        n = {ranks["metrics"][x]["n_queries"] for x in metrics}
+        text += ["", f"Blocks: {', '.join(map(str, sorted(n)))} queries (seed × test instance). "
+                 "Two methods differ significantly on a metric when their mean ranks differ by more "
+                 "than the CD.", ""]
+    if board.get("augmentation"):
+        a = board["augmentation"]
+        text += ["## Augmentation under label scarcity", "",
+                 f"{a['fraction']:.0%} of the training rows removed (A: positives, B: negatives, "
+                 f"C: both); mean ± std over seeds {', '.join(map(str, a['seeds']))}; F1 in points "
+                 "on the fixed test split. *valid* adds only the CFs the scarce classifier assigns "
+                 "to their target class; *all* adds every CF."
+                 + (f" At most {a['max_per_class']} CFs per depleted class." if a.get("max_per_class") else ""),
+                 "", aug.to_markdown(a["aggregate"]), ""]
+    text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
+             f"![feature-change profile]({name}-features.svg)", ""]
+    return "\n".join(text)
+
+
+def _num(v: float) -> str:
+    return "–" if v != v else f"{v:.2f}"
+
+
+def _p(p: float) -> str:
+    return "–" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR) -> list[Path]:
+    """Write ``<task>.json``, ``<task>.md`` and the two SVG plots; returns the paths."""
+    from cfbench.plots import feature_profile, metric_bars
+    from cfbench.store import write_json_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = board["task"]
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md",
+             out_dir / f"{name}-metrics.svg", out_dir / f"{name}-features.svg"]
+    write_json_atomic(paths[0], board)
+    paths[1].write_text(board_markdown(board))
+    metric_bars(board["ci"], f"{name}: means over queries, 95% bootstrap CI", paths[2])
+    prof = pd.DataFrame({m: d["all"]["feature_change"] for m, d in board["methods"].items()}).T
+    feature_profile(prof.fillna(0.0), f"{name}: share of CFs changing each feature", paths[3])
+    return paths

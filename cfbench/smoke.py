@@ -1,0 +1,156 @@
+"""The CI-tracked smoke leaderboard: a small deterministic configuration re-run on every CI.
+
+``leaderboard/smoke.toml`` lists the runs; ``leaderboard/smoke/<task>.json`` holds their
+committed numbers.  ``check`` re-runs them and fails when a number moves by more than
+``atol + rtol * |committed|``.  Wall-clock metrics are not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfbench.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+IGNORED = ("seconds_median", "seconds_p95")
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    task: str
+    methods: str
+    n_queries: int
+    seeds: tuple[int, ...]
+    k: int
+    timeout: float
+    augment_max_per_class: int | None
+
+
+def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the smoke configuration ({exc})") from None
+    runs = [SmokeRun(r["task"], r["methods"], int(r.get("n_queries", 5)),
+                     tuple(r.get("seeds", [0])), int(r.get("k", 1)), float(r.get("timeout", 60)),
+                     r.get("augment_max_per_class")) for r in raw.get("runs", [])]
+    return runs, float(raw.get("atol", 0.01)), float(raw.get("rtol", 0.05))
+
+
+def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
+    """Run one smoke configuration; returns {"summary": ..., "augmentation": ...}."""
+    from cfbench import augment, runner
+    from cfbench.store import load_records
+    from cfbench.summary import summarize
+    from cfbench.task import Task, resolve_spec
+
+    out = workdir / run.task
+    cfg = runner.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
+                           n_queries=run.n_queries, k=run.k, timeout=run.timeout, out=out)
+    task = Task.load(resolve_spec(run.task))
+    pairs, _ = runner.resolve_methods(run.methods)
+    runner.execute(cfg, task, pairs)
+    summary = summarize(task, load_records(out))
+    result: dict[str, Any] = {"config": run.__dict__, "classifier": summary["classifier"],
+                              "methods": summary["methods"], "augmentation": None}
+    if run.augment_max_per_class:
+        acfg = augment.AugmentConfig(seeds=run.seeds, max_per_class=run.augment_max_per_class)
+        res = augment.run_augmentation(task, cfg, acfg, pairs)
+        result["augmentation"] = augment.aggregate(res.rows)
+    return result
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves by path; augmentation rows keyed by scenario/method/cfs."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in IGNORED or k == "config":
+                continue
+            out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, dict) and "scenario" in item:
+                key = f"{item['scenario']}|{item['method']}|{item['cfs']}"
+                out.update(flatten({k: v for k, v in item.items()
+                                    if k not in ("scenario", "method", "cfs")}, f"{prefix}/{key}"))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[prefix] = float(obj)
+    return out
+
+
+def compare(new: dict[str, Any], old: dict[str, Any], atol: float, rtol: float) -> list[str]:
+    """Lines describing every number outside tolerance, and keys that appeared or vanished."""
+    a, b = flatten(new), flatten(old)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            diffs.append(f"- {key}: committed {b[key]:.6g}, missing now")
+        elif key not in b:
+            diffs.append(f"+ {key}: new {a[key]:.6g}, not in the committed results")
+        else:
+            x, y = a[key], b[key]
+            if math.isnan(x) and math.isnan(y):
+                continue
+            if math.isnan(x) or math.isnan(y) or abs(x - y) > atol + rtol * abs(y):
+                diffs.append(f"~ {key}: committed {y:.6g}, now {x:.6g} (Δ {x - y:+.3g})")
+    return diffs
+
+
+def check(config: Path, committed_dir: Path, write: bool = False) -> tuple[bool, list[str]]:
+    """Re-run every smoke configuration and compare (or, with ``write``, store the results)."""
+    runs, atol, rtol = load_config(config)
+    report: list[str] = [f"tolerance: |now - committed| <= {atol} + {rtol} * |committed|"]
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            result = run_smoke(run, Path(tmp))
+            path = Path(committed_dir) / f"{run.task}.json"
+            if write:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+                report.append(f"{run.task}: wrote {path}")
+                continue
+            if not path.exists():
+                ok = False
+                report.append(f"{run.task}: no committed results at {path} (run with --write)")
+                continue
+            diffs = compare(result, json.loads(path.read_text()), atol, rtol)
+            if diffs:
+                ok = False
+                report.append(f"{run.task}: {len(diffs)} numbers differ from {path}:")
+                report.extend("  " + d for d in diffs)
+            else:
+                report.append(f"{run.task}: {len(flatten(result))} numbers match {path}")
+    return ok, report
+
+
+def validate_boards(board_dir: Path, schema_path: Path) -> list[str]:
+    """Schema errors of every ``<task>.json`` board in ``board_dir`` (empty when all valid)."""
+    import jsonschema
+
+    schema = json.loads(Path(schema_path).read_text())
+    errors = []
+    boards = sorted(p for p in Path(board_dir).glob("*.json") if p.name != Path(schema_path).name)
+    if not boards:
+        errors.append(f"{board_dir}: no leaderboard JSON files found")
+    for p in boards:
+        doc = json.loads(p.read_text())
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(doc):
+            where = "/".join(map(str, err.absolute_path)) or "(root)"
+            errors.append(f"{p}: {where}: {err.message}")
+        for extra in (f"{doc.get('task')}.md", f"{doc.get('task')}-metrics.svg",
+                      f"{doc.get('task')}-features.svg"):
+            if not (p.parent / extra).exists():
+                errors.append(f"{p}: companion file {extra} is missing")
+    return errors
