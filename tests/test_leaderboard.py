@@ -1,0 +1,103 @@
+"""Leaderboards: ranks, the board files, the CI smoke check (fails on a changed metric), the schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfbench.ranking import bootstrap_ci, nemenyi_cd, rank_methods
+from cfbench.smoke import compare
+
+SCHEMA = Path(__file__).parents[1] / "leaderboard" / "schema.json"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cfbench.cli", *args], capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_ranks_by_hand():
+    # 3 queries x 3 methods; validity higher is better, a failure is ranked last
+    rows = []
+    for qid, (a, b, c) in enumerate([(1, 0, 0), (1, 1, 0), (1, 0, 1)]):
+        for m, v in zip("abc", (a, b, c), strict=True):
+            rows.append({"method_label": m, "seed": 0, "query_id": qid, "validity": float(v),
+                         "l2_minmax": float(qid + 1) if m == "b" else np.inf,
+                         "n_changed": 1.0, "lof_inlier": 1.0, "respects_constraints": 1.0})
+    r = rank_methods(pd.DataFrame(rows))
+    # validity ranks per query: (1, 2.5, 2.5), (1.5, 1.5, 3), (1.5, 3, 1.5)
+    assert r["metrics"]["validity"]["mean_rank"] == pytest.approx(
+        {"a": 4 / 3, "b": 7 / 3, "c": 7 / 3})
+    assert r["metrics"]["l2_minmax"]["mean_rank"]["b"] == 1.0
+    assert r["metrics"]["n_changed"]["mean_rank"] == {"a": 2.0, "b": 2.0, "c": 2.0}
+    assert np.isnan(r["metrics"]["n_changed"]["friedman"]["p_value"])  # all tied
+    # q_0.05 for k = 3 is 2.343 (Demšar 2006, Table 5): CD = 2.343 * sqrt(3*4 / (6*3))
+    assert r["metrics"]["validity"]["nemenyi_cd"] == pytest.approx(2.343 * np.sqrt(12 / 18), abs=1e-3)
+    assert nemenyi_cd(1, 10) != nemenyi_cd(1, 10)  # nan for one method
+
+
+def test_bootstrap_ci_brackets_the_mean():
+    mean, lo, hi = bootstrap_ci(np.r_[np.zeros(50), np.ones(50)])
+    assert mean == 0.5 and lo < 0.5 < hi and hi - lo < 0.3
+
+
+def test_compare_reports_changed_missing_and_new_numbers():
+    old = {"methods": {"m": {"all": {"all": {"valid": 0.80, "coverage": 1.0}}}},
+           "augmentation": [{"scenario": "A", "method": "m", "cfs": "all", "f1": 0.5}]}
+    new = json.loads(json.dumps(old))
+    assert compare(new, old, 0.01, 0.05) == []
+    new["methods"]["m"]["all"]["all"]["valid"] = 0.805  # inside 0.01 + 0.05 * 0.8
+    assert compare(new, old, 0.01, 0.05) == []
+    new["methods"]["m"]["all"]["all"]["valid"] = 0.70
+    new["augmentation"][0]["f1"] = 0.9
+    del new["methods"]["m"]["all"]["all"]["coverage"]
+    diffs = compare(new, old, 0.01, 0.05)
+    assert any(d.startswith("~ methods/m/all/all/valid: committed 0.8, now 0.7") for d in diffs)
+    assert any("augmentation/A|m|all/f1" in d for d in diffs)
+    assert any(d.startswith("- methods/m/all/all/coverage") for d in diffs)
+
+
+@pytest.mark.slow
+def test_update_check_and_validate_end_to_end(tmp_path):
+    board_dir = tmp_path / "leaderboard"
+    board_dir.mkdir()
+    (board_dir / "schema.json").write_text(SCHEMA.read_text())
+    (board_dir / "smoke.toml").write_text(
+        'atol = 0.01\nrtol = 0.05\n[[runs]]\ntask = "breast-cancer"\n'
+        'methods = "nearest-neighbour"\nn_queries = 3\nseeds = [0]\naugment_max_per_class = 5\n')
+    run = tmp_path / "run"
+    assert cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "4",
+               "--k", "2", "--out", str(run), "--quiet").returncode == 0
+    aug = tmp_path / "aug"
+    assert cli("augment", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--seeds", "0",
+               "--max-per-class", "5", "--out", str(aug), "--quiet").returncode == 0
+    up = cli("leaderboard", str(run), "--update", "--augment", str(aug), "--dir", str(board_dir))
+    assert up.returncode == 0, up.stderr
+    md = (board_dir / "breast-cancer.md").read_text()
+    assert "## Direction 0->1" in md and "## Direction 1->0" in md and "| A (positive) | smote |" in md
+    assert (board_dir / "breast-cancer-metrics.svg").read_text().lstrip().startswith("<?xml")
+
+    v = cli("leaderboard", "--validate", "--dir", str(board_dir))
+    assert v.returncode == 0, v.stdout + v.stderr
+    board = json.loads((board_dir / "breast-cancer.json").read_text())
+    del board["ranks"]
+    (board_dir / "breast-cancer.json").write_text(json.dumps(board))
+    v = cli("leaderboard", "--validate", "--dir", str(board_dir))
+    assert v.returncode == 1 and "'ranks' is a required property" in v.stdout
+
+    assert cli("leaderboard", "--check", "--write", "--dir", str(board_dir)).returncode == 0
+    ok = cli("leaderboard", "--check", "--dir", str(board_dir))
+    assert ok.returncode == 0, ok.stdout
+    smoke = board_dir / "smoke" / "breast-cancer.json"
+    doc = json.loads(smoke.read_text())
+    doc["methods"]["nearest-neighbour"]["all"]["found"]["l2_minmax"] *= 1.5  # a deliberate change
+    smoke.write_text(json.dumps(doc))
+    bad = cli("leaderboard", "--check", "--dir", str(board_dir))
+    assert bad.returncode == 1
+    assert "~ methods/nearest-neighbour/all/found/l2_minmax: committed" in bad.stdout
