@@ -32,9 +32,29 @@ def cfbench_generators() -> list[GeneratorSpec]:
     ]
 
 
+def _ai_readi(**options: object):
+    from cfbench.ai_readi.loader import load_ai_readi
+
+    return load_ai_readi(**options)
+
+
+def _uci_heart(**options: object):
+    from cfbench.heart import load_heart
+
+    return load_heart(**options)
+
+
 @hookimpl
 def cfbench_dataset_loaders() -> dict:
-    return dict(BUILTIN_LOADERS)
+    return {**BUILTIN_LOADERS, "ai-readi": _ai_readi, "uci-heart": _uci_heart}
+
+
+@hookimpl
+def cfbench_add_commands(subparsers) -> None:
+    """``cfbench data report | synth-ai-readi | ai-readi``."""
+    from cfbench.ai_readi.commands import add_data_commands
+
+    add_data_commands(subparsers)
 
 
 def builtin_tasks_dir() -> Path:

@@ -47,7 +47,7 @@ def metric_bars(ci: dict[str, dict[str, list[float]]], title: str, path: Path) -
     ax0.invert_yaxis()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
+    fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -60,8 +60,8 @@ def feature_profile(profile: pd.DataFrame, title: str, path: Path) -> None:
     ax.set_xticklabels(profile.columns, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(profile.shape[0]))
     ax.set_yticklabels(profile.index, fontsize=8)
-    fig.colorbar(im, ax=ax, label="share of CFs changing the feature")
+    fig.colorbar(im, ax=ax, label="share changed")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
+    fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)

@@ -96,7 +96,7 @@ def extract(recs: list, fields: dict[str, tuple[str, ...]], mod: str, rep: DataR
     """Pull named fields out of every record; records missing a field are counted and skipped."""
     rep.rec(mod, "read", len(recs))
     try:  # fast path: every record well formed
-        return {name: [_fast(r, p) for r in recs] for name, p in fields.items()}
+        return {name: _column(recs, p) for name, p in fields.items()}
     except (KeyError, TypeError, IndexError):
         pass
     out: dict[str, list] = {name: [] for name in fields}
@@ -113,12 +113,17 @@ def extract(recs: list, fields: dict[str, tuple[str, ...]], mod: str, rep: DataR
     return out
 
 
-def _fast(r: dict, p: tuple[str, ...]) -> Any:
+def _column(recs: list, p: tuple[str, ...]) -> list:
     if len(p) == 1:
-        return r[p[0]]
+        a = p[0]
+        return [r[a] for r in recs]
     if len(p) == 2:
-        return r[p[0]][p[1]]
-    return _dig(r, p)
+        a, b = p
+        return [r[a][b] for r in recs]
+    if len(p) == 3:
+        a, b, c = p
+        return [r[a][b][c] for r in recs]
+    return [_dig(r, p) for r in recs]
 
 
 def parse_times(ts: list) -> np.ndarray:
@@ -126,7 +131,11 @@ def parse_times(ts: list) -> np.ndarray:
 
     Unparseable or non-string values become -1 (callers count and drop them).
     """
-    s = pd.Series([x if isinstance(x, str) else None for x in ts], dtype=object)
+    fast = _parse_uniform(ts)
+    if fast is not None:
+        return fast
+    s = pd.Series(ts, dtype=object)
+    s = s.where(s.map(type).eq(str), None)
     dt = pd.to_datetime(s, format="ISO8601", utc=True, errors="coerce")
     out = np.full(len(s), -1, dtype=np.int64)
     ok = dt.notna().to_numpy()
@@ -134,15 +143,44 @@ def parse_times(ts: list) -> np.ndarray:
     return out
 
 
+def _parse_uniform(ts: list) -> np.ndarray | None:
+    """Fast path for the usual case: every value ``YYYY-MM-DDThh:mm:ssZ`` (or v1's space form)."""
+    if not ts:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        arr = np.array(ts)
+    except (ValueError, TypeError):
+        return None
+    if arr.dtype.kind != "U" or arr.ndim != 1:
+        return None
+    width = arr.dtype.itemsize // 4
+    chars = arr.view("U1").reshape(len(arr), width)
+    if width == 20 and (chars[:, 19] == "Z").all():
+        arr = arr.astype("U19")
+    elif width != 19 or (chars[:, 18] == "").any():
+        return None
+    if not ((chars[:, 4] == "-") & (chars[:, 7] == "-") & (chars[:, 13] == ":")).all():
+        return None
+    try:
+        return arr.astype("datetime64[s]").astype(np.int64)
+    except ValueError:
+        return None
+
+
 _LO, _HI = (int(PERIOD[0].timestamp()), int(PERIOD[1].timestamp()))
 
 
 def numeric(vals: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(values, is_null, is_empty_string, is_non_numeric); numeric strings are accepted."""
-    s = pd.Series(vals, dtype=object)
+    s = pd.Series(vals)
+    if s.dtype.kind in "iuf":  # all numbers (bare NaN tokens arrive as float NaN)
+        num = s.to_numpy(dtype=float, copy=True)
+        none = np.zeros(len(num), bool)
+        return num, np.isnan(num), none, none
+    s = s.astype(object)
     null = s.isna().to_numpy()
     try:
-        num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        num = np.array(pd.to_numeric(s, errors="coerce"), dtype=float)
     except (TypeError, ValueError):
         num = np.array([_num(v) for v in vals], dtype=float)
     is_bool = np.fromiter((isinstance(v, bool) for v in vals), bool, len(vals))
@@ -167,6 +205,7 @@ class Cleaner:
         self.keep = np.ones(n, dtype=bool)
 
     def drop(self, mask: np.ndarray, reason: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
         hit = mask & self.keep
         self.rep.rec(self.mod, reason, int(hit.sum()))
         self.keep &= ~mask
@@ -252,7 +291,10 @@ def cgm_features(doc: Any, rep: DataReport) -> dict[str, float]:
 
 
 def heart_rate(doc: Any, rep: DataReport, tz: str) -> tuple[dict[str, float], np.ndarray | None]:
-    """Mean HR, resting HR (lowest 30-min mean 03:00-07:00 local, median over nights), wear days."""
+    """Mean HR, resting HR (lowest 30-min mean 03:00-07:00 local, median over nights), wear days.
+
+    A 30-min slot counts when it holds at least half the readings the file's sampling rate gives.
+    """
     t, v = point_series(body_list(doc, "heart_rate"), "heart_rate", ("heart_rate", "value"), rep, [
         (lambda v: v == 0, "0 (off wrist or charging)"),
         (lambda v: (v < 25) | (v > 250), "out of range (<25 or >250)"),
@@ -267,7 +309,9 @@ def heart_rate(doc: Any, rep: DataReport, tz: str) -> tuple[dict[str, float], np
     if night.any():
         df = pd.DataFrame({"slot": loc[night] // 1800, "day": loc[night] // 86400, "v": v[night]})
         slots = df.groupby(["day", "slot"])["v"].agg(["mean", "size"])
-        slots = slots[slots["size"] >= 3]
+        step = float(np.median(np.diff(t))) if len(t) > 1 else 60.0
+        need = max(1.0, 0.5 * 1800 / max(step, 1.0))  # half the readings a 30-min slot should hold
+        slots = slots[slots["size"] >= need]
         if len(slots):
             out["hr_resting"] = float(slots.groupby(level="day")["mean"].min().median())
     # wear: distinct 15-min slots with a valid reading, per local day

@@ -124,8 +124,12 @@ def read_participants(root: Path) -> tuple[pd.DataFrame, str]:
     bad = df.loc[ids.isna(), "participant_id"].tolist()
     df = df[ids.notna()].copy()
     df["participant_id"] = ids[ids.notna()].astype(int)
+    dup = df["participant_id"].duplicated()
+    dups = sorted(set(df.loc[dup, "participant_id"]))
+    df = df[~dup].reset_index(drop=True)
     df.attrs["bad_ids"] = bad
-    return df.reset_index(drop=True), id_col
+    df.attrs["duplicate_ids"] = dups
+    return df, id_col
 
 
 def detect_version(root: Path, id_col: str) -> str:
@@ -187,7 +191,7 @@ def _manifest_paths(root: Path, release: Release) -> None:
         for mod in MODALITIES:
             if mod.datatype != dt or mod.manifest_column not in man.columns:
                 continue
-            for pid_s, rel in zip(man[id_col], man[mod.manifest_column]):
+            for pid_s, rel in zip(man[id_col], man[mod.manifest_column], strict=True):
                 try:
                     pid = int(pid_s)
                 except ValueError:
@@ -233,6 +237,8 @@ def open_release(path: str | Path) -> Release:
     participants, id_col = read_participants(root)
     version = detect_version(root, id_col)
     rel = Release(root=root, container=container, version=version, participants=participants)
+    for dup in participants.attrs.get("duplicate_ids", []):
+        rel.issues.append((str(root / "participants.tsv"), f"participant ID {dup} listed more than once; first row kept"))
     for bad in participants.attrs.get("bad_ids", []):
         rel.issues.append((str(root / "participants.tsv"), f"participant ID {bad!r} is not an integer; row skipped"))
     if not any((root / d).is_dir() for d in (CGM_DIR, GARMIN_DIR)):

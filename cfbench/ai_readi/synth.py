@@ -35,19 +35,28 @@ SITE_BY_GROUP = np.array([[127, 85, 160], [71, 74, 97], [131, 100, 92], [63, 33,
 SITE_ORDER = ("UAB", "UCSD", "UW")
 GLUCOSE_MEDIAN = np.array([118.0, 124.0, 140.0, 167.0])  # mg/dL, per group
 GLUCOSE_LOGSD = np.array([0.15, 0.20, 0.25, 0.30])
-CV_RANGE = np.array([[0.15, 0.18], [0.18, 0.20], [0.20, 0.24], [0.25, 0.27]])
+CV_MEAN = np.array([0.165, 0.19, 0.22, 0.26])  # within-person glucose CV per group (typical)
 HBA1C_GROUP = np.array([0.0, 0.35, 0.9, 1.3])  # % added per group on top of the glucose link
 STAGES = np.array(["light", "awake", "deep", "rem", "unknown"])
 STAGE_P = np.array([0.48, 0.19, 0.18, 0.14, 0.01])
 DAY = 86400
+CGM_RECORD = (
+    '{"effective_time_frame": {"time_interval": {"start_date_time": "%s", "end_date_time": "%s"}}, '
+    '"event_type": "EGV", "source_device_id": "%s", "blood_glucose": {"unit": "mg/dL", "value": %s}, '
+    '"transmitter_time": {"unit": "long integer", "value": %s}, "transmitter_id": "%s"}'
+)
+CALORIE_RECORD = (
+    '{"activity_name": "kcal_burned", "%s": {"value": %s, "unit": "kcal"}, '
+    '"effective_time_frame": {"date_time": "%s"}}'
+)
 
 
 @dataclass(frozen=True)
 class SynthParams:
     """What a synthetic release is a function of."""
 
-    participants: int = 600
-    days: int = 7
+    participants: int = 500
+    days: int = 5
     release: str = "v3"
     seed: int = 0
     garmin_interval_min: int = 5
@@ -55,8 +64,8 @@ class SynthParams:
     def validate(self) -> SynthParams:
         if self.release not in RELEASES:
             raise UserError(f"release {self.release!r}: valid choices: {', '.join(RELEASES)}")
-        if not 1 <= self.participants <= 5000:
-            raise UserError(f"participants={self.participants}: expected an integer in 1..5000")
+        if not 1 <= self.participants <= 2000:  # IDs are 4 digits: at most 999 per site
+            raise UserError(f"participants={self.participants}: expected an integer in 1..2000")
         if not 1 <= self.days <= 30:
             raise UserError(f"days={self.days}: expected an integer in 1..30")
         if self.garmin_interval_min not in (1, 2, 5, 10, 15):
@@ -89,15 +98,15 @@ def cohort(params: SynthParams) -> pd.DataFrame:
     site_p = SITE_BY_GROUP / SITE_BY_GROUP.sum(axis=1, keepdims=True)
     site = np.array([SITE_ORDER[rng.choice(3, p=site_p[k])] for k in g])
     age = np.clip(np.round(rng.normal(61, 11, n)), 40, 94).astype(int)
-    glucose = np.clip(np.exp(np.log(GLUCOSE_MEDIAN[g]) + GLUCOSE_LOGSD[g] * rng.normal(size=n)), 85, 320)
-    cv = rng.uniform(CV_RANGE[g, 0], CV_RANGE[g, 1])
+    glucose = np.clip(np.exp(np.log(GLUCOSE_MEDIAN[g]) + GLUCOSE_LOGSD[g] * rng.normal(size=n)), 95, 320)
+    cv = np.clip(CV_MEAN[g] + rng.normal(0, 0.04, n), 0.10, 0.45)
     steps = np.clip(np.exp(np.log(6000) + 0.5 * rng.normal(size=n) - 0.012 * (age - 61)), 800, 30000)
     sleep_h = np.clip(rng.normal(6.3, 0.9, n), 3.5, 9.5)
     rhr = np.clip(60 + 1.5 * g - 3.0 * np.log(steps / 6000) + rng.normal(0, 5, n), 42, 95)
     bmi = np.clip(27 + 1.5 * g - 1.2 * np.log(steps / 6000) + rng.normal(0, 4.5, n), 17, 60)
     # stress: a participant's typical Garmin stress score (0-100) before minute-level noise
     drivers = 5.5 * _z(-sleep_h) + 4.5 * _z(-np.log(steps)) + 4.5 * _z(rhr) + 3.5 * _z(cv)
-    stress = np.clip(50 + drivers + rng.normal(0, 6.5, n), 10, 90)
+    stress = np.clip(55.5 + drivers + rng.normal(0, 6.5, n), 10, 90)
     hba1c = 5.2 + 0.025 * (glucose - 118) + HBA1C_GROUP[g] - 0.1 * _z(np.log(steps))
     hba1c = np.clip(hba1c + rng.normal(0, 0.35, n), 4.2, 13.0)
     cesd = np.clip(np.round(6 + 0.15 * (stress - 50) + rng.normal(0, 3.5, n)), 0, 30)
@@ -151,7 +160,7 @@ def participant_series(row: pd.Series, params: SynthParams, i: int) -> dict[str,
     t = t0 + np.arange(0, span, step, dtype=np.int64)
     loc = t + _local_offsets(t, tz)
     hour = (loc % DAY) / 3600.0
-    day_idx = (t - t0) // DAY
+    (t - t0) // DAY
     out: dict[str, object] = {"t0": t0, "tz": tz}
 
     # nights: bedtime ~23:00 local, time in bed from the participant's sleep need
@@ -205,7 +214,7 @@ def participant_series(row: pd.Series, params: SynthParams, i: int) -> dict[str,
     out["heart_rate"] = (t, hr)
 
     day_part = np.where((hour > 9) & (hour < 18), 6.0, 0.0)
-    st = np.where(asleep, row.stress - 20 + rng.normal(0, 8, len(t)),
+    st = np.where(asleep, row.stress - 12 + rng.normal(0, 8, len(t)),
                   row.stress + day_part + rng.normal(0, 16, len(t)))
     st = np.clip(np.round(st), 0, 100)
     u = rng.random(len(t))
@@ -216,7 +225,8 @@ def participant_series(row: pd.Series, params: SynthParams, i: int) -> dict[str,
     st[rng.random(len(t)) < 0.0002] = 101  # the odd out-of-range row
     out["stress"] = (t, st)
 
-    rr = np.where(asleep, 14 + rng.normal(0, 1.2, len(t)), 16 + rng.normal(0, 2.2, len(t)))
+    rr_person = rng.normal(0, 1.5)
+    rr = rr_person + np.where(asleep, 14 + rng.normal(0, 1.2, len(t)), 16 + rng.normal(0, 2.2, len(t)))
     rr = np.round(np.clip(rr, 6, 35), 2)
     u = rng.random(len(t))
     rr = np.where(u < np.where(asleep, 0.15, 0.45), -1, rr)
@@ -240,7 +250,7 @@ def participant_series(row: pd.Series, params: SynthParams, i: int) -> dict[str,
 
     # active-calorie counter: cumulative since local midnight, logged hourly while worn
     if row.has_calorie:
-        kcal = 0.04 * steps + rng.gamma(2.0, 1.5, len(a_t)) * a_worn
+        kcal = 0.04 * steps + rng.gamma(2.0, 0.5, len(a_t)) * a_worn
         a_loc_day = (a_t + _local_offsets(a_t, tz)) // DAY
         cum = pd.Series(kcal).groupby(a_loc_day).cumsum().to_numpy()
         hourly = (np.arange(len(a_t)) % 4 == 3) & a_worn  # end of each hour
@@ -283,10 +293,9 @@ def participant_series(row: pd.Series, params: SynthParams, i: int) -> dict[str,
     dawn = np.where((c_h > 4) & (c_h < 8), 0.4, 0.0)
     z = _z(0.6 * ar + meals + dawn)
     g = row.glucose * np.exp(row.cv * z - row.cv**2 / 2)
-    if row.group >= 2:  # occasional hypoglycaemic dips on medication
-        for _ in range(int(rng.poisson(1 + row.group))):
-            k = int(rng.integers(len(g)))
-            g[k : k + 12] = np.minimum(g[k : k + 12], rng.uniform(35, 68))
+    for _ in range(int(rng.poisson(0.5 + 0.5 * row.group))):  # occasional low-glucose dips
+        k = int(rng.integers(len(g)))
+        g[k : k + 12] = np.minimum(g[k : k + 12], rng.uniform(35, 68))
     g = np.round(g)
     keep = np.ones(len(c_t), bool)
     for _ in range(int(rng.integers(1, 4))):  # sensor gaps, ~3 % of readings
@@ -370,13 +379,10 @@ def write_participant(root: Path, row: pd.Series, s: dict, params: SynthParams, 
             tok = np.concatenate([tok, tok[dup]])
         sensor = f"SN{rng.integers(10**7, 10**8)}"
         tx = f"{rng.integers(10**5, 10**6)}"
-        tt = np.arange(len(ts)) * 300 + 100000
+        tt = (np.arange(len(ts)) * 300 + 100000).astype(str)
         recs = [
-            '{"effective_time_frame": {"time_interval": {"start_date_time": "%s", "end_date_time": "%s"}}, '
-            '"event_type": "EGV", "source_device_id": "%s", "blood_glucose": {"unit": "mg/dL", "value": %s}, '
-            '"transmitter_time": {"unit": "long integer", "value": %d}, "transmitter_id": "%s"}'
-            % (a, a, sensor, v, tti, tx)
-            for a, v, tti in zip(ts, tok, tt)
+            CGM_RECORD % (a, a, sensor, v, tti, tx)
+            for a, v, tti in zip(ts, tok, tt, strict=True)
         ]
         p = path("cgm")
         _write(p, _header(pid, ("omh", "blood-glucose", 3.0), params, tz, cgm=True),
@@ -398,9 +404,8 @@ def write_participant(root: Path, row: pd.Series, s: dict, params: SynthParams, 
         vals = _fmt_values(v, rng, 0.0005, decimals)
         ts = _iso(t)
         recs = [
-            '{"%s": {"value": %s, "unit": "%s"}, "effective_time_frame": {"date_time": "%s"}%s}'
-            % (vkey, val, unit, a, extra)
-            for val, a in zip(vals, ts)
+            f'{{"{vkey}": {{"value": {val}, "unit": "{unit}"}}, "effective_time_frame": {{"date_time": "{a}"}}{extra}}}'
+            for val, a in zip(vals, ts, strict=True)
         ]
         if key == "respiratory_rate" and len(recs) and rng.random() < 0.05:
             recs[0] = recs[0].replace(ts[0], "1991-01-01T00:00:00Z")  # the stray 1991 timestamp
@@ -431,10 +436,9 @@ def write_participant(root: Path, row: pd.Series, s: dict, params: SynthParams, 
     names = np.where(steps == 0, "sedentary", np.where(steps > 1800, "running", "walking")).astype(object)
     names[(steps > 0) & (rng.random(len(steps)) < 0.06)] = "generic"
     recs = [
-        '{"activity_name": "%s", "base_movement_quantity": {"value": %s, "unit": "steps"}, '
-        '"effective_time_frame": {"time_interval": {"start_date_time": "%s", "end_date_time": "%s"}}}'
-        % (nm, v, a, b)
-        for nm, v, a, b in zip(names, vals, ts0, ts1)
+        f'{{"activity_name": "{nm}", "base_movement_quantity": {{"value": {v}, "unit": "steps"}}, '
+        f'"effective_time_frame": {{"time_interval": {{"start_date_time": "{a}", "end_date_time": "{b}"}}}}}}'
+        for nm, v, a, b in zip(names, vals, ts0, ts1, strict=True)
     ]
     p = path("activity")
     _write(p, _header(pid, ("", "", ""), params, tz), _list("activity", recs))
@@ -449,9 +453,8 @@ def write_participant(root: Path, row: pd.Series, s: dict, params: SynthParams, 
         vkey = "duration" if v1 else "calories_value"
         ts = _iso(ct)
         recs = [
-            '{"activity_name": "kcal_burned", "%s": {"value": %d, "unit": "kcal"}, '
-            '"effective_time_frame": {"date_time": "%s"}}' % (vkey, v, a)
-            for v, a in zip(kc, ts)
+            CALORIE_RECORD % (vkey, v, a)
+            for v, a in zip(kc.astype(int).astype(str), ts, strict=True)
         ]
         p = path("calorie")
         _write(p, _header(pid, ("ieee", "physical-activity", 1.0), params, tz), _list("activity", recs))
@@ -467,16 +470,16 @@ def write_participant(root: Path, row: pd.Series, s: dict, params: SynthParams, 
     if v1:
         keep = (stage != "awake") & (stage != "unknown")
         recs = [
-            '{"sleep_duration": {"value": %.4f, "unit": "h"}, "effective_time_frame": {"time_interval": '
-            '{"start_date_time": "%s", "end_date_time": "%s"}}}' % ((e - b) / 3600, a, c)
-            for b, e, a, c in zip(ss[keep], se[keep], ts0[keep], ts1[keep])
+            f'{{"sleep_duration": {{"value": {(e - b) / 3600:.4f}, "unit": "h"}}, "effective_time_frame": {{"time_interval": '
+            f'{{"start_date_time": "{a}", "end_date_time": "{c}"}}}}}}'
+            for b, e, a, c in zip(ss[keep], se[keep], ts0[keep], ts1[keep], strict=True)
         ]
         schema = ("omh", "sleep-duration", 2.0)
     else:
         recs = [
-            '{"sleep_stage_state": "%s", "effective_time_frame": {"time_interval": '
-            '{"start_date_time": "%s", "end_date_time": "%s"}}}' % (sg, a, c)
-            for sg, a, c in zip(stage, ts0, ts1)
+            f'{{"sleep_stage_state": "{sg}", "effective_time_frame": {{"time_interval": '
+            f'{{"start_date_time": "{a}", "end_date_time": "{c}"}}}}}}'
+            for sg, a, c in zip(stage, ts0, ts1, strict=True)
         ]
         schema = ("omh", "sleep-stages", 2.0)
     p = path("sleep")

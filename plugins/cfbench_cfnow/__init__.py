@@ -1,1 +1,47 @@
-"""cfbench plugin: cfnow generators (work in progress)."""
+"""cfbench plugin: CFNOW (de Oliveira, Sörensen & Martens) through the ``cfnow`` package.
+
+Variants: ``greedy`` (greedy search + CFNOW's fine-tuning), ``random`` (random search, the first
+CFs found, no fine-tuning) and ``random_optim`` (random search + fine-tuning).  ``cfnow`` is
+imported only when a generator is fitted, with NLTK's downloader stubbed (see
+``cfbench_cfnow.generator.import_cfnow``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.hookspecs import hookimpl
+
+VARIANTS = ("greedy", "random", "random_optim")
+
+
+def make_cfnow(variant: str = "greedy", **params: Any):
+    """Factory: an unfitted CFNOW generator for ``variant`` (see ``cfbench_cfnow.generator``)."""
+    from cfbench_cfnow.generator import CfnowGenerator
+
+    return CfnowGenerator(variant, **params)
+
+
+@hookimpl
+def cfbench_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec(
+            name="cfnow",
+            factory=make_cfnow,
+            variants=VARIANTS,
+            capabilities=Capabilities(
+                multiple=True,
+                constraints=True,
+                needs_training_data=False,
+                stochastic=True,
+                batch_size=1,
+            ),
+            extra="cfnow",
+            requires=("cfnow",),
+            description=(
+                "CFNOW tabu search (cfnow.find_tabular): greedy or random search, "
+                "optionally fine-tuned; immutables kept by searching the mutable subspace"
+            ),
+        )
+    ]

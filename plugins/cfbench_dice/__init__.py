@@ -1,1 +1,44 @@
-"""cfbench plugin: dice generators (work in progress)."""
+"""cfbench plugin: DiCE (Mothilal, Sharma & Tan, FAT* 2020) through the ``dice-ml`` package.
+
+Variants are DiCE's model-agnostic explainers: ``random``, ``genetic`` and ``kdtree``.  The task's
+immutables become ``features_to_vary`` (the mutable features), its bounds and directions become a
+per-query ``permitted_range``.  DiCE does not always keep to them; the harness's constraint
+metrics report where it does not.  ``dice_ml`` is imported only when a generator is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.hookspecs import hookimpl
+
+VARIANTS = ("random", "genetic", "kdtree")
+
+
+def make_dice(variant: str = "random", **params: Any):
+    """Factory: an unfitted DiCE generator for ``variant`` (see ``cfbench_dice.generator``)."""
+    from cfbench_dice.generator import DiceGenerator
+
+    return DiceGenerator(variant, **params)
+
+
+@hookimpl
+def cfbench_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec(
+            name="dice",
+            factory=make_dice,
+            variants=VARIANTS,
+            capabilities=Capabilities(
+                multiple=True,
+                constraints=True,
+                needs_training_data=True,
+                stochastic=True,
+                batch_size=1,
+            ),
+            extra="dice",
+            requires=("dice_ml",),
+            description="DiCE diverse counterfactuals (dice-ml): random sampling, genetic search or KD-tree",
+        )
+    ]

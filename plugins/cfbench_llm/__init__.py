@@ -1,1 +1,124 @@
-"""cfbench plugin: llm generators (work in progress)."""
+"""cfbench plugin: LLM counterfactual generators after SenseCF (Soumma et al., BSN 2025).
+
+Local Hugging Face models (default: the embedded Gemma 3 270M) as ``llm-zeroshot``,
+``llm-fewshot`` and ``llm-finetuned`` (LoRA, trained on first use or by ``cfbench finetune``);
+any OpenAI-compatible chat endpoint as ``api-zeroshot`` and ``api-fewshot``.  Local variants
+decode with the structure written by the harness and values restricted to number tokens, so
+their output always parses; ``freetext`` variants let the model write JSON, for comparison.
+torch, transformers, peft and openai are imported only when a generator is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.hookspecs import hookimpl
+
+LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
+#: queries per generate() call: large enough to batch, small enough that a killed batch loses little
+BATCH = 32
+
+
+def _local(mode: str):
+    def factory(variant: str = "default", **params: Any):
+        from cfbench_llm.generator import LocalLLM
+
+        return LocalLLM(mode, variant, **params)
+
+    factory.__name__ = f"make_llm_{mode}"
+    return factory
+
+
+def _api(mode: str):
+    def factory(variant: str = "default", **params: Any):
+        from cfbench_llm.api import ApiLLM
+
+        return ApiLLM(mode, variant, **params)
+
+    factory.__name__ = f"make_api_{mode}"
+    return factory
+
+
+def _api_available() -> tuple[bool, str]:
+    from cfbench_llm.api import available
+
+    return available()
+
+
+@hookimpl
+def cfbench_generators() -> list[GeneratorSpec]:
+    from cfbench_llm.descriptions import API, LOCAL
+
+    # immutables are copied by construction, but bounds and directions are not enforced
+    local_caps = Capabilities(multiple=False, constraints=False, needs_training_data=True,
+                              stochastic=False, batch_size=BATCH)
+    specs = [
+        GeneratorSpec(
+            name=f"llm-{mode}",
+            factory=_local(mode),
+            variants=variants,
+            capabilities=local_caps,
+            extra="llm",
+            requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
+            description=LOCAL[mode],
+        )
+        for mode, variants in (
+            ("zeroshot", ("default", "freetext")),
+            ("fewshot", ("default", "retrieval", "freetext")),
+            ("finetuned", ("default",)),
+        )
+    ]
+    specs += [
+        GeneratorSpec(
+            name=f"api-{mode}",
+            factory=_api(mode),
+            variants=variants,
+            capabilities=Capabilities(multiple=False, constraints=False, needs_training_data=True,
+                                      stochastic=False, batch_size=BATCH),
+            extra="llm",
+            requires=("openai",),
+            description=API[mode],
+            available=_api_available,
+        )
+        for mode, variants in (("zeroshot", ("default",)), ("fewshot", ("default", "retrieval")))
+    ]
+    return specs
+
+
+@hookimpl
+def cfbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="LoRA fine-tune the local LLM for a task (what llm-finetuned does on first use)",
+        description="Fine-tune the local model (default: embedded Gemma 3 270M) with LoRA on "
+                    "(query -> counterfactual) pairs from the task's training split, and cache the adapter.",
+    )
+    p.add_argument("--task", required=True, help="task name or spec file")
+    p.add_argument("--model", default=None, help="HF id or local folder (default: $CFBENCH_LLM_MODEL or embedded Gemma 3 270M)")
+    p.add_argument("--pairs", type=int, default=None, help="training pairs (default 64)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 2)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 8)")
+    p.add_argument("--teacher", default=None, help="method whose CFs are the targets (default nearest-neighbour)")
+    p.add_argument("--seed", type=int, default=0, help="seed (the run seed the adapter is for; default 0)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
+    p.add_argument("--force", action="store_true", help="train again even if a cached adapter exists")
+    p.set_defaults(func=_finetune_command)
+
+
+def _finetune_command(args: argparse.Namespace) -> int:
+    from cfbench_llm.finetune import run_finetune
+
+    params = {k: v for k, v in (("model", args.model), ("pairs", args.pairs), ("epochs", args.epochs),
+                                ("lr", args.lr), ("rank", args.rank), ("teacher", args.teacher))
+              if v is not None}
+    if args.force:
+        params["force_finetune"] = True
+    path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir)
+    losses = info.get("losses") or []
+    print(f"adapter: {path}")
+    print(f"pairs {info.get('pairs')}, steps {info.get('steps')}, {info.get('seconds', 0):.1f} s; "
+          f"loss {losses[0] if losses else float('nan'):.4f} -> {losses[-1] if losses else float('nan'):.4f}")
+    return 0

@@ -1,1 +1,46 @@
-"""cfbench plugin: nice generators (work in progress)."""
+"""cfbench plugin: NICE, nearest-instance counterfactual explanations (Brughmans et al., DMKD 2023).
+
+Implemented here from the paper (the ``nicex`` package pins numpy<2 and pandas<2).  Only the
+``plausibility`` variant needs torch (for its autoencoder); it is imported when that variant is
+fitted, so this module imports with nothing but the core installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.hookspecs import hookimpl
+
+VARIANTS = ("none", "sparsity", "proximity", "plausibility")
+
+
+def make_nice(variant: str = "sparsity", **params: Any):
+    """Factory: an unfitted NICE generator for ``variant`` (see ``cfbench_nice.nice.NICE``)."""
+    from cfbench_nice.nice import NICE
+
+    return NICE(variant, **params)
+
+
+@hookimpl
+def cfbench_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec(
+            name="nice",
+            factory=make_nice,
+            variants=VARIANTS,
+            capabilities=Capabilities(
+                multiple=False,
+                constraints=True,
+                needs_training_data=True,
+                stochastic=False,
+                batch_size=None,
+            ),
+            extra="nice",
+            requires=(),
+            description=(
+                "NICE: greedy feature substitution from the nearest unlike neighbour "
+                "(reward: none, sparsity, proximity or autoencoder plausibility)"
+            ),
+        )
+    ]
