@@ -32,10 +32,10 @@ def cfbench_generators() -> list[GeneratorSpec]:
     ]
 
 
-def _ai_readi(**options: object):
+def _ai_readi(data_dir: str | None = None, **options: object):
     from cfbench.ai_readi.loader import load_ai_readi
 
-    return load_ai_readi(**options)
+    return load_ai_readi(data_dir=data_dir, **options)
 
 
 def _uci_heart(**options: object):

@@ -208,6 +208,15 @@ class Task:
 
         loader = registry().loader(spec.loader)
         options = {**spec.loader_options, **(dataset_options or {})}
+        if "data_dir" in (dataset_options or {}):
+            import inspect
+
+            params = inspect.signature(loader).parameters
+            if "data_dir" not in params:  # loaders that read a folder name the parameter
+                raise UserError(
+                    f"--data-dir {dataset_options['data_dir']!r}: task {spec.name!r} (loader "
+                    f"{spec.loader!r}) reads no data folder; only tasks like ai-readi take one"
+                )
         try:
             dataset: Dataset = loader(**options)
         except TypeError as exc:
