@@ -174,15 +174,13 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _worker(conn: Any, spec_path: str, dataset_options: dict, method: str, variant: str, seed: int,
-            params: dict, scarcity: tuple[str, float, int] | None = None) -> None:
-    """Worker process: fit once, then answer ``("batch", …)`` messages until ``("stop",)``."""
-    try:
-        from cfbench.task import load_spec
+def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params: dict) -> None:
+    """Worker process: fit once, then answer ``("batch", …)`` messages until ``("stop",)``.
 
-        task = Task.load(load_spec(spec_path), dataset_options=dataset_options)
-        if scarcity is not None:
-            task = task.scarce(*scarcity)[0]
+    The parent's loaded task (data, split, fitted classifier) arrives pickled with the process
+    arguments, so a worker never re-reads data or retrains.
+    """
+    try:
         spec = registry().generator(method)
         _seed_everything(seed)
         t0 = time.perf_counter()
@@ -229,11 +227,9 @@ class _Worker:
     def __init__(self, task: Task, cell: Cell, cfg: RunConfig) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        options = {"data_dir": cfg.data_dir} if cfg.data_dir else {}
         self.proc = ctx.Process(
             target=_worker,
-            args=(child, task.spec.path, options, cell.method, cell.variant, cell.seed, cfg.params,
-                  cfg.scarcity),
+            args=(child, task, cell.method, cell.variant, cell.seed, cfg.params),
             daemon=True,
         )
         self.proc.start()

@@ -1,0 +1,164 @@
+"""CFNOW plugin: offline quiet import, mutable-subspace search, constraints, budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfbench.classifier import build_pipeline
+from cfbench.errors import UserError
+from cfbench.generator import FitContext
+from cfbench.metrics import changed, constraint_violations
+from cfbench.plugins import build_registry
+from cfbench.schema import FeatureSchema
+
+if importlib.util.find_spec("cfnow") is None:  # importorskip would import cfnow unpatched
+    pytest.skip("cfnow is not installed: pip install 'cfbench-harness[cfnow]'", allow_module_level=True)
+
+from cfbench_cfnow import make_cfnow  # noqa: E402
+
+BUDGET = 1.0
+
+FEATURES = [
+    {"name": "age", "kind": "numeric", "integer": True, "mutable": False, "lower": 20, "upper": 90},
+    {"name": "sex", "kind": "categorical", "categories": [0, 1], "mutable": False},
+    {"name": "cp", "kind": "categorical", "categories": [0, 1, 2, 3]},
+    {"name": "chol", "kind": "numeric", "lower": 100, "upper": 400, "direction": "decrease-only"},
+    {"name": "bmi", "kind": "numeric", "lower": 15, "upper": 50},
+    {"name": "exercise", "kind": "ordinal", "categories": [0, 1, 2, 3, 4], "direction": "increase-only"},
+]
+
+
+def make_task(constrained: bool, n: int = 300, seed: int = 0):
+    """A small mixed-type task (numeric, binary and 4-level categorical, ordinal) and its queries."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({
+        "age": rng.integers(25, 85, n).astype(float),
+        "sex": rng.integers(0, 2, n).astype(float),
+        "cp": rng.integers(0, 4, n).astype(float),
+        "chol": np.round(rng.normal(230, 40, n).clip(110, 390), 1),
+        "bmi": np.round(rng.normal(27, 4, n).clip(16, 48), 2),
+        "exercise": rng.integers(0, 5, n).astype(float),
+    })
+    logit = (0.04 * (X.age - 55) + 0.5 * X.sex + 0.8 * (X.cp == 3) - 0.6 * (X.cp == 0)
+             + 0.02 * (X.chol - 230) + 0.15 * (X.bmi - 27) - 0.5 * (X.exercise - 2))
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    records = FEATURES if constrained else [
+        {k: v for k, v in f.items() if k not in ("mutable", "direction", "lower", "upper")}
+        for f in FEATURES
+    ]
+    train = np.arange(n) < int(0.75 * n)
+    Xtr, ytr, Xte = X[train].reset_index(drop=True), y[train], X[~train].reset_index(drop=True)
+    schema = FeatureSchema.from_records(records).with_data_bounds(Xtr)
+    pipe = build_pipeline("random-forest", {"n_estimators": 40}, 0, schema).fit(Xtr, ytr)
+    ctx = FitContext(X_train=Xtr, y_train=ytr, predict_proba=lambda D: pipe.predict_proba(D[schema.names]),
+                     schema=schema, seed=0, task_name="synthetic", class_names={0: "no", 1: "yes"})
+    pred = pipe.predict(Xte)
+    idx = np.r_[np.flatnonzero(pred == 0)[:2], np.flatnonzero(pred == 1)[:2]]
+    return ctx, Xte.iloc[idx].reset_index(drop=True), 1 - pred[idx], pipe
+
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task(constrained=True)
+
+
+@pytest.fixture(scope="module", params=["greedy", "random", "random_optim"])
+def cfnow_results(request, task):
+    ctx, Q, T, _ = task
+    gen = make_cfnow(request.param).fit(ctx)
+    times, res = [], []
+    for i in range(len(Q)):
+        start = time.monotonic()
+        res += gen.generate(Q.iloc[[i]], T[i : i + 1], k=2, budget=BUDGET)
+        times.append(time.monotonic() - start)
+    return request.param, res, times
+
+
+def test_registered_and_importable_without_cfnow():
+    spec = build_registry().generator("cfnow")
+    assert spec.variants == ("greedy", "random", "random_optim")
+    assert spec.requires == ("cfnow",) and spec.extra == "cfnow"
+    code = "import sys, cfbench_cfnow; assert not {'cfnow', 'nltk'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_import_is_offline_and_silent(tmp_path):
+    """With no NLTK data and every socket refused, importing cfnow prints nothing and fetches nothing."""
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import nltk\n"
+        "real = nltk.download\n"
+        "from cfbench_cfnow.generator import import_cfnow\n"
+        "assert callable(import_cfnow())\n"
+        "assert nltk.download is real, 'downloader not restored'\n"
+    )
+    env = {**os.environ, "NLTK_DATA": str(tmp_path), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and out.stderr == ""
+
+
+def test_bad_variant_and_parameters_are_user_errors():
+    with pytest.raises(UserError, match="valid choices: greedy, random, random_optim"):
+        make_cfnow("random-sequential")
+    with pytest.raises(UserError, match="limit_seconds"):
+        make_cfnow("greedy", limit_seconds=-1)
+
+
+def test_cfs_conform_hold_the_constraints_and_are_valid(task, cfnow_results):
+    ctx, Q, T, pipe = task
+    variant, res, _ = cfnow_results
+    assert {r.status for r in res} <= {"ok", "not_found", "timeout"}, [r.reason for r in res]
+    assert sum(r.status == "ok" for r in res) >= len(res) // 2
+    lo, hi = ctx.schema.bounds()
+    for q, t, r in zip(Q.to_numpy(float), T, res, strict=True):
+        if r.status != "ok":
+            continue
+        assert list(r.cfs.columns) == ctx.schema.names
+        C = r.cfs.to_numpy(float)
+        assert 1 <= len(C) <= 2 and np.isfinite(C).all()
+        X = np.repeat(q[None, :], len(C), axis=0)
+        flags = constraint_violations(X, C, changed(X, C, hi - lo), ctx.schema)
+        assert not any(v.any() for v in flags.values()), (variant, flags)
+        for j, f in enumerate(ctx.schema.features):
+            if f.kind != "numeric":
+                assert set(C[:, j]) <= set(f.categories)
+            if f.integer:
+                assert np.array_equal(C[:, j], np.round(C[:, j]))
+        assert (pipe.predict(r.cfs) == t).all()
+
+
+def test_each_query_keeps_to_its_budget(cfnow_results):
+    variant, _, times = cfnow_results
+    assert max(times) < BUDGET + 2.0, (variant, times)
+
+
+def test_random_is_reproducible_for_a_seed(task):
+    ctx, Q, T, _ = task
+    a = make_cfnow("random").fit(ctx).generate(Q, T, k=2, budget=BUDGET)
+    b = make_cfnow("random").fit(ctx).generate(Q, T, k=2, budget=BUDGET)
+    for x, y in zip(a, b, strict=True):
+        assert x.status == y.status
+        if x.status == "ok":
+            pd.testing.assert_frame_equal(x.cfs, y.cfs)
+
+
+def test_a_model_that_never_flips_gives_timeout_not_a_hang(task):
+    ctx, Q, T, _ = task
+    never = FitContext(**{**ctx.__dict__, "predict_proba": lambda D: np.tile([0.9, 0.1], (len(D), 1))})
+    start = time.monotonic()
+    (r,) = make_cfnow("greedy").fit(never).generate(Q.iloc[[0]], np.array([1]), k=1, budget=BUDGET)
+    assert r.status == "timeout" and "budget" in r.reason
+    assert time.monotonic() - start < BUDGET + 2.0
