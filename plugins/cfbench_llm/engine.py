@@ -1,0 +1,536 @@
+"""Batched decoding that cannot fail to parse, over a prompt prefix computed once.
+
+The harness writes the structure of the answer (separators, immutable values) and the model
+writes only the values.  Each value is a *slot*: at every step the logits are restricted to the
+tokens that keep the text a valid prefix of a number (digits, '.', '-' as the slot's grammar
+allows, capped in length) plus the slot's terminator, the first token of the literal text that
+follows it.  Only the rows of the output embedding for those tokens are multiplied, so a
+constrained step skips the vocabulary-sized matmul.  Free-text slots (the JSON variant) use the
+full vocabulary and end at a newline.
+
+Batching: the shared prefix is run once (batch 1); for each batch its key/value states are
+copied into preallocated per-batch buffers (``_BufferedLayer``), and every step then writes one
+token per sequence in place.  Queries of different lengths are left-padded *after* the prefix,
+with explicit position ids and a 2-D padding mask, so every sequence sees exactly its own tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+from cfbench_llm.prompts import ValueFormat
+
+NUMBER_CHARS = re.compile(r"[0-9.\-]+")
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+class NumberVocab:
+    """The tokens a number can be written with, for one tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        ids, texts = [], []
+        for tok_str, tid in tokenizer.get_vocab().items():
+            if not NUMBER_CHARS.fullmatch(tok_str):
+                continue
+            text = tokenizer.decode([tid])
+            if NUMBER_CHARS.fullmatch(text):
+                ids.append(int(tid))
+                texts.append(text)
+        if not any(t.isdigit() for t in texts):
+            raise ValueError("the tokenizer has no digit tokens; constrained decoding needs them")
+        order = sorted(range(len(ids)), key=lambda i: ids[i])
+        self.ids = [ids[i] for i in order]
+        self.texts = [texts[i] for i in order]
+        self.id_set = set(self.ids)
+        self.eos = {int(t) for t in _as_list(tokenizer.eos_token_id)}
+        self.newline_ids = self._newline_ids()
+
+    def _newline_ids(self) -> set[int]:
+        out = set()
+        for tok_str, tid in self.tokenizer.get_vocab().items():
+            if "\n" in tok_str or "Ċ" in tok_str or "<0x0A>" in tok_str:
+                if "\n" in self.tokenizer.decode([tid]):
+                    out.add(int(tid))
+        return out
+
+    def encode_literal(self, text: str) -> list[int]:
+        """Token ids of ``text`` as it follows a value: encoded after a probe digit, then cut.
+
+        Some tokenizers add a leading space marker to text encoded alone; encoding "0"+text and
+        dropping the probe's tokens gives the ids as they appear mid-line.
+        """
+        tok = self.tokenizer
+        probe = tok.encode("0", add_special_tokens=False)
+        both = tok.encode("0" + text, add_special_tokens=False)
+        if both[: len(probe)] == probe and len(both) > len(probe):
+            return both[len(probe):]
+        return tok.encode(text, add_special_tokens=False)
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple, set)) else [x]
+
+
+# ----------------------------------------------------------------------------- programs
+
+
+@dataclass
+class Slot:
+    """A value the model writes: ``fmt`` (None = free text), ended by one of ``terminators``."""
+
+    fmt: ValueFormat | None
+    terminators: tuple[int, ...]
+    after: list[int]  # literal tokens forced after the terminator, before the next slot
+    max_tokens: int
+
+
+@dataclass
+class Program:
+    """One query: the forced head (prompt suffix) then slots separated by literal text."""
+
+    head: list[int]
+    slots: list[Slot]
+
+    @property
+    def max_new(self) -> int:
+        return sum(s.max_tokens + 1 + len(s.after) for s in self.slots)
+
+
+@dataclass
+class Decoded:
+    """What the model wrote for one query: one string per slot, plus the raw line and counts."""
+
+    values: list[str]
+    raw: str
+    finished: bool  # every slot ended with its terminator (not cut by a length cap)
+    new_tokens: int
+    prompt_tokens: int
+    extra: dict = field(default_factory=dict)
+
+
+def build_program(vocab: NumberVocab, head_text: str, segments: Sequence[Any],
+                  formats: Sequence[ValueFormat]) -> Program:
+    """Tokenize a query's head and counterfactual segments (from ``PromptBuilder.cf_segments``)."""
+    tok = vocab.tokenizer
+    segments = list(segments)
+    while segments and segments[0].slot < 0:  # leading literal text belongs to the head
+        head_text += segments.pop(0).text
+    head = tok.encode(head_text, add_special_tokens=False)
+    slots: list[Slot] = []
+    pending: Slot | None = None
+    for seg in segments:
+        if seg.slot >= 0:
+            if pending is not None:
+                raise ValueError("two value slots with no literal text between them")
+            fmt = formats[seg.slot]
+            pending = Slot(fmt, (), [], max_tokens=fmt.max_chars)
+            continue
+        if pending is None:
+            raise ValueError("two literal segments in a row; merge them first")
+        ids = vocab.encode_literal(seg.text)
+        if ids[0] in vocab.id_set:
+            raise ValueError(f"the text after a value ({seg.text!r}) starts with a token a number can use")
+        pending.terminators = (ids[0],)
+        pending.after = ids[1:]
+        slots.append(pending)
+        pending = None
+    if pending is not None:
+        raise ValueError("the counterfactual line must end with literal text after its last value")
+    return Program(head=head, slots=slots)
+
+
+def free_program(vocab: NumberVocab, head_text: str, max_tokens: int) -> Program:
+    """A single free-text slot (the JSON variant), ended by a newline or end-of-sequence."""
+    head = vocab.tokenizer.encode(head_text, add_special_tokens=False)
+    terms = tuple(sorted(vocab.newline_ids | vocab.eos))
+    return Program(head=head, slots=[Slot(None, terms, [], max_tokens=max_tokens)])
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class _BufferedFull(DynamicLayer):
+    """A full-attention layer holding this batch's own tokens in a preallocated buffer.
+
+    The shared prefix is *not* copied here: ``shared_prefix_attention`` reads it once, at batch
+    size 1, for every sequence.  Writing in place avoids a concatenation per step.
+    """
+
+    offset = 0  # absolute slot of local index 0 (the prefix length)
+    start_abs = 0
+
+    def fill(self, like: torch.Tensor, batch: int, capacity: int, offset: int) -> None:
+        _, h, _, d = like.shape
+        self._k = like.new_empty((batch, h, capacity, d))
+        self._v = like.new_empty((batch, h, capacity, d))
+        self._n = 0
+        self.offset = offset
+        self.dtype, self.device = like.dtype, like.device
+        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        n, q = self._n, key_states.shape[-2]
+        self._k[:, :, n:n + q] = key_states
+        self._v[:, :, n:n + q] = value_states
+        self._n = n + q
+        start = max(self.start_abs - self.offset, 0)
+        self.keys, self.values = self._k[:, :, start: self._n], self._v[:, :, start: self._n]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.offset + self._n
+
+
+class _BufferedSliding(_BufferedFull):
+    """The same for a sliding-window layer; keys are returned from ``start_abs`` on (set per step,
+    early enough to cover the window in positions despite padding holes), and the engine's mask
+    applies the window exactly, by position."""
+
+    is_sliding = True
+
+    def __init__(self, sliding_window: int) -> None:
+        super().__init__()
+        self.sliding_window = sliding_window
+
+
+def batch_cache(prefix: Cache, batch: int, capacity: int) -> Cache:
+    """An empty batch-``batch`` cache for the tokens after the (shared, not copied) prefix."""
+    layers = []
+    for layer in prefix.layers:
+        if type(layer) is DynamicLayer:
+            new = _BufferedFull()
+        elif type(layer) is DynamicSlidingWindowLayer:
+            new = _BufferedSliding(layer.sliding_window)
+        else:
+            raise NotImplementedError(f"cache layer {type(layer).__name__} is not supported for prefix reuse")
+        new.fill(layer.keys, batch, capacity, offset=layer.get_seq_length())
+        layers.append(new)
+    return Cache(layers=layers)
+
+
+# ----------------------------------------------------------------------------- attention
+
+ATTENTION = "cfbench_shared_prefix"
+_ACTIVE: dict[str, Any] = {}  # set by Engine around a batch: the prefix K/V and its masks
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention over [shared prefix (batch 1) + each sequence's own tokens] in one softmax.
+
+    The prefix keys and values are read once for the whole batch (one matmul over
+    ``batch x heads x queries`` rows) instead of once per sequence.  Outside a batch run this is
+    plain sdpa, so the model behaves normally everywhere else.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    state = _ACTIVE.get("state")
+    if state is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    kp, vp, pmask = state.prefix(module.layer_idx)
+    B, Hq, q, D = query.shape
+    Hkv = key.shape[1]
+    G = Hq // Hkv  # query heads per key/value head; head h uses kv head h // G
+    P = kp.shape[-2]
+    scale = scaling if scaling is not None else D ** -0.5
+    qg = query.reshape(B, Hkv, G * q, D)
+    # prefix: every sequence's queries against the one prefix copy, (Hkv, B*G*q, D) @ (Hkv, D, P)
+    qh = qg.transpose(0, 1).reshape(Hkv, B * G * q, D)
+    sp = torch.matmul(qh, kp[0].transpose(-1, -2)).reshape(Hkv, B, G * q, P).transpose(0, 1)
+    ss = torch.matmul(qg, key.transpose(-1, -2))  # own tokens: (B, Hkv, G*q, S)
+    scores = torch.cat([sp, ss], dim=-1) * scale
+    cap = getattr(module.config, "attn_logit_softcapping", None)
+    if cap:
+        scores = torch.tanh(scores / cap) * cap
+    allowed = torch.cat([pmask, attention_mask[:, 0]], dim=-1)  # (B, q, P+S)
+    allowed = allowed[:, None, None].expand(B, Hkv, G, q, P + key.shape[-2]).reshape(B, Hkv, G * q, -1)
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+    pp = probs[..., :P].transpose(0, 1).reshape(Hkv, B * G * q, P)
+    out = torch.matmul(pp, vp[0]).reshape(Hkv, B, G * q, D).transpose(0, 1)
+    out = out + torch.matmul(probs[..., P:], value)
+    return out.reshape(B, Hq, q, D).transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, shared_prefix_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+class _PrefixState:
+    """The prefix's per-layer keys/values (batch 1) and, per step, which prefix keys each query sees."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self.sliding = [isinstance(layer, DynamicSlidingWindowLayer) for layer in cache.layers]
+        self.window = next((layer.sliding_window for layer in cache.layers
+                            if isinstance(layer, DynamicSlidingWindowLayer)), 0)
+        self.pos = [torch.arange(layer.get_seq_length() - layer.keys.shape[-2], layer.get_seq_length(),
+                                 device=layer.keys.device) for layer in cache.layers]
+        self.masks: dict[tuple[bool, int], torch.Tensor] = {}
+
+    def set_queries(self, qpos: torch.Tensor) -> None:
+        """``qpos`` (B, q): positions of this step's query tokens, -1 for padding."""
+        self.masks = {}
+        self._qpos = qpos
+
+    def prefix(self, layer_idx: int):
+        k, v = self.kv[layer_idx]
+        key = (self.sliding[layer_idx], k.shape[-2])
+        if key not in self.masks:
+            kpos = self.pos[layer_idx]
+            qpos = self._qpos
+            ok = (qpos[:, :, None] >= 0) & (kpos[None, None, :] <= qpos[:, :, None])
+            if self.sliding[layer_idx]:
+                ok = ok & ((qpos[:, :, None] - kpos[None, None, :]) < self.window)
+            self.masks[key] = ok
+        return k, v, self.masks[key]
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+@dataclass
+class Prefix:
+    """The shared prompt prefix, run once: its token ids and its (batch-1) cache."""
+
+    ids: list[int]
+    cache: Cache | None
+
+
+class Engine:
+    """Greedy batched decoding of ``Program``s after a shared prefix, on any causal LM."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tok = tokenizer
+        self.vocab = NumberVocab(tokenizer)
+        _register_attention()
+        # prefix reuse needs our attention; outside a batch run it is plain sdpa
+        model.set_attn_implementation(ATTENTION)
+        self.decoder = model.get_decoder()
+        head = model.get_output_embeddings()
+        self.lm_weight = head.weight
+        self.lm_bias = getattr(head, "bias", None)
+        self.device = self.lm_weight.device
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else _as_list(tokenizer.eos_token_id)[0])
+        self._allowed: dict[tuple, tuple[list[int], list[str]]] = {}
+        self.stats = {"forward_tokens": 0, "forward_calls": 0}
+
+    # -- prefix
+    @torch.inference_mode()
+    def prefix(self, text: str) -> Prefix:
+        """Run ``text`` (with the tokenizer's BOS) once; its cache is reused by every batch."""
+        ids = self.tok.encode(text, add_special_tokens=True)
+        cache = DynamicCache(config=self.model.config)
+        if ids:
+            x = torch.tensor([ids], device=self.device)
+            self._forward(x, torch.ones_like(x), torch.arange(len(ids), device=self.device)[None], cache)
+        return Prefix(ids, cache)
+
+    def _forward(self, ids, mask, pos, cache) -> torch.Tensor:
+        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True)
+        self.stats["forward_tokens"] += int(ids.numel())
+        self.stats["forward_calls"] += 1
+        return out.last_hidden_state
+
+    # -- decoding
+    def run(self, prefix: Prefix, programs: Sequence[Program], batch_size: int = 16) -> list[Decoded]:
+        """Decode every program (greedy), ``batch_size`` at a time, in the input order."""
+        order = sorted(range(len(programs)), key=lambda i: len(programs[i].head))
+        out: list[Decoded | None] = [None] * len(programs)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, dec in zip(chunk, self._run_batch(prefix, [programs[i] for i in chunk]), strict=True):
+                out[i] = dec
+        return out  # type: ignore[return-value]
+
+    def _allowed_for(self, fmt: ValueFormat, text: str, terms: tuple[int, ...]) -> tuple[list[int], list[str]]:
+        key = (fmt, text, terms)
+        hit = self._allowed.get(key)
+        if hit is None:
+            ids, texts = [], []
+            for tid, t in zip(self.vocab.ids, self.vocab.texts, strict=True):
+                if fmt.prefix_ok(text + t):
+                    ids.append(tid)
+                    texts.append(t)
+            if fmt.complete(text) or not ids:
+                ids.extend(terms)
+                texts.extend([""] * len(terms))
+            hit = (ids, texts)
+            self._allowed[key] = hit
+        return hit
+
+    def _masks(self, cache: Cache, slot_pos: torch.Tensor, t: int, q: int, start_abs: int, P: int) -> Any:
+        """Boolean masks over this batch's own slots ``[P, t+q)`` for query slots ``[t, t+q)``, by *position*.
+
+        ``slot_pos[b, k]`` is the position of the token in slot ``k`` (-1 for padding), so padding
+        holes are invisible.  A real query sees real keys at positions <= its own (and within the
+        window, for sliding layers); a padding query sees only itself, which keeps rows finite.
+        The prefix part is masked in ``_PrefixState``.
+        """
+        kpos = slot_pos[:, P: t + q]
+        qpos = slot_pos[:, t: t + q]
+        ok = (kpos[:, None, :] >= 0) & (kpos[:, None, :] <= qpos[:, :, None])
+        own = torch.zeros_like(ok)
+        own[:, torch.arange(q), torch.arange(t - P, t - P + q)] = True
+        pad_q = (qpos < 0)[:, :, None]
+        out = {}
+        kinds = {type(layer) for layer in cache.layers}
+        if _BufferedFull in kinds:
+            out["full_attention"] = torch.where(pad_q, own, ok)[:, None]
+        if _BufferedSliding in kinds:
+            w = next(layer.sliding_window for layer in cache.layers if isinstance(layer, _BufferedSliding))
+            lo = start_abs - P
+            near = (qpos[:, :, None] - kpos[:, None, lo:]) < w
+            out["sliding_attention"] = torch.where(pad_q, own[:, :, lo:], ok[:, :, lo:] & near)[:, None]
+        return out if len(out) > 1 else next(iter(out.values()))
+
+    @torch.inference_mode()
+    def _run_batch(self, prefix: Prefix, progs: Sequence[Program]) -> list[Decoded]:
+        B, P = len(progs), len(prefix.ids)
+        H = max(len(p.head) for p in progs)
+        steps = max(p.max_new for p in progs)
+        dev = self.device
+        cache = batch_cache(prefix.cache, B, H + steps)
+        state = _PrefixState(prefix.cache)
+        sliding = [layer for layer in cache.layers if isinstance(layer, _BufferedSliding)]
+        window = sliding[0].sliding_window if sliding else 0
+        holes = H - min(len(p.head) for p in progs)  # most padding any live sequence carries
+        slot_pos = torch.full((B, P + H + steps), -1, dtype=torch.long, device=dev)
+        slot_pos[:, :P] = torch.arange(P, device=dev)
+        ids = torch.full((B, H), self.pad_id, dtype=torch.long, device=dev)
+        for b, p in enumerate(progs):
+            n = len(p.head)
+            if n:
+                ids[b, H - n:] = torch.tensor(p.head, device=dev)
+                slot_pos[b, P + H - n: P + H] = torch.arange(P, P + n, device=dev)
+
+        def forward(x: torch.Tensor, t: int) -> torch.Tensor:
+            q = x.shape[1]
+            start_abs = max(t - (window - 1) - holes, P) if sliding else P
+            for layer in sliding:
+                layer.start_abs = start_abs
+            qpos = slot_pos[:, t: t + q]
+            state.set_queries(qpos)
+            _ACTIVE["state"] = state
+            try:
+                return self._forward(x, self._masks(cache, slot_pos, t, q, start_abs, P), qpos.clamp(min=0), cache)
+            finally:
+                _ACTIVE.pop("state", None)
+
+        hidden = forward(ids, P)[:, -1]
+        next_pos = [P + len(p.head) for p in progs]
+        t = P + H
+        slot_i = [0] * B
+        text = [""] * B
+        gen: list[list[int]] = [[] for _ in range(B)]  # free-text token ids of the current slot
+        values: list[list[str]] = [[] for _ in range(B)]
+        forced: list[deque] = [deque() for _ in range(B)]
+        done = [not p.slots for p in progs]
+        cut = [False] * B
+        n_new = [0] * B
+        raw_ids: list[list[int]] = [[] for _ in range(B)]
+        while not all(done):
+            feed = [self.pad_id] * B
+            live = [False] * B
+            need = [b for b in range(B) if not done[b] and not forced[b]]
+            choice = self._choose(hidden, need, progs, slot_i, text, gen)
+            for b in range(B):
+                if done[b]:
+                    continue
+                if forced[b]:
+                    tokid = forced[b].popleft()
+                else:
+                    slot = progs[b].slots[slot_i[b]]
+                    tokid, piece = choice[b]
+                    n_here = len(gen[b]) if slot.fmt is None else len(text[b])
+                    if tokid in slot.terminators or (slot.fmt is None and n_here >= slot.max_tokens):
+                        if slot.fmt is None:
+                            values[b].append(self.tok.decode(gen[b], skip_special_tokens=True))
+                            cut[b] = cut[b] or tokid not in slot.terminators
+                        else:
+                            values[b].append(text[b])
+                        text[b], gen[b] = "", []
+                        slot_i[b] += 1
+                        if tokid in slot.terminators:
+                            raw_ids[b].append(tokid)
+                        if slot_i[b] == len(progs[b].slots):
+                            done[b] = True
+                            continue
+                        forced[b].extend(slot.after)
+                        raw_ids[b].extend(slot.after)
+                    elif slot.fmt is None:
+                        gen[b].append(tokid)
+                        raw_ids[b].append(tokid)
+                    else:
+                        text[b] += piece
+                        raw_ids[b].append(tokid)
+                feed[b] = tokid
+                live[b] = True
+                n_new[b] += 1
+            if not any(live):
+                break
+            for b in range(B):
+                if live[b]:
+                    slot_pos[b, t] = next_pos[b]
+                    next_pos[b] += 1
+            hidden = forward(torch.tensor(feed, device=dev)[:, None], t)[:, 0]
+            t += 1
+        out = []
+        for b, p in enumerate(progs):
+            raw = self.tok.decode(raw_ids[b], skip_special_tokens=True)
+            out.append(Decoded(values[b], raw, finished=done[b] and not cut[b], new_tokens=n_new[b],
+                               prompt_tokens=P + len(p.head)))
+        return out
+
+    def _choose(self, hidden: torch.Tensor, need: list[int], progs, slot_i, text, gen) -> dict[int, tuple[int, str]]:
+        """Greedy token for each sequence in ``need``, from its slot's allowed set."""
+        out: dict[int, tuple[int, str]] = {}
+        if not need:
+            return out
+        free = [b for b in need if progs[b].slots[slot_i[b]].fmt is None]
+        cons = [b for b in need if progs[b].slots[slot_i[b]].fmt is not None]
+        if free:
+            logits = hidden[free] @ self.lm_weight.T
+            if self.lm_bias is not None:
+                logits = logits + self.lm_bias
+            for b, tid in zip(free, logits.argmax(-1).tolist(), strict=True):
+                out[b] = (int(tid), "")
+        if cons:
+            allowed = []
+            union: dict[int, int] = {}
+            for b in cons:
+                slot = progs[b].slots[slot_i[b]]
+                ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators)
+                allowed.append((ids, texts))
+                for tid in ids:
+                    union.setdefault(tid, len(union))
+            cols = torch.tensor(list(union), device=self.device)
+            logits = hidden[cons] @ self.lm_weight[cols].T
+            if self.lm_bias is not None:
+                logits = logits + self.lm_bias[cols]
+            logits = logits.float().cpu()
+            for row, (b, (ids, texts)) in enumerate(zip(cons, allowed, strict=True)):
+                idx = torch.tensor([union[t] for t in ids])
+                j = int(logits[row, idx].argmax())
+                out[b] = (ids[j], texts[j])
+        return out

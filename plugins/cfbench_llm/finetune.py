@@ -1,0 +1,256 @@
+"""LoRA fine-tuning of the local model on (query -> counterfactual) pairs from the training split.
+
+Teacher: by default each training row's nearest unlike neighbour that keeps its immutables and
+respects bounds and directions (the core ``nearest-neighbour`` generator, restricted to
+correctly classified rows); any registered method can be the teacher instead (``teacher=dice``).
+Only the training split is used.
+
+The training text is exactly what ``llm-finetuned`` decodes at inference: a one-line header, the
+patient record and the counterfactual line.  The loss is the cross-entropy of the value tokens
+and their terminators, over the tokens the constrained decoder can choose from (digits, '.',
+'-', terminators), so no vocabulary-sized matmul is needed: training fits a 2-core CPU.
+The adapter is cached under ``<cache>/llm/adapters/``, keyed by task data, base model and
+settings, with its loss curve in ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cfbench.errors import UserError
+from cfbench.generator import FitContext
+from cfbench_llm import models
+from cfbench_llm.prompts import ExamplePool, PromptBuilder, value_formats
+
+KEY_VERSION = 1
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, source, CF)`` training pairs, ``settings.pairs`` of them at most, half per direction."""
+    if settings.teacher == "nearest-neighbour":
+        pool = ExamplePool(settings.pairs, seed=context.seed).fit(context)
+        return pool.X_, pool.source_, pool.cf_
+    from cfbench.plugins import registry
+
+    method, _, variant = settings.teacher.partition(":")
+    spec = registry().generator(method)
+    variant = variant or spec.variants[0]
+    ok, hint = spec.status()
+    if not ok:
+        raise UserError(f"teacher {settings.teacher!r} is unavailable: {hint}")
+    names = context.schema.names
+    X = context.X_train[names]
+    y = np.asarray(context.y_train)
+    keep = np.flatnonzero(context.predict(X) == y)
+    rng = np.random.default_rng(context.seed)
+    idx = np.sort(rng.choice(keep, size=min(settings.pairs, len(keep)), replace=False))
+    gen = spec.factory(variant).fit(context)
+    res = gen.generate(X.iloc[idx].reset_index(drop=True), 1 - y[idx], 1, 30.0)
+    good = [j for j, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
+    if not good:
+        raise UserError(f"teacher {settings.teacher!r} found no counterfactual for the training rows")
+    cfs = np.stack([res[j].cfs[names].to_numpy(float)[0] for j in good])
+    return X.iloc[idx[good]].to_numpy(float), y[idx[good]], cfs
+
+
+def data_fingerprint(context: FitContext) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(context.X_train, index=False).values.tobytes())
+    h.update(np.asarray(context.y_train, dtype=np.int64).tobytes())
+    h.update(",".join(context.schema.names).encode())
+    return h.hexdigest()
+
+
+def adapter_key(context: FitContext, settings: Any, builder: PromptBuilder) -> dict[str, Any]:
+    """Everything the adapter depends on; its hash names the cache folder."""
+    return {
+        "version": KEY_VERSION,
+        "task": context.task_name,
+        "data": data_fingerprint(context),
+        "model": models.model_id(settings.model, context.cache_dir),
+        "seed": context.seed,
+        "settings": {k: getattr(settings, k) for k in
+                     ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "digits", "row_style", "sep")},
+        "templates": hashlib.sha256(
+            (builder.templates["finetune"] + builder.templates["record"]).encode()).hexdigest()[:16],
+    }
+
+
+def adapter_dir(context: FitContext, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in context.task_name)
+    return models.llm_cache(context.cache_dir) / "adapters" / f"{safe}-{digest}"
+
+
+def ensure_adapter(context: FitContext, settings: Any, builder: PromptBuilder,
+                   log: Any = None) -> tuple[Path, dict[str, Any]]:
+    """The cached adapter for this task and settings, fine-tuning it first if there is none."""
+    key = adapter_key(context, settings, builder)
+    path = adapter_dir(context, key)
+    meta = path / "meta.json"
+    with models.file_lock(path.with_name(path.name + ".lock")):
+        if meta.is_file() and not settings.force_finetune:
+            return path, json.loads(meta.read_text())
+        shutil.rmtree(path, ignore_errors=True)
+        info = train(context, settings, builder, path, log=log)
+        info["key"] = key
+        meta.write_text(json.dumps(info, indent=1))
+    return path, info
+
+
+def _value_ids(vocab: Any, text: str) -> list[int]:
+    ids = vocab.tokenizer.encode(text, add_special_tokens=False)
+    if all(i in vocab.id_set for i in ids):
+        return ids
+    out = []
+    for ch in text:  # a tokenizer that marks word starts: spell the value one character at a time
+        one = [i for i, t in zip(vocab.ids, vocab.texts, strict=True) if t == ch]
+        if not one:
+            raise ValueError(f"character {ch!r} has no token of its own")
+        out.append(one[0])
+    return out
+
+
+def build_examples(vocab: Any, builder: PromptBuilder, prefix_ids: list[int], X, src, CF) -> list[tuple[list[int], list[int]]]:
+    """``(token ids, loss positions)`` per pair: positions predict a value token or a terminator."""
+    from cfbench_llm.engine import build_program
+
+    out = []
+    for x, s, cf in zip(X, src, CF, strict=True):
+        head, tail = builder.query_text(x, int(s), 1 - int(s))
+        segs = builder.cf_segments(x, tail)
+        prog = build_program(vocab, head, segs, builder.formats)
+        ids = list(prefix_ids) + list(prog.head)
+        targets = []
+        slot_features = [seg.slot for seg in segs if seg.slot >= 0]
+        for slot, f in zip(prog.slots, slot_features, strict=True):
+            for tid in _value_ids(vocab, builder.formats[f].format(cf[f])) + [slot.terminators[0]]:
+                targets.append(len(ids) - 1)  # hidden state at the previous token predicts tid
+                ids.append(tid)
+            ids.extend(slot.after)
+        out.append((ids, targets))
+    return out
+
+
+def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path, log: Any = None) -> dict[str, Any]:
+    """LoRA fine-tune on teacher pairs and save the adapter in ``out``; returns the training record."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from cfbench_llm.engine import NumberVocab
+
+    say = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    if settings.tune_malloc:
+        models.tune_malloc()
+    models.set_threads(settings.threads)
+    torch.manual_seed(context.seed)
+    X, src, CF = teacher_pairs(context, settings)
+    model, tok = models.load(settings.model, context.cache_dir, settings.device, fresh=True)
+    vocab = NumberVocab(tok)
+    prefix_ids = tok.encode(builder.finetune_header() + "\n", add_special_tokens=True)
+    examples = build_examples(vocab, builder, prefix_ids, X, src, CF)
+    terms = sorted({ids[p + 1] for ids, pos in examples for p in pos} - vocab.id_set)
+    allowed = vocab.ids + terms
+    col = {t: j for j, t in enumerate(allowed)}
+    targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in model.named_modules())]
+    if not targets:
+        raise UserError(f"model has none of the LoRA target modules {', '.join(LORA_TARGETS)}")
+    cfg = LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.0, target_modules=targets)
+    with warnings.catch_warnings():  # peft calls a deprecated transformers property
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, cfg)
+    peft_model.train()
+    decoder = peft_model.get_base_model().get_decoder()
+    head_w = model.get_output_embeddings().weight.detach()
+    W = head_w[torch.tensor(allowed, device=head_w.device)]
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    rng = np.random.default_rng(context.seed)
+    n_steps = settings.epochs * math.ceil(len(examples) / settings.ft_batch)
+    warm = max(1, n_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to zero
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (n_steps - s) / max(n_steps - warm, 1)))
+    losses: list[float] = []
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    dev = head_w.device
+    step = 0
+    for epoch in range(settings.epochs):
+        order = rng.permutation(len(examples))
+        for start in range(0, len(order), settings.ft_batch):
+            batch = [examples[i] for i in order[start:start + settings.ft_batch]]
+            L = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), L), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), L), dtype=torch.long)
+            rows, cols, labels = [], [], []
+            for b, (seq, pos) in enumerate(batch):
+                ids[b, : len(seq)] = torch.tensor(seq)
+                mask[b, : len(seq)] = 1
+                rows += [b] * len(pos)
+                cols += pos
+                labels += [col[seq[p + 1]] for p in pos]
+            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).last_hidden_state
+            h = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
+            logits = (h @ W.T).float()
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels, device=dev))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            say(f"step {step}/{n_steps} epoch {epoch + 1} loss {losses[-1]:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(out)
+    return {
+        "pairs": len(examples),
+        "steps": n_steps,
+        "losses": losses,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "seconds": time.perf_counter() - t0,
+        "tokens_per_example": float(np.mean([len(ids) for ids, _ in examples])),
+        "lora_targets": targets,
+        "trainable_params": int(sum(p.numel() for p in params)),
+    }
+
+
+def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, device: str | None) -> tuple[Any, Any]:
+    """A fresh copy of the base model with the adapter merged into its weights (as fast as the base)."""
+    from peft import PeftModel
+
+    base, tok = models.load(name, cache_dir, device, fresh=True)
+    with warnings.catch_warnings():  # peft calls a deprecated transformers property
+        warnings.simplefilter("ignore", FutureWarning)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.eval()
+    return merged, tok
+
+
+def run_finetune(task_name: str, params: dict[str, Any], seed: int = 0, data_dir: str | None = None,
+                 log: Any = print) -> tuple[Path, dict[str, Any]]:
+    """What ``cfbench finetune`` does: load the task, then fine-tune (or find the cached adapter)."""
+    from cfbench.task import Task, resolve_spec
+    from cfbench_llm.generator import Settings
+    from cfbench_llm.prompts import load_templates
+
+    settings = Settings.from_params(params)
+    spec = resolve_spec(task_name)
+    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
+    ctx = task.fit_context(seed)
+    formats = value_formats(ctx.schema, ctx.X_train, settings.digits)
+    builder = PromptBuilder(ctx.schema, formats, ctx.class_names, ctx.task_name, ctx.task_description,
+                            load_templates(settings.prompt_dir), settings.row_style, settings.sep)
+    return ensure_adapter(ctx, settings, builder, log=log)

@@ -1,0 +1,223 @@
+"""The local LLM generators: zero-shot, few-shot and LoRA fine-tuned, constrained or free text.
+
+``LocalLLM(mode, variant, **params)`` is what the ``llm-*`` factories build.  ``fit`` loads the
+model, formats the task and runs the shared prompt prefix once; ``generate`` decodes a batch of
+queries through ``engine.Engine``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cfbench.errors import UserError, choices_error
+from cfbench.generator import FitContext, QueryResult
+from cfbench_llm.prompts import (
+    ROW_STYLES,
+    ExamplePool,
+    PromptBuilder,
+    load_templates,
+    value_formats,
+)
+
+MODES = ("zeroshot", "fewshot", "finetuned")
+VARIANTS = {
+    "zeroshot": ("default", "freetext"),
+    "fewshot": ("default", "retrieval", "freetext"),
+    "finetuned": ("default",),
+}
+
+
+@dataclass
+class Settings:
+    """Parameters of the local generators (all optional; validated in ``LocalLLM.__init__``)."""
+
+    model: str | None = None  # HF id or local folder; default $CFBENCH_LLM_MODEL or the embedded Gemma 3 270M
+    device: str | None = None  # auto | cpu | cuda[:N]
+    batch_size: int = 32  # sequences decoded together (memory grows with it)
+    examples: int = 3  # few-shot examples per direction (fixed) or per query (retrieval)
+    example_seed: int | None = None  # seed of the fixed examples; default the run's seed
+    pool: int = 400  # training rows whose nearest-unlike-neighbour CFs are example candidates
+    prompt_dir: str | None = None  # folder overriding templates/*.txt; default $CFBENCH_PROMPT_DIR
+    row_style: str = "json"  # json | named | values (see prompts.PromptBuilder; docs/llm.md for the trade-off)
+    sep: str = ","
+    digits: int = 3  # significant digits of values in prompts
+    clip: bool = False  # clip generated values to the schema bounds (counted in extra["clipped"])
+    max_new_tokens: int = 0  # free text cap; 0 = 12 per mutable feature + 16
+    tune_malloc: bool = True  # see models.tune_malloc
+    threads: int | None = None  # torch CPU threads; default $CFBENCH_LLM_THREADS or torch's default
+    # fine-tuning (llm-finetuned)
+    pairs: int = 64
+    epochs: int = 2
+    lr: float = 1e-3
+    rank: int = 8
+    ft_batch: int = 8
+    teacher: str = "nearest-neighbour"
+    force_finetune: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Settings:
+        fields = cls.__dataclass_fields__
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            raise UserError(f"unknown llm parameter {unknown[0]!r}; valid parameters: {', '.join(sorted(fields))}")
+        s = cls(**params)
+        for name in ("batch_size", "examples", "pool", "digits", "pairs", "epochs", "rank", "ft_batch"):
+            v = getattr(s, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"llm parameter {name}: expected a positive integer, got {v!r}")
+        if s.row_style not in ROW_STYLES:
+            raise UserError(f"llm parameter row_style: got {s.row_style!r}; valid choices: {', '.join(ROW_STYLES)}")
+        if not (isinstance(s.lr, float | int) and s.lr > 0):
+            raise UserError(f"llm parameter lr: expected a positive number, got {s.lr!r}")
+        return s
+
+
+class LocalLLM:
+    """An LLM counterfactual generator on a local Hugging Face model."""
+
+    def __init__(self, mode: str, variant: str = "default", **params: Any) -> None:
+        if mode not in MODES:
+            raise choices_error("llm mode", mode, MODES)
+        if variant not in VARIANTS[mode]:
+            raise choices_error(f"variant of llm-{mode}", variant, VARIANTS[mode])
+        self.mode = mode
+        self.variant = variant
+        self.settings = Settings.from_params(params)
+        self.freetext = variant == "freetext"
+        self.retrieval = variant == "retrieval"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, context: FitContext) -> LocalLLM:
+        from cfbench_llm import models
+
+        s = self.settings
+        t0 = time.perf_counter()
+        if s.tune_malloc:
+            models.tune_malloc()
+        models.set_threads(s.threads)
+        self.schema_ = context.schema
+        self.names_ = context.schema.names
+        self.predict_ = context.predict
+        self.formats_ = value_formats(context.schema, context.X_train, s.digits)
+        self.builder_ = PromptBuilder(
+            context.schema, self.formats_, context.class_names, context.task_name,
+            context.task_description, load_templates(s.prompt_dir), s.row_style, s.sep,
+        )
+        self.lower_, self.upper_ = context.schema.bounds()
+        self.pool_ = None
+        if self.mode == "fewshot":
+            self.pool_ = ExamplePool(s.pool, seed=context.seed).fit(context)
+            if len(self.pool_) == 0:
+                raise UserError(f"task {context.task_name!r}: no training row has a valid nearest-unlike-neighbour example")
+        self.finetune_info_: dict[str, Any] = {}
+        if self.mode == "finetuned":
+            from cfbench_llm.finetune import ensure_adapter, load_finetuned
+
+            adapter, self.finetune_info_ = ensure_adapter(context, self.settings, self.builder_)
+            self.model_, self.tok_ = load_finetuned(s.model, adapter, context.cache_dir, s.device)
+        else:
+            self.model_, self.tok_ = models.load(s.model, context.cache_dir, s.device)
+        from cfbench_llm.engine import Engine
+
+        self.engine_ = Engine(self.model_, self.tok_)
+        self.prefix_text_ = self._prefix_text(context.seed)
+        t1 = time.perf_counter()
+        self.prefix_ = self.engine_.prefix(self.prefix_text_)
+        self.stats_ = {
+            "fit_seconds": 0.0, "prefix_seconds": time.perf_counter() - t1,
+            "prefix_tokens": len(self.prefix_.ids), "generate_seconds": 0.0, "queries": 0,
+        }
+        self.stats_["fit_seconds"] = time.perf_counter() - t0
+        return self
+
+    def _prefix_text(self, seed: int) -> str:
+        b = self.builder_
+        if self.mode == "finetuned":
+            return b.finetune_header() + "\n"
+        text = b.instructions()
+        if self.mode == "fewshot" and not self.retrieval:
+            s = self.settings
+            picks = self.pool_.fixed(s.examples, seed if s.example_seed is None else s.example_seed)
+            self.examples_ = picks
+            return text + b.examples_block([self._example(i) for i in picks]) + "\n"
+        return text + "\n"
+
+    def _example(self, i: int) -> str:
+        x, src, tgt, cf = self.pool_.pair(i)
+        return (self.builder_.record_json if self.freetext else self.builder_.record)(x, src, tgt, cf)
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, queries: pd.DataFrame, targets: np.ndarray, k: int, budget: float) -> list[QueryResult]:
+        """One counterfactual per query (greedy decoding is deterministic, so ``k`` > 1 gives one)."""
+        from cfbench_llm.engine import build_program, free_program
+
+        t0 = time.perf_counter()
+        X = queries[self.names_].to_numpy(float)
+        targets = np.asarray(targets, dtype=int)
+        sources = np.asarray(self.predict_(queries[self.names_]), dtype=int)
+        b = self.builder_
+        n_mut = len(b.mutable)
+        cap = self.settings.max_new_tokens or 12 * n_mut + 16
+        programs, lines = [], []
+        for x, src, tgt in zip(X, sources, targets, strict=True):
+            head, tail = b.query_text(x, src, tgt, json_format=self.freetext)
+            if self.retrieval:
+                picks = self.pool_.nearest(x, int(src), self.settings.examples)
+                head = b.examples_block([self._example(i) for i in picks]).lstrip("\n") + "\n" + head
+            if self.freetext:
+                # end at ":" so the model writes ' {"' itself, tokenized as in the examples
+                programs.append(free_program(self.engine_.vocab, head.rstrip(" "), cap))
+                lines.append(None)
+            else:
+                segs = b.cf_segments(x, tail)
+                programs.append(build_program(self.engine_.vocab, head, segs, self.formats_))
+                lines.append(segs)
+        decoded = self.engine_.run(self.prefix_, programs, self.settings.batch_size)
+        out = []
+        for x, segs, dec in zip(X, lines, decoded, strict=True):
+            extra = {"prompt_tokens": dec.prompt_tokens, "new_tokens": dec.new_tokens}
+            if self.freetext:
+                raw = dec.values[0] if dec.values else ""
+                cf, why = b.parse_json(raw, x)
+                if cf is None:
+                    out.append(QueryResult("invalid_output", None, f"free-text answer not parsed: {why}", raw=raw, extra=extra))
+                    continue
+            else:
+                try:
+                    cf, raw = self._assemble(x, segs, dec.values)
+                except (ValueError, StopIteration):  # not reachable through the grammar; kept honest
+                    out.append(QueryResult("invalid_output", None, "constrained value did not parse",
+                                           raw=dec.raw, extra=extra))
+                    continue
+            if self.settings.clip:
+                clipped = np.clip(cf, np.nan_to_num(self.lower_, nan=-np.inf), np.nan_to_num(self.upper_, nan=np.inf))
+                extra["clipped"] = int(np.sum(clipped != cf))
+                cf = clipped
+            out.append(QueryResult.ok(pd.DataFrame([cf], columns=self.names_), raw=raw, extra=extra))
+        self.stats_["generate_seconds"] += time.perf_counter() - t0
+        self.stats_["queries"] += len(X)
+        return out
+
+    def _assemble(self, x: np.ndarray, segs: list, values: list[str]) -> tuple[np.ndarray, str]:
+        """The CF row from the slot strings, and the line as written (literals + values).
+
+        A value written exactly as the query's value appears in the prompt means "unchanged", so
+        the query's unrounded value is kept rather than its rounded copy.
+        """
+        cf = np.asarray(x, dtype=float).copy()
+        parts, it = [], iter(values)
+        for seg in segs:
+            if seg.slot < 0:
+                parts.append(seg.text)
+                continue
+            text = next(it)
+            parts.append(text)
+            value = float(text)  # the slot grammar only lets complete numbers through
+            if value != float(self.formats_[seg.slot].format(x[seg.slot])):
+                cf[seg.slot] = value
+        return cf, "".join(parts)

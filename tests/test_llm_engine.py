@@ -1,0 +1,126 @@
+"""Constrained batched decoding with a reused prefix, on a tiny random model.
+
+The reference is the plainest possible decoder: one sequence, no cache, the whole text re-run
+for every token.  Batched decoding over the cached prefix must choose exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from cfbench_llm import models  # noqa: E402
+from cfbench_llm.engine import Engine, build_program, free_program  # noqa: E402
+from cfbench_llm.prompts import Segment, ValueFormat  # noqa: E402
+from cfbench_llm.testing import tiny_model_dir  # noqa: E402
+
+FORMATS = [ValueFormat("a", 0, False, 3), ValueFormat("b", 2, True, 2), ValueFormat("c", 0, False, 1, ("0", "1", "2"))]
+SEGS = [Segment(text="7,"), Segment(slot=0), Segment(text=", b="), Segment(slot=1), Segment(text=";"),
+        Segment(slot=2), Segment(text="\n")]
+PREFIX = "Rows of numbers and their counterfactuals.\n" + "".join(
+    f"x: {i},{i / 7:.2f},{i % 3}\ny: 7,{2 * i}, b={-i / 9:.2f};{(i + 1) % 3}\n" for i in (3, 14, 27, 40, 55, 61, 77)
+)
+HEADS = [f"x: {i},{i / 7:.2f},{i % 3}\ny: " for i in (5, 12, 133, 1, 7040)]  # different lengths
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny ops are fastest (and stable on a shared 2-core machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    path = tiny_model_dir(tmp_path_factory.mktemp("tiny"), seed=3, sliding_window=16)
+    model, tok = models.load(str(path), fresh=True)
+    return Engine(model, tok)
+
+
+_REFERENCE: dict = {}
+
+
+def reference(engine: Engine, prog) -> list[str]:
+    """Greedy constrained decoding, one sequence, full recompute at every token (memoised)."""
+    key = (id(engine), tuple(prog.head), prog.slots[0].fmt is None)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = _reference(engine, prog)
+    return _REFERENCE[key]
+
+
+def _reference(engine: Engine, prog) -> list[str]:
+    m, tok = engine.model, engine.tok
+    ids = tok.encode(PREFIX, add_special_tokens=True) + list(prog.head)
+    values = []
+    for slot in prog.slots:
+        text, gen = "", []
+        while True:
+            with torch.no_grad():
+                h = m.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
+            if slot.fmt is None:
+                tid = int((h @ engine.lm_weight.T).argmax())
+                if tid in slot.terminators or len(gen) >= slot.max_tokens:
+                    values.append(tok.decode(gen, skip_special_tokens=True))
+                    break
+                gen.append(tid)
+                ids.append(tid)
+                continue
+            allowed, texts = engine._allowed_for(slot.fmt, text, slot.terminators)
+            j = int((h @ engine.lm_weight[allowed].T).argmax())
+            ids.append(allowed[j])
+            if allowed[j] in slot.terminators:
+                values.append(text)
+                break
+            text += texts[j]
+        ids.extend(slot.after)
+    return values
+
+
+def test_program_structure(engine):
+    prog = build_program(engine.vocab, HEADS[0], SEGS, FORMATS)
+    tok = engine.tok
+    assert tok.decode(prog.head) == HEADS[0] + "7,"  # leading literal joins the head
+    assert [tok.decode([s.terminators[0]]) for s in prog.slots] == [",", ";", "\n"]
+    assert tok.decode(prog.slots[0].after) == " b="
+    assert [s.max_tokens for s in prog.slots] == [3, 6, 1]  # "-12.34" is six characters
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_batched_prefix_decoding_matches_reference(engine, batch_size):
+    progs = [build_program(engine.vocab, h, SEGS, FORMATS) for h in HEADS]
+    prefix = engine.prefix(PREFIX)
+    assert len(prefix.ids) > 3 * 16  # longer than the sliding window: the window path is exercised
+    out = engine.run(prefix, progs, batch_size=batch_size)
+    for prog, dec in zip(progs, out, strict=True):
+        assert dec.values == reference(engine, prog)
+        assert dec.finished
+        for fmt, v in zip(FORMATS, dec.values, strict=True):
+            assert fmt.complete(v)  # every value parses, whatever the (random) model prefers
+            float(v)
+
+
+def test_free_text_matches_reference_and_stops(engine):
+    progs = [free_program(engine.vocab, h, max_tokens=12) for h in HEADS[:3]]
+    out = engine.run(engine.prefix(PREFIX), progs, batch_size=3)
+    for prog, dec in zip(progs, out, strict=True):
+        assert dec.values == reference(engine, prog)
+        assert len(engine.tok.encode(dec.values[0], add_special_tokens=False)) <= 12
+        n = len(engine.tok.encode(dec.values[0], add_special_tokens=False))
+        assert dec.finished == (n < 12)  # ended by a newline, not by the cap
+        assert dec.raw.startswith(dec.values[0]) and len(dec.raw) <= len(dec.values[0]) + 1
+
+
+def test_number_vocabulary(engine):
+    assert sorted(engine.vocab.texts) == sorted("0123456789-.")
+    assert engine.vocab.newline_ids == {engine.tok.convert_tokens_to_ids("\n")}
+    assert engine.vocab.encode_literal(", b=") == engine.tok.encode(", b=", add_special_tokens=False)
+
+
+def test_literal_starting_like_a_number_is_rejected(engine):
+    bad = [Segment(slot=0), Segment(text="-x\n")]
+    with pytest.raises(ValueError, match="starts with a token a number can use"):
+        build_program(engine.vocab, "h: ", bad, FORMATS)

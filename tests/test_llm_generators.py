@@ -1,0 +1,145 @@
+"""The llm-* generators end to end on a real task (heart), with a tiny random model.
+
+A random model writes nonsense, which is the point: constrained variants must still return a
+well-formed counterfactual for every query (immutables copied, values parsed), and free-text
+variants must report what does not parse as ``invalid_output`` with the raw text kept.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from cfbench_llm import finetune as ft  # noqa: E402
+from cfbench_llm.generator import LocalLLM  # noqa: E402
+from cfbench_llm.testing import tiny_model_dir  # noqa: E402
+
+from cfbench.cli import main  # noqa: E402
+from cfbench.errors import UserError  # noqa: E402
+from cfbench.plugins import registry  # noqa: E402
+from cfbench.task import Task, resolve_spec  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The CI machine has 2 cores; tiny ops are fastest (and stable) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny"), seed=1, sliding_window=32))
+
+
+@pytest.fixture(scope="module")
+def heart():
+    task = Task.load(resolve_spec("heart"))
+    q = task.queries(n_per_class=3)
+    return task, q
+
+
+def _run(task, q, mode, variant, tmp_path, **params):
+    ctx = task.fit_context(seed=0)
+    ctx.cache_dir = tmp_path
+    gen = LocalLLM(mode, variant, **params).fit(ctx)
+    res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 10.0)
+    return gen, res
+
+
+@pytest.mark.parametrize("mode, variant", [("zeroshot", "default"), ("fewshot", "default"), ("fewshot", "retrieval")])
+def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mode, variant):
+    task, q = heart
+    gen, res = _run(task, q, mode, variant, tmp_path, model=tiny, batch_size=4)
+    assert len(res) == len(q)
+    names = task.schema.names
+    imm = task.schema.immutable
+    for (_, row), r in zip(q.iterrows(), res, strict=True):
+        assert r.status == "ok", r.reason
+        assert list(r.cfs.columns) == names and r.cfs.shape == (1, len(names))
+        assert np.isfinite(r.cfs.to_numpy()).all()
+        for f in imm:  # copied, never generated
+            assert r.cfs[f].iloc[0] == row[f]
+        for f in task.schema:
+            if f.kind == "categorical":
+                assert r.cfs[f.name].iloc[0] in f.categories
+        assert r.raw and r.raw.endswith("\n")
+        assert r.extra["new_tokens"] > 0 and r.extra["prompt_tokens"] > 0
+    examples = gen.prefix_text_.count("Counterfactual (")
+    assert examples == (6 if variant == "default" and mode == "fewshot" else 0)
+
+
+def test_freetext_failures_are_invalid_output_with_raw_text(heart, tiny, tmp_path):
+    task, q = heart
+    _, res = _run(task, q, "fewshot", "freetext", tmp_path, model=tiny, max_new_tokens=20)
+    assert {r.status for r in res} <= {"ok", "invalid_output"}
+    bad = [r for r in res if r.status == "invalid_output"]
+    assert bad, "a random tiny model should not write valid JSON"
+    for r in bad:
+        assert r.cfs is None and r.raw is not None and "not parsed" in r.reason
+
+
+def test_clip_counts_what_it_changes(heart, tiny, tmp_path):
+    task, q = heart
+    _, res = _run(task, q, "zeroshot", "default", tmp_path, model=tiny, clip=True)
+    lo, hi = task.schema.bounds()
+    for r in res:
+        v = r.cfs.to_numpy()[0]
+        assert (v >= lo).all() and (v <= hi).all()
+        assert r.extra["clipped"] >= 0
+
+
+def test_bad_parameters_are_user_errors():
+    with pytest.raises(UserError, match="unknown llm parameter 'temprature'"):
+        LocalLLM("zeroshot", temprature=0.5)
+    with pytest.raises(UserError, match="batch_size: expected a positive integer"):
+        LocalLLM("zeroshot", batch_size=0)
+    with pytest.raises(UserError, match="valid choices: default, freetext"):
+        LocalLLM("zeroshot", "retrieval")
+
+
+def test_methods_are_registered_with_variants():
+    reg = registry()
+    assert reg.generator("llm-fewshot").variants == ("default", "retrieval", "freetext")
+    assert reg.generator("llm-finetuned").extra == "llm"
+    caps = reg.generator("llm-zeroshot").capabilities
+    assert caps.batch_size and caps.batch_size > 1
+
+
+def test_finetune_trains_caches_and_generates(heart, tiny, tmp_path, monkeypatch):
+    task, q = heart
+    params = dict(model=tiny, pairs=12, epochs=4, lr=2e-2, ft_batch=4, rank=4)
+    gen, res = _run(task, q, "finetuned", "default", tmp_path, **params)
+    info = gen.finetune_info_
+    assert info["pairs"] == 12 and info["steps"] == 12 and len(info["losses"]) == 12
+    assert np.mean(info["losses"][-3:]) < np.mean(info["losses"][:3])  # it learns the pairs
+    assert all(r.status == "ok" for r in res)
+    adapters = list((tmp_path / "llm" / "adapters").glob("heart-*/meta.json"))
+    assert len(adapters) == 1
+    assert json.loads(adapters[0].read_text())["key"]["task"] == "heart"
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached adapter should have been reused")
+
+    monkeypatch.setattr(ft, "train", no_training)
+    gen2, res2 = _run(task, q, "finetuned", "default", tmp_path, **params)
+    assert gen2.finetune_info_["losses"] == info["losses"]
+    assert [r.raw for r in res2] == [r.raw for r in res]  # same adapter, same greedy output
+    with pytest.raises(AssertionError, match="cached adapter"):  # other settings -> a new adapter
+        _run(task, q, "finetuned", "default", tmp_path, **{**params, "rank": 2})
+
+
+def test_finetune_command_is_registered(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", "--help"])
+    assert exc.value.code == 0
+    assert "--task" in capsys.readouterr().out
+    assert main(["finetune", "--task", "no-such-task"]) == 2
+    assert "unknown task 'no-such-task'" in capsys.readouterr().err
