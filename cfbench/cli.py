@@ -124,30 +124,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cfbench import runner
     from cfbench.store import load_records, write_json_atomic, write_parquet
     from cfbench.summary import summarize
-    from cfbench.task import Task, resolve_spec
 
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
         k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
         out=args.out, resume=args.resume, data_dir=args.data_dir,
     )
-    cfg.validate()
-    spec = resolve_spec(cfg.task)
-    pairs, skipped = runner.resolve_methods(cfg.methods)
-    runner.check_resume(cfg, spec)
-    console = _console(args.quiet)
-    for name, hint in skipped.items():
-        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
-    if not pairs:
-        raise UserError("no available method to run; see `cfbench list methods`")
-    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
-    with console.status(f"loading task {spec.name} and its classifier"):
-        task = Task.load(spec, dataset_options=options)
+    acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
+    task, pairs, skipped, console = _prepare(cfg, args.quiet, require_methods=True)
     console.print(
         f"task [bold]{task.name}[/bold]: {task.scores['n_train']} train / {task.scores['n_test']} test rows; "
-        f"classifier {spec.model} accuracy {task.scores['accuracy']:.3f}, F1 {task.scores['f1']:.3f}"
+        f"classifier {task.spec.model} accuracy {task.scores['accuracy']:.3f}, F1 {task.scores['f1']:.3f}"
     )
-    _execute_with_progress(cfg, task, pairs, console, args.quiet)
+    progress, on_plan, on_progress = _progress(console, args.quiet)
+    with progress:
+        runner.execute(cfg, task, pairs, on_plan=on_plan, on_progress=on_progress)
     records = load_records(cfg.out)
     summary = summarize(task, records, {"skipped_methods": skipped, "seeds": list(cfg.seeds),
                                         "k": cfg.k})
@@ -158,55 +149,78 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print_table(summary)
     console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
-    if args.augment:
-        _augment(cfg, task, pairs, console, args.quiet, scenarios="A,B,C", fraction=0.5,
-                 max_per_class=None, seeds=(0, 1, 2, 3, 4))
+    if acfg is not None:
+        _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from cfbench import runner
-    from cfbench.task import Task, resolve_spec
 
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
         fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out, resume=args.resume,
         data_dir=args.data_dir,
     )
-    cfg.validate()
-    spec = resolve_spec(cfg.task)
-    pairs, skipped = runner.resolve_methods(cfg.methods)
-    console = _console(args.quiet)
-    for name, hint in skipped.items():
-        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
-    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
-    with console.status(f"loading task {spec.name} and its classifier"):
-        task = Task.load(spec, dataset_options=options)
-    _augment(cfg, task, pairs, console, args.quiet, args.scenarios, args.fraction,
-             args.max_per_class, tuple(args.seeds))
+    acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
+    task, pairs, _, console = _prepare(cfg, args.quiet, require_methods=False)
+    _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
 
 
-def _augment(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool, scenarios: str,
-             fraction: float, max_per_class: int | None, seeds: tuple[int, ...]) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _prepare(cfg: Any, quiet: bool, require_methods: bool) -> tuple[Any, list, dict, Any]:
+    """Validate the config, resolve task and methods, load the task: (task, pairs, skipped, console)."""
+    from cfbench import runner
+    from cfbench.task import Task, resolve_spec
 
+    cfg.validate()
+    spec = resolve_spec(cfg.task)
+    pairs, skipped = runner.resolve_methods(cfg.methods)
+    runner.check_resume(cfg, spec)
+    console = _console(quiet)
+    for name, hint in skipped.items():
+        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
+    if require_methods and not pairs:
+        raise UserError("no available method to run; see `cfbench list methods`")
+    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
+    with console.status(f"loading task {spec.name} and its classifier"):
+        task = Task.load(spec, dataset_options=options)
+    return task, pairs, skipped, console
+
+
+def _augment_config(scenarios: str, fraction: float, max_per_class: int | None,
+                    seeds: tuple[int, ...]) -> Any:
     from cfbench import augment
 
     acfg = augment.AugmentConfig(
         scenarios=tuple(s.strip() for s in scenarios.split(",") if s.strip()), fraction=fraction,
         seeds=seeds, max_per_class=max_per_class)
     acfg.validate()
+    return acfg
+
+
+def _progress(console: Any, quiet: bool, indent: str = "") -> tuple[Any, Any, Any]:
+    """A rich progress display with one bar per cell, and the runner callbacks that drive it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, disable=quiet)
     bars: dict[Any, Any] = {}
 
     def on_plan(work: list) -> None:
         for cell, todo in work:
-            bars[cell] = progress.add_task(f"  {cell.label} seed {cell.seed}", total=len(todo))
+            bars[cell] = progress.add_task(f"{indent}{cell.label} seed {cell.seed}", total=len(todo))
 
     def on_progress(cell: Any, n: int) -> None:
         progress.advance(bars[cell], n)
+
+    return progress, on_plan, on_progress
+
+
+def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:
+    from cfbench import augment
+
+    progress, on_plan, on_progress = _progress(console, quiet, indent="  ")
 
     def on_stage(text: str) -> None:
         progress.console.print(f"augmentation: {text}")
@@ -215,31 +229,12 @@ def _augment(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool, scenari
         result = augment.run_augmentation(task, cfg, acfg, pairs, on_stage=on_stage,
                                           on_plan=on_plan, on_progress=on_progress)
     doc = augment.save(result, cfg.out, {
-        "task": task.name, "task_hash": task.spec.hash, "fraction": fraction,
-        "seeds": list(seeds), "scenarios": list(acfg.scenarios), "max_per_class": max_per_class})
+        "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
+        "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
+        "max_per_class": acfg.max_per_class})
     if not quiet:
         print(augment.to_markdown(doc["aggregate"]))
     console.print(f"wrote {cfg.out / 'augment.json'}")
-
-
-def _execute_with_progress(cfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from cfbench import runner
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, disable=quiet)
-    bars: dict[Any, Any] = {}
-
-    def on_plan(work: list) -> None:
-        for cell, todo in work:
-            bars[cell] = progress.add_task(f"{cell.label} seed {cell.seed}", total=len(todo))
-
-    def on_progress(cell: Any, n: int) -> None:
-        progress.advance(bars[cell], n)
-
-    with progress:
-        runner.execute(cfg, task, pairs, on_plan=on_plan, on_progress=on_progress)
 
 
 def _console(quiet: bool) -> Any:
