@@ -7,6 +7,7 @@ both for generation alone and with the one-off prefix amortised.  Peak memory is
 peak RSS after the constrained run (the model included), before the naive loop runs.
 
     python benchmarks/bench_llm.py --task ai-readi --queries 100 --naive 5 [--threads 2] [--json out.json]
+    python benchmarks/bench_llm.py --configs fast --naive 0      # peak memory of one variant alone
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive", type=int, default=5, help="queries for the naive loop (it is slow)")
     ap.add_argument("--freetext", type=int, default=0, help="also time llm-fewshot:freetext on this many queries")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the variant's own")
     ap.add_argument("--digits", type=int, default=3, help="significant digits of values in prompts")
-    ap.add_argument("--styles", default="json,values", help="row styles of llm-fewshot to time")
+    ap.add_argument("--configs", default="fast,default",
+                    help="llm-fewshot variants to time (fast, default, retrieval), or settings of the "
+                         "default variant as row_style:cf_style:quantize:max_edits")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
@@ -120,25 +123,38 @@ def main(argv: list[str] | None = None) -> int:
     q = _queries(task, args.queries)
     load0 = os.getloadavg()[0]
     rows = []
-    gen = None
-    for style in args.styles.split(","):
-        ours, g = run_ours(task, ctx, q, "default", batch_size=args.batch_size, threads=threads,
-                           digits=args.digits, row_style=style)
-        ours["method"] += f" row_style={style}"
+    for config in args.configs.split(","):
+        if ":" not in config:
+            params = {} if args.batch_size is None else {"batch_size": args.batch_size}
+            ours, _ = run_ours(task, ctx, q, config, threads=threads, digits=args.digits, **params)
+            rows.append(ours)
+            continue
+        try:
+            style, cf_style, quant, max_edits = config.split(":")
+            max_edits = int(max_edits)
+        except ValueError:
+            raise SystemExit(f"--configs: expected row_style:cf_style:quantize:max_edits, got {config!r}") from None
+        ours, _ = run_ours(task, ctx, q, "default", batch_size=args.batch_size or 32, threads=threads,
+                           digits=args.digits, row_style=style, cf_style=cf_style, quantize=quant,
+                           max_edits=max_edits)
+        ours["method"] += f" {config}"
         rows.append(ours)
-        gen = gen or g
     if args.freetext:
-        ft, _ = run_ours(task, ctx, q.head(args.freetext), "freetext", batch_size=args.batch_size,
-                         threads=threads, digits=args.digits, row_style="json")
+        ft, _ = run_ours(task, ctx, q.head(args.freetext), "freetext", batch_size=args.batch_size or 32,
+                         threads=threads, digits=args.digits, row_style="json", cf_style="full")
         rows.append(ft)
-    if args.naive:
-        rows.append(run_naive(task, gen, _queries(task, args.naive)))
+    if args.naive:  # the naive loop writes full JSON rows, whatever the configs above
+        from cfbench_llm.generator import LocalLLM
+
+        full = LocalLLM("fewshot", "freetext", threads=threads, digits=args.digits,
+                        row_style="json", cf_style="full").fit(ctx)
+        rows.append(run_naive(task, full, _queries(task, args.naive)))
     meta = {"task": args.task, "threads": threads, "cpus": os.cpu_count(), "batch_size": args.batch_size,
             "digits": args.digits,
             "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
             "torch": __import__("torch").__version__, "python": sys.version.split()[0]}
-    cols = ["method", "queries", "s_per_cf", "s_per_cf_with_prefix", "tokens_per_s", "parse_rate", "valid_rate",
-            "peak_rss_gb"]
+    cols = ["method", "queries", "s_per_cf", "s_per_cf_with_prefix", "tokens_per_s", "new_tokens_per_cf",
+            "parse_rate", "valid_rate", "peak_rss_gb"]
     table = pd.DataFrame(rows)
     print(json.dumps(meta))
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

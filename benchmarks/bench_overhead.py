@@ -14,7 +14,7 @@ interpreter, imports and the task load in the worker: 2-3 s per cell on a 2-core
 fades when a cell does enough work, so the ratio of a sub-second method (NICE) is dominated by
 it; the absolute overhead per cell is printed too.
 
-    python benchmarks/bench_overhead.py                       # default methods, 10 queries/class
+    python benchmarks/bench_overhead.py                       # default methods, the task's queries
     python benchmarks/bench_overhead.py --methods dice:random --n-queries 5 --repeats 3
 
 ``direct`` supports tasks whose features are numeric or categorical for DiCE and numeric only
@@ -30,7 +30,6 @@ import io
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -192,8 +191,8 @@ def harness_found(out_dir: Path) -> int:
 
 
 def measure(args: argparse.Namespace, method: str) -> dict:
-    cli = shutil.which("cfbench")
-    base = [cli] if cli else [sys.executable, "-c", "import sys; from cfbench.cli import main; sys.exit(main())"]
+    # the same interpreter as the direct call, without any shell shim in front of a console script
+    base = [sys.executable, "-m", "cfbench"]
     limit = 4 * args.timeout * 2 * args.n_queries + 120
     direct_t, harness_t, found_d, found_h = [], [], None, None
     for _ in range(args.repeats):
@@ -224,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="breast-cancer")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"default: {DEFAULT_METHODS}")
-    p.add_argument("--n-queries", type=int, default=10, help="queries per source class")
+    p.add_argument("--n-queries", type=int, default=None,
+                   help="queries per source class (default: the task's own, as in a default run)")
     p.add_argument("--k", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30.0, help="budget per query (s)")
     p.add_argument("--seed", type=int, default=0)
@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.direct:
         run_direct(args)
         return 0
-    _load(args.task, args.n_queries)  # fit (or load) the cached classifier before any timing
+    task, _ = _load(args.task, args.n_queries)  # fit (or load) the cached classifier before any timing
+    if args.n_queries is None:
+        args.n_queries = task.spec.n_per_class
     rows = []
     print(f"task={args.task} queries/class={args.n_queries} k={args.k} budget={args.timeout:g}s "
           f"repeats={args.repeats} cpus={os.cpu_count()}")

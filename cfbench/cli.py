@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _warm(args.methods)
     from cfbench import runner
     from cfbench.store import load_records, write_json_atomic, write_parquet
     from cfbench.summary import summarize
@@ -155,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
+    _warm(args.methods)
     from cfbench import runner
 
     cfg = runner.RunConfig(
@@ -166,6 +168,18 @@ def cmd_augment(args: argparse.Namespace) -> int:
     task, pairs, _, console = _prepare(cfg, args.quiet, require_methods=False)
     _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
+
+
+def _warm(methods: str) -> None:
+    """Start the workers' fork server with the chosen methods' preloads, so its imports overlap
+    with ours and the task load (names are checked later, with proper errors)."""
+    from cfbench.forkserver import warm
+    from cfbench.plugins import registry
+
+    names = {item.strip().partition(":")[0] for item in methods.split(",")}
+    modules = [m for name, spec in sorted(registry().generators.items())
+               if "all" in names or name in names for m in spec.preload]
+    warm(modules)
 
 
 def _prepare(cfg: Any, quiet: bool, require_methods: bool) -> tuple[Any, list, dict, Any]:

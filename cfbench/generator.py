@@ -94,7 +94,9 @@ class GeneratorSpec:
 
     ``factory(variant, **params)`` builds an unfitted generator.  ``requires`` lists importable
     module names the method needs; if any is missing the method is listed as unavailable with
-    ``pip install 'cfbench-harness[<extra>]'``.  ``available`` may be a callable returning
+    ``pip install 'cfbench-harness[<extra>]'``.  ``preload`` names modules that are safe to
+    import ahead of time in the workers' fork server (no threads, no network at import), so
+    each worker starts with them loaded instead of importing them itself.  ``available`` may be a callable returning
     ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
     """
 
@@ -104,6 +106,7 @@ class GeneratorSpec:
     capabilities: Capabilities = field(default_factory=Capabilities)
     extra: str | None = None
     requires: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
     description: str = ""
     available: Callable[[], tuple[bool, str]] | None = None
     plugin: str = ""

@@ -22,14 +22,27 @@ def dist_version(name: str) -> str | None:
 
 @cache
 def module_dists(modules: tuple[str, ...]) -> dict[str, str]:
-    """Versions of the distributions that provide ``modules`` (those installed)."""
-    mapping = importlib.metadata.packages_distributions()
+    """Versions of the distributions that provide ``modules`` (those installed).
+
+    A distribution named like its top-level module is looked up directly; only the others
+    (``sklearn`` → ``scikit-learn``) need the slow scan of every installed distribution.
+    """
     out: dict[str, str] = {}
+    unknown = []
     for mod in modules:
-        for dist in mapping.get(mod.split(".")[0], []):
-            v = dist_version(dist)
-            if v:
-                out[dist] = v
+        top = mod.split(".")[0]
+        try:
+            dist = importlib.metadata.distribution(top)
+        except importlib.metadata.PackageNotFoundError:
+            unknown.append(top)
+        else:
+            out[dist.metadata["Name"]] = dist.version
+    if unknown:
+        mapping = importlib.metadata.packages_distributions()
+        for top in unknown:
+            for dist in mapping.get(top, []):
+                if v := dist_version(dist):
+                    out[dist] = v
     return out
 
 

@@ -8,7 +8,6 @@ the run store as it arrives and starts a fresh worker for the remaining queries.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import random
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cfbench.errors import UserError
+from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult
 from cfbench.plugins import registry
 from cfbench.provenance import environment, module_dists
@@ -228,29 +228,11 @@ def _describe(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- parent side
 
 
-#: modules the fork server imports once, so that a worker starts in milliseconds, not seconds
-PRELOAD = ["cfbench.runner", "cfbench.task", "cfbench.plugins", "sklearn.ensemble",
-           "sklearn.neural_network", "sklearn.neighbors"]
-
-
-def _context() -> Any:
-    """``forkserver`` with the heavy imports preloaded where available, else ``spawn``.
-
-    Workers never fork the parent itself (it may hold threads or a loaded torch); they fork
-    a clean server process that has imported only cfbench, pandas and scikit-learn.
-    """
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        return ctx
-    return mp.get_context("spawn")
-
-
 class _Worker:
     """A spawned worker process and the parent's end of its pipe."""
 
     def __init__(self, task: Task, cell: Cell, cfg: RunConfig) -> None:
-        ctx = _context()
+        ctx = context()
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker,
@@ -322,13 +304,14 @@ class Runner:
         spec = registry().generator(cell.method)
         bs = spec.capabilities.batch_size or len(queries)
         batches = [queries.iloc[i : i + bs] for i in range(0, len(queries), bs)]
-        prov = self.provenance(cell)
+        prov: dict[str, Any] = {}
         worker: _Worker | None = None
         fit_seconds = float("nan")
         try:
             for batch_no, batch in enumerate(batches):
                 if worker is None:
                     worker = _Worker(self.task, cell, self.cfg)
+                    prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
                     if kind == "msg" and msg[0] == "fitted":
                         fit_seconds = msg[1]

@@ -289,11 +289,15 @@ class Task:
         removed = self.X_train[~mask]
         return task, removed, pd.Series(self.y_train[~mask], index=removed.index)
 
+    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        names = self.schema.names
+        return X if list(X.columns) == names else X[names]  # no copy when already in order
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(X[self.schema.names])
+        return self.model.predict_proba(self._features(X))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict(X[self.schema.names]), dtype=int)
+        return np.asarray(self.model.predict(self._features(X)), dtype=int)
 
     def queries(self, n_per_class: int | None = None, seed: int | None = None) -> pd.DataFrame:
         """Seeded sample of test rows per *predicted* class, with the target class of each.

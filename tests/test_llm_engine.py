@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from cfbench_llm import models  # noqa: E402
-from cfbench_llm.engine import Engine, build_program, free_program  # noqa: E402
+from cfbench_llm.engine import Choice, Engine, build_program, edits_program, free_program  # noqa: E402
 from cfbench_llm.prompts import Segment, ValueFormat  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
@@ -124,3 +124,65 @@ def test_literal_starting_like_a_number_is_rejected(engine):
     bad = [Segment(slot=0), Segment(text="-x\n")]
     with pytest.raises(ValueError, match="starts with a token a number can use"):
         build_program(engine.vocab, "h: ", bad, FORMATS)
+
+
+NAMES = ["a", "b", "c"]
+
+
+def _edits(engine, head):
+    return edits_program(engine.vocab, head, NAMES, [0, 1, 2], FORMATS, "\n")
+
+
+def _reference_edits(engine, prog) -> list[tuple[int, str]]:
+    """The edits grammar driven one token at a time with a full recompute (no cache, no batch)."""
+    m = engine.model
+    ids = engine.tok.encode(PREFIX, add_special_tokens=True) + list(prog.head)
+    i, text = 0, ""
+    while i < len(prog.slots):
+        slot = prog.slots[i]
+        with torch.no_grad():
+            h = m.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
+        if isinstance(slot, Choice):
+            allowed, texts = slot.allowed(), None
+        else:
+            allowed, texts = engine._allowed_for(slot.fmt, text, slot.terminators)
+        j = int((h @ engine.lm_weight[allowed].T).argmax())
+        tid = allowed[j]
+        ids.append(tid)
+        if isinstance(slot, Choice):
+            slot.consumed.append(tid)
+            if slot.resolved() is None:
+                continue
+            ids.extend(prog.advance(slot, tid, ""))
+        elif tid in slot.terminators:
+            ids.extend(prog.advance(slot, tid, text))
+            text = ""
+        else:
+            text += texts[j]
+            continue
+        i += 1
+    return prog.edits
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5])
+def test_edits_decoding_matches_reference_and_respects_the_grammar(engine, batch_size):
+    heads = HEADS
+    progs = [_edits(engine, h) for h in heads]
+    out = engine.run(engine.prefix(PREFIX), progs, batch_size=batch_size)
+    for h, prog, dec in zip(heads, progs, out, strict=True):
+        assert dec.finished
+        assert prog.edits == _reference_edits(engine, _edits(engine, h))
+        feats = [j for j, _ in prog.edits]
+        assert feats and len(set(feats)) == len(feats)  # at least one edit, none twice
+        for j, v in prog.edits:
+            assert FORMATS[j].complete(v)
+        assert dec.raw.endswith("}\n") and dec.raw.startswith('{"')
+
+
+def test_choice_trie_forces_the_rest_of_a_unique_option():
+    c = Choice([(1, 2, 3), (1, 4), (5,)], ["x", "y", "z"])
+    assert c.allowed() == [1, 5] and c.resolved() is None
+    c.consumed.append(1)
+    assert c.allowed() == [2, 4] and c.resolved() is None
+    c.consumed.append(2)
+    assert c.resolved() == 0  # one candidate left: its last token is forced

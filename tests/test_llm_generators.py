@@ -54,10 +54,12 @@ def _run(task, q, mode, variant, tmp_path, **params):
     return gen, res
 
 
-@pytest.mark.parametrize("mode, variant", [("zeroshot", "default"), ("fewshot", "default"), ("fewshot", "retrieval")])
-def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mode, variant):
+@pytest.mark.parametrize("cf_style", ["edits", "full"])
+@pytest.mark.parametrize("mode, variant", [("zeroshot", "default"), ("fewshot", "default"), ("fewshot", "retrieval"),
+                                           ("fewshot", "fast")])
+def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mode, variant, cf_style):
     task, q = heart
-    gen, res = _run(task, q, mode, variant, tmp_path, model=tiny, batch_size=4)
+    gen, res = _run(task, q, mode, variant, tmp_path, model=tiny, batch_size=4, cf_style=cf_style)
     assert len(res) == len(q)
     names = task.schema.names
     imm = task.schema.immutable
@@ -73,7 +75,22 @@ def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mod
         assert r.raw and r.raw.endswith("\n")
         assert r.extra["new_tokens"] > 0 and r.extra["prompt_tokens"] > 0
     examples = gen.prefix_text_.count("Counterfactual (")
-    assert examples == (6 if variant == "default" and mode == "fewshot" else 0)
+    assert examples == (6 if variant in ("default", "fast") and mode == "fewshot" else 0)
+
+
+def test_edits_change_at_most_max_edits_mutable_features(heart, tiny, tmp_path):
+    task, q = heart
+    _, res = _run(task, q, "fewshot", "default", tmp_path, model=tiny, cf_style="edits", max_edits=2,
+                  quantize="int8")
+    names = task.schema.names
+    mutable = set(task.schema.mutable)
+    for (_, row), r in zip(q.iterrows(), res, strict=True):
+        assert r.status == "ok"
+        edited = r.extra["edited"]
+        assert 1 <= len(edited) <= 2 and set(edited) <= mutable and len(set(edited)) == len(edited)
+        changed = {n for n in names if r.cfs[n].iloc[0] != row[n]}
+        assert changed <= set(edited)  # a feature not named keeps the query's exact value
+        assert r.raw.startswith('{"') and r.raw.endswith("}\n")
 
 
 def test_freetext_failures_are_invalid_output_with_raw_text(heart, tiny, tmp_path):
@@ -103,11 +120,17 @@ def test_bad_parameters_are_user_errors():
         LocalLLM("zeroshot", batch_size=0)
     with pytest.raises(UserError, match="valid choices: default, freetext"):
         LocalLLM("zeroshot", "retrieval")
+    with pytest.raises(UserError, match="quantize: got 'int4'; valid choices: none, int8"):
+        LocalLLM("fewshot", quantize="int4")
+    with pytest.raises(UserError, match="max_edits: expected a non-negative integer"):
+        LocalLLM("fewshot", max_edits=-1)
+    with pytest.raises(UserError, match="llm-finetuned writes full rows"):
+        LocalLLM("finetuned", cf_style="edits")
 
 
 def test_methods_are_registered_with_variants():
     reg = registry()
-    assert reg.generator("llm-fewshot").variants == ("default", "retrieval", "freetext")
+    assert reg.generator("llm-fewshot").variants == ("default", "retrieval", "freetext", "fast")
     assert reg.generator("llm-finetuned").extra == "llm"
     caps = reg.generator("llm-zeroshot").capabilities
     assert caps.batch_size and caps.batch_size > 1

@@ -185,3 +185,35 @@ def test_example_pool_pairs_are_constrained_nearest_unlike_neighbours():
     x0 = pool.X_[fixed[0]]
     near = pool.nearest(x0, int(pool.source_[fixed[0]]), 3)
     assert near[-1] == fixed[0]  # the closest (itself) comes last, next to the query
+
+
+def test_sparse_pool_keeps_only_the_changes_the_flip_needs():
+    ctx = _context()
+    dense = ExamplePool(50, seed=0).fit(ctx)
+    sparse = ExamplePool(50, seed=0, sparse=True).fit(ctx)
+    assert np.array_equal(dense.X_, sparse.X_)
+    changed = lambda pool: (pool.cf_ != pool.X_).sum(axis=1)  # noqa: E731
+    assert (changed(sparse) <= changed(dense)).all() and changed(sparse).mean() < changed(dense).mean()
+    for i in range(len(sparse)):
+        x, _, t, cf = sparse.pair(i)
+        assert ctx.predict(pd.DataFrame([cf], columns=ctx.schema.names))[0] == t  # still a CF
+        for j in np.flatnonzero(cf != x):  # and each remaining change is needed
+            back = cf.copy()
+            back[j] = x[j]
+            assert ctx.predict(pd.DataFrame([back], columns=ctx.schema.names))[0] != t
+
+
+def test_edits_records_name_only_changed_features():
+    b = _builder(row_style="json", cf_style="edits")
+    x = np.array([0, 40, 5000, 7.0, 120.0])
+    cf = x.copy()
+    cf[2] = 8000
+    rec = b.record(x, 1, 0, cf)
+    line = rec.split("Counterfactual")[1]
+    assert '"steps": 8000' in line and "sleep" not in line and "age" not in line
+    assert "only the features it changes" in b.instructions()
+    assert b.parse_json('{"steps": 9000}', x)[0][2] == 9000
+    assert b.parse_json('{"age": 50}', x) == (None, "not a mutable feature: 'age'")
+    assert b.parse_json("{}", x) == (None, "no feature changed")
+    with pytest.raises(UserError, match="cf_style"):
+        _builder(cf_style="diff")

@@ -93,6 +93,9 @@ class DiceModel:
         self.calls = 0
 
     def _frame(self, X: Any) -> pd.DataFrame:
+        if not self.categorical:  # one float block, no per-column work: this runs per model call
+            arr = X[self.columns].to_numpy(float) if isinstance(X, pd.DataFrame) else np.asarray(X, float)
+            return pd.DataFrame(np.atleast_2d(arr), columns=self.columns)
         if isinstance(X, pd.DataFrame):
             df = X[self.columns]
         else:

@@ -18,7 +18,7 @@ from cfbench.hookspecs import hookimpl
 
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
-BATCH = 32
+BATCH = 50
 
 
 def _local(mode: str):
@@ -62,11 +62,12 @@ def cfbench_generators() -> list[GeneratorSpec]:
             capabilities=local_caps,
             extra="llm",
             requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
+            preload=("torch", "transformers"),
             description=LOCAL[mode],
         )
         for mode, variants in (
             ("zeroshot", ("default", "freetext")),
-            ("fewshot", ("default", "retrieval", "freetext")),
+            ("fewshot", ("default", "retrieval", "freetext", "fast")),
             ("finetuned", ("default",)),
         )
     ]

@@ -4,7 +4,8 @@ LOCAL = {
     "zeroshot": "SenseCF zero-shot, local HF model (default embedded Gemma 3 270M); "
                 "default = constrained numeric decoding, freetext = JSON",
     "fewshot": "SenseCF few-shot (3 nearest-unlike-neighbour examples per direction), local HF model; "
-               "default = fixed examples, retrieval = per-query nearest examples, freetext = JSON",
+               "default = fixed examples, retrieval = per-query nearest examples, freetext = JSON, "
+               "fast = fixed examples, bare values in, at most 3 edited features out, int8",
     "finetuned": "SenseCF LoRA fine-tuned local model (trained on first use or by `cfbench finetune`, cached); "
                  "constrained decoding",
 }

@@ -17,7 +17,6 @@ with explicit position ids and a 2-D padding mask, so every sequence sees exactl
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,15 +96,104 @@ class Slot:
 
 
 @dataclass
+class Choice:
+    """The model picks one of ``options`` (token sequences), token by token, as from a trie.
+
+    ``consumed`` holds the tokens picked so far; once one option is left its remaining tokens
+    are forced, so a choice costs one step per token where options still differ.
+    """
+
+    options: list[tuple[int, ...]]
+    keys: list[Any]
+    consumed: list[int] = field(default_factory=list)
+
+    def candidates(self) -> list[int]:
+        n = len(self.consumed)
+        return [i for i, o in enumerate(self.options) if tuple(o[:n]) == tuple(self.consumed)]
+
+    def allowed(self) -> list[int]:
+        n = len(self.consumed)
+        return sorted({self.options[i][n] for i in self.candidates() if len(self.options[i]) > n})
+
+    def resolved(self) -> int | None:
+        """The option picked, once only one is left or one is complete; else None."""
+        cands = self.candidates()
+        done = [i for i in cands if len(self.options[i]) == len(self.consumed)]
+        if done:
+            return done[0]
+        return cands[0] if len(cands) == 1 else None
+
+
+@dataclass
 class Program:
     """One query: the forced head (prompt suffix) then slots separated by literal text."""
 
     head: list[int]
-    slots: list[Slot]
+    slots: list[Slot | Choice]
 
     @property
     def max_new(self) -> int:
         return sum(s.max_tokens + 1 + len(s.after) for s in self.slots)
+
+    def advance(self, slot: Slot | Choice, token: int, text: str) -> list[int]:
+        """``slot`` has ended (with ``token``, having written ``text``): the tokens to force next.
+
+        May append slots; a program whose last slot has ended is finished.
+        """
+        return list(slot.after)
+
+
+class EditsProgram(Program):
+    """A counterfactual written as edits: ``{"name": value, "name": value}`` over mutable features.
+
+    The model chooses which features to change (each at most once, at least one) and their
+    values; the harness writes the keys and punctuation.  Features not named keep the query's
+    values, so immutables are never touched.  ``edits`` collects ``(feature index, text)``.
+    """
+
+    def __init__(self, head: list[int], start: dict[int, tuple[int, ...]], cont: dict[int, tuple[int, ...]],
+                 end: tuple[int, ...], formats: Sequence[ValueFormat], max_edits: int = 0) -> None:
+        super().__init__(head, [Choice([start[j] for j in start], list(start))])
+        self.cont, self.end, self.formats = cont, end, formats
+        self.max_edits = max_edits or len(start)
+        self.used: list[int] = []
+        self.edits: list[tuple[int, str]] = []
+        longest = max(len(o) for o in [*start.values(), *cont.values()])
+        widest = max(formats[j].max_chars for j in start)
+        self._max_new = min(self.max_edits, len(start)) * (longest + widest + 1) + len(end)
+
+    @property
+    def max_new(self) -> int:
+        return self._max_new
+
+    def _next_options(self) -> tuple[list[tuple[int, ...]], list[Any]]:
+        more = len(self.used) < self.max_edits
+        keys = [j for j in self.cont if more and j not in self.used] + [None]
+        return [self.cont[j] if j is not None else self.end for j in keys], keys
+
+    def advance(self, slot: Slot | Choice, token: int, text: str) -> list[int]:
+        if isinstance(slot, Slot):  # a value ended with the first token of what follows
+            self.edits.append((self.used[-1], text))
+            options, keys = self._next_options()
+            choice = Choice(options, keys, consumed=[token])
+            pick = choice.resolved()
+            if pick is None:
+                self.slots.append(choice)
+                return []
+            return self._picked(choice, pick)
+        return self._picked(slot, slot.resolved())
+
+    def _picked(self, choice: Choice, pick: int) -> list[int]:
+        rest = list(choice.options[pick][len(choice.consumed):])
+        j = choice.keys[pick]
+        if j is None:  # the closing text: done
+            return rest
+        self.used.append(j)
+        options, _ = self._next_options()
+        terms = tuple(sorted({o[0] for o in options}))
+        fmt = self.formats[j]
+        self.slots.append(Slot(fmt, terms, [], max_tokens=fmt.max_chars))
+        return rest
 
 
 @dataclass
@@ -158,6 +246,32 @@ def free_program(vocab: NumberVocab, head_text: str, max_tokens: int) -> Program
     return Program(head=head, slots=[Slot(None, terms, [], max_tokens=max_tokens)])
 
 
+def encode_after(tokenizer: Any, context: str, text: str) -> list[int]:
+    """Token ids of ``text`` as it appears after ``context`` (so merges across the join match
+    the prompt's own tokenization); plain encoding where the context's tokens do not survive."""
+    ctx = tokenizer.encode(context, add_special_tokens=False)
+    both = tokenizer.encode(context + text, add_special_tokens=False)
+    if both[: len(ctx)] == ctx and len(both) > len(ctx):
+        return both[len(ctx):]
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def edits_program(vocab: NumberVocab, head_text: str, names: Sequence[str], mutable: Sequence[int],
+                  formats: Sequence[ValueFormat], tail: str, max_edits: int = 0) -> EditsProgram:
+    """Tokenize a query for the edits format (see ``EditsProgram``); ``max_edits`` caps the
+    features changed (0 = no cap)."""
+    tok = vocab.tokenizer
+    head = tok.encode(head_text, add_special_tokens=False)
+    ctx = head_text[-16:]
+    start = {j: tuple(encode_after(tok, ctx, f'{{"{names[j]}": ')) for j in mutable}
+    cont = {j: tuple(vocab.encode_literal(f', "{names[j]}": ')) for j in mutable}
+    end = tuple(vocab.encode_literal("}" + tail))
+    for opt in [*cont.values(), end]:
+        if opt[0] in vocab.id_set:
+            raise ValueError(f"the text after a value ({tok.decode(list(opt))!r}) starts with a token a number can use")
+    return EditsProgram(head, start, cont, end, formats, max_edits)
+
+
 # ----------------------------------------------------------------------------- cache
 
 
@@ -183,6 +297,12 @@ class _BufferedFull(DynamicLayer):
 
     def update(self, key_states, value_states, *args, **kwargs):
         n, q = self._n, key_states.shape[-2]
+        if n + q > self._k.shape[-2]:  # chunks padded to the longest can outgrow the estimate
+            grow = max(n + q, 2 * self._k.shape[-2])
+            k, v = self._k.new_empty(self._k.shape[:2] + (grow, self._k.shape[-1])), self._v.new_empty(
+                self._v.shape[:2] + (grow, self._v.shape[-1]))
+            k[:, :, :n], v[:, :, :n] = self._k[:, :, :n], self._v[:, :, :n]
+            self._k, self._v = k, v
         self._k[:, :, n:n + q] = key_states
         self._v[:, :, n:n + q] = value_states
         self._n = n + q
@@ -192,6 +312,11 @@ class _BufferedFull(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return self.offset + self._n
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop every sequence of the batch but ``rows`` (finished ones cost nothing after this)."""
+        self._k, self._v = self._k[rows], self._v[rows]
+        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
 
 
 class _BufferedSliding(_BufferedFull):
@@ -357,8 +482,10 @@ class Engine:
         """Decode every program (greedy), ``batch_size`` at a time, in the input order."""
         order = sorted(range(len(programs)), key=lambda i: len(programs[i].head))
         out: list[Decoded | None] = [None] * len(programs)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        n_batches = -(-len(order) // batch_size)
+        size = -(-len(order) // max(n_batches, 1))  # even batches: 50 at 32 runs as 25 + 25
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
             for i, dec in zip(chunk, self._run_batch(prefix, [programs[i] for i in chunk]), strict=True):
                 out[i] = dec
         return out  # type: ignore[return-value]
@@ -414,7 +541,6 @@ class Engine:
         state = _PrefixState(prefix.cache)
         sliding = [layer for layer in cache.layers if isinstance(layer, _BufferedSliding)]
         window = sliding[0].sliding_window if sliding else 0
-        holes = H - min(len(p.head) for p in progs)  # most padding any live sequence carries
         slot_pos = torch.full((B, P + H + steps), -1, dtype=torch.long, device=dev)
         slot_pos[:, :P] = torch.arange(P, device=dev)
         ids = torch.full((B, H), self.pad_id, dtype=torch.long, device=dev)
@@ -424,9 +550,12 @@ class Engine:
                 ids[b, H - n:] = torch.tensor(p.head, device=dev)
                 slot_pos[b, P + H - n: P + H] = torch.arange(P, P + n, device=dev)
 
+        holes_b = [H - len(p.head) for p in progs]  # padding slots each sequence carries
+        rows = list(range(B))  # the sequence in each row of the batch tensors (finished ones leave)
+
         def forward(x: torch.Tensor, t: int) -> torch.Tensor:
             q = x.shape[1]
-            start_abs = max(t - (window - 1) - holes, P) if sliding else P
+            start_abs = max(t - (window - 1) - max(holes_b[b] for b in rows), P) if sliding else P
             for layer in sliding:
                 layer.start_abs = start_abs
             qpos = slot_pos[:, t: t + q]
@@ -444,57 +573,73 @@ class Engine:
         text = [""] * B
         gen: list[list[int]] = [[] for _ in range(B)]  # free-text token ids of the current slot
         values: list[list[str]] = [[] for _ in range(B)]
-        forced: list[deque] = [deque() for _ in range(B)]
         done = [not p.slots for p in progs]
         cut = [False] * B
         n_new = [0] * B
         raw_ids: list[list[int]] = [[] for _ in range(B)]
         while not all(done):
-            feed = [self.pad_id] * B
-            live = [False] * B
-            need = [b for b in range(B) if not done[b] and not forced[b]]
-            choice = self._choose(hidden, need, progs, slot_i, text, gen)
-            for b in range(B):
-                if done[b]:
-                    continue
-                if forced[b]:
-                    tokid = forced[b].popleft()
-                else:
-                    slot = progs[b].slots[slot_i[b]]
-                    tokid, piece = choice[b]
-                    n_here = len(gen[b]) if slot.fmt is None else len(text[b])
-                    if tokid in slot.terminators or (slot.fmt is None and n_here >= slot.max_tokens):
-                        if slot.fmt is None:
-                            values[b].append(self.tok.decode(gen[b], skip_special_tokens=True))
-                            cut[b] = cut[b] or tokid not in slot.terminators
-                        else:
-                            values[b].append(text[b])
-                        text[b], gen[b] = "", []
-                        slot_i[b] += 1
-                        if tokid in slot.terminators:
-                            raw_ids[b].append(tokid)
-                        if slot_i[b] == len(progs[b].slots):
-                            done[b] = True
-                            continue
-                        forced[b].extend(slot.after)
-                        raw_ids[b].extend(slot.after)
-                    elif slot.fmt is None:
-                        gen[b].append(tokid)
-                        raw_ids[b].append(tokid)
+            feeds: dict[int, list[int]] = {b: [] for b in rows}
+            need = [b for b in rows if not done[b]]
+            choice = self._choose(hidden, {b: r for r, b in enumerate(rows)}, need, progs, slot_i, text)
+            for b in need:
+                prog = progs[b]
+                slot = prog.slots[slot_i[b]]
+                tokid, piece = choice[b]
+                feeds[b].append(tokid)
+                raw_ids[b].append(tokid)
+                ended, forced = False, []
+                if isinstance(slot, Choice):
+                    slot.consumed.append(tokid)
+                    if slot.resolved() is not None:
+                        ended, forced = True, prog.advance(slot, tokid, "")
+                elif slot.fmt is None:
+                    if tokid in slot.terminators or len(gen[b]) >= slot.max_tokens:
+                        values[b].append(self.tok.decode(gen[b], skip_special_tokens=True))
+                        cut[b] = cut[b] or tokid not in slot.terminators
+                        if tokid not in slot.terminators:  # cut by the cap: not part of the answer
+                            feeds[b].pop()
+                            raw_ids[b].pop()
+                        ended, forced = True, prog.advance(slot, tokid, values[b][-1])
                     else:
-                        text[b] += piece
-                        raw_ids[b].append(tokid)
-                feed[b] = tokid
-                live[b] = True
-                n_new[b] += 1
-            if not any(live):
-                break
-            for b in range(B):
-                if live[b]:
-                    slot_pos[b, t] = next_pos[b]
-                    next_pos[b] += 1
-            hidden = forward(torch.tensor(feed, device=dev)[:, None], t)[:, 0]
-            t += 1
+                        gen[b].append(tokid)
+                elif tokid in slot.terminators:
+                    values[b].append(text[b])
+                    ended, forced = True, prog.advance(slot, tokid, text[b])
+                else:
+                    text[b] += piece
+                if ended:
+                    text[b], gen[b] = "", []
+                    slot_i[b] += 1
+                    feeds[b].extend(forced)  # forced literal text goes in with the token that led to it
+                    raw_ids[b].extend(forced)
+                    if slot_i[b] == len(prog.slots):
+                        done[b] = True
+                n_new[b] += len(feeds[b])
+            if all(done):
+                break  # the last tokens need no forward: nothing reads their states
+            finished = [r for r, b in enumerate(rows) if done[b]]
+            if finished and len(finished) * 4 >= len(rows):  # compact: finished rows stop costing
+                keep = torch.tensor([r for r, b in enumerate(rows) if not done[b]], device=dev)
+                for layer in cache.layers:
+                    layer.keep(keep)
+                slot_pos = slot_pos[keep]
+                rows = [b for b in rows if not done[b]]
+            q = max(len(feeds[b]) if not done[b] else 0 for b in rows)
+            if t + q > slot_pos.shape[1]:
+                more = torch.full((len(rows), max(q, slot_pos.shape[1] - P)), -1, dtype=torch.long, device=dev)
+                slot_pos = torch.cat([slot_pos, more], dim=1)
+            x = torch.full((len(rows), q), self.pad_id, dtype=torch.long, device=dev)
+            for r, b in enumerate(rows):
+                f = feeds[b] if not done[b] else []
+                if f:
+                    x[r, : len(f)] = torch.tensor(f, device=dev)
+                    slot_pos[r, t: t + len(f)] = torch.arange(next_pos[b], next_pos[b] + len(f), device=dev)
+                    next_pos[b] += len(f)
+                holes_b[b] += q - len(f)
+            out = forward(x, t)
+            last = torch.tensor([max(len(feeds[b]) if not done[b] else 0, 1) - 1 for b in rows], device=dev)
+            hidden = out[torch.arange(len(rows), device=dev), last]
+            t += q
         out = []
         for b, p in enumerate(progs):
             raw = self.tok.decode(raw_ids[b], skip_special_tokens=True)
@@ -502,15 +647,17 @@ class Engine:
                                prompt_tokens=P + len(p.head)))
         return out
 
-    def _choose(self, hidden: torch.Tensor, need: list[int], progs, slot_i, text, gen) -> dict[int, tuple[int, str]]:
-        """Greedy token for each sequence in ``need``, from its slot's allowed set."""
+    def _choose(self, hidden: torch.Tensor, row: dict[int, int], need: list[int], progs, slot_i,
+                text) -> dict[int, tuple[int, str]]:
+        """Greedy token for each sequence in ``need`` (its hidden state in row ``row[b]``), from
+        its slot's allowed set."""
         out: dict[int, tuple[int, str]] = {}
         if not need:
             return out
-        free = [b for b in need if progs[b].slots[slot_i[b]].fmt is None]
-        cons = [b for b in need if progs[b].slots[slot_i[b]].fmt is not None]
+        free = [b for b in need if isinstance(progs[b].slots[slot_i[b]], Slot) and progs[b].slots[slot_i[b]].fmt is None]
+        cons = [b for b in need if b not in set(free)]
         if free:
-            logits = hidden[free] @ self.lm_weight.T
+            logits = hidden[[row[b] for b in free]] @ self.lm_weight.T
             if self.lm_bias is not None:
                 logits = logits + self.lm_bias
             for b, tid in zip(free, logits.argmax(-1).tolist(), strict=True):
@@ -520,12 +667,16 @@ class Engine:
             union: dict[int, int] = {}
             for b in cons:
                 slot = progs[b].slots[slot_i[b]]
-                ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators)
+                if isinstance(slot, Choice):
+                    ids = slot.allowed()
+                    texts = [""] * len(ids)
+                else:
+                    ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators)
                 allowed.append((ids, texts))
                 for tid in ids:
                     union.setdefault(tid, len(union))
             cols = torch.tensor(list(union), device=self.device)
-            logits = hidden[cons] @ self.lm_weight[cols].T
+            logits = hidden[[row[b] for b in cons]] @ self.lm_weight[cols].T
             if self.lm_bias is not None:
                 logits = logits + self.lm_bias[cols]
             logits = logits.float().cpu()

@@ -120,17 +120,25 @@ def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
     return device, dtype
 
 
+QUANTIZE = ("none", "int8")
+
+
 def load(name: str | None = None, cache_dir: Path | None = None, device: str | None = None,
-         fresh: bool = False) -> tuple[Any, Any]:
+         fresh: bool = False, quantize: str = "none") -> tuple[Any, Any]:
     """``(model, tokenizer)`` in eval mode, offline; shared within a process unless ``fresh``.
+
+    ``quantize="int8"`` gives the model with its decoder's linear layers in dynamic int8
+    (``quantize_int8``), cached separately from the float one.
 
     A hub id is read from the local Hugging Face cache only when ``HF_HUB_OFFLINE`` is set.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if quantize not in QUANTIZE:
+        raise UserError(f"unknown quantize {quantize!r}; valid choices: {', '.join(QUANTIZE)}")
     path = resolve_model(name, cache_dir)
     device, dtype = device_and_dtype(device)
-    key = (path, device)
+    key = (path, device, quantize)
     if not fresh and key in _LOADED:
         return _LOADED[key]
     local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -143,9 +151,31 @@ def load(name: str | None = None, cache_dir: Path | None = None, device: str | N
             f"already in the Hugging Face cache (set {MODEL_ENV} or the 'model' parameter)"
         ) from None
     model.to(device).eval()
+    if quantize == "int8":
+        quantize_int8(model)
     if not fresh:
         _LOADED[key] = (model, tok)
     return model, tok
+
+
+def quantize_int8(model: Any) -> Any:
+    """Turn the decoder's linear layers into dynamic int8 ones, in place (CPU only).
+
+    PyTorch's dynamic quantization stores int8 weights and quantizes activations per batch; the
+    embeddings and the (tied) output head stay float, so the engine's restricted head still works.
+    About 1.5x the float32 throughput on this AVX2 CPU; outputs differ slightly from float32.
+    """
+    import warnings
+
+    import torch
+
+    if next(model.parameters()).device.type != "cpu":
+        raise UserError("quantize='int8' is for CPU models; on a GPU leave quantize='none'")
+    with warnings.catch_warnings():  # the eager API is deprecated in favour of torchao, still works
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(model.get_decoder(), {torch.nn.Linear}, dtype=torch.qint8,
+                                               inplace=True)
+    return model
 
 
 THREADS_ENV = "CFBENCH_LLM_THREADS"

@@ -27,7 +27,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 PROMPT_DIR_ENV = "CFBENCH_PROMPT_DIR"
 #: every template and the fields it may use (checked when it is loaded)
 TEMPLATE_FIELDS: dict[str, set[str]] = {
-    "instructions": {"task_description", "task_name", "class_0", "class_1", "features", "columns", "sep"},
+    "instructions": {"task_description", "task_name", "class_0", "class_1", "features", "columns", "sep", "format"},
     "feature": {"name", "description", "unit", "lower", "upper", "notes"},
     "examples": {"examples"},
     "record": {"source", "target", "patient", "counterfactual"},
@@ -37,6 +37,7 @@ TEMPLATE_FIELDS: dict[str, set[str]] = {
     "api_user": {"source", "target", "patient", "patient_json"},
 }
 ROW_STYLES = ("values", "named", "json")
+CF_STYLES = ("full", "edits")
 
 
 def load_templates(prompt_dir: str | Path | None = None) -> dict[str, str]:
@@ -184,6 +185,10 @@ class PromptBuilder:
     instructions list the order); ``"named"`` writes ``name=value`` pairs; ``"json"`` writes the
     patient as a JSON object and the counterfactual as a JSON object of the mutable features
     (the free-text format, with the keys and punctuation written by the harness).
+
+    ``cf_style="full"`` writes every (mutable) feature of the counterfactual; ``"edits"`` writes
+    only the features it changes, as a JSON object ``{"name": new value, ...}``: far fewer tokens
+    per query, and the model, not the format, decides how sparse the counterfactual is.
     """
 
     def __init__(
@@ -196,9 +201,13 @@ class PromptBuilder:
         templates: dict[str, str],
         row_style: str = "json",
         sep: str = ",",
+        cf_style: str = "full",
     ) -> None:
         if row_style not in ROW_STYLES:
             raise UserError(f"unknown row_style {row_style!r}; valid choices: {', '.join(ROW_STYLES)}")
+        if cf_style not in CF_STYLES:
+            raise UserError(f"unknown cf_style {cf_style!r}; valid choices: {', '.join(CF_STYLES)}")
+        self.cf_style = cf_style
         if not sep or any(ch in "0123456789.-" for ch in sep):
             raise UserError(f"sep must be non-empty and contain no digit, '.' or '-', got {sep!r}")
         self.schema = schema
@@ -227,8 +236,25 @@ class PromptBuilder:
         return "".join(self.templates["feature"].format(**_feature_fields(f, fmt)) for f, fmt in
                        zip(self.schema, self.formats, strict=True))
 
+    def format_text(self) -> str:
+        """One sentence on how patients and counterfactuals are written, for the instructions."""
+        if self.row_style == "json":
+            patient = "A patient is written as a JSON object of every feature"
+        elif self.row_style == "named":
+            patient = f'A patient is written as name=value pairs separated by "{self.sep}"'
+        else:
+            patient = f'A patient is written as the values of the features above, in that order, separated by "{self.sep}"'
+        if self.cf_style == "edits":
+            cf = "a counterfactual as a JSON object of only the features it changes, with their new values"
+        elif self.row_style == "json":
+            cf = "a counterfactual as a JSON object of every mutable feature"
+        else:
+            cf = "a counterfactual in the same way"
+        return f"{patient}; {cf}."
+
     def instructions(self) -> str:
         return self.templates["instructions"].format(
+            format=self.format_text(),
             task_description=self.task_description or f"Task: {self.task_name}.",
             task_name=self.task_name,
             class_0=self.cls(0),
@@ -246,6 +272,11 @@ class PromptBuilder:
 
     def record(self, x: Sequence[float], source: int, target: int, cf: Sequence[float]) -> str:
         """A complete (patient, counterfactual) example in the constrained format."""
+        if self.cf_style == "edits":
+            name = "record_json" if self.row_style == "json" else "record"
+            return self.templates[name].format(
+                source=self.cls(source), target=self.cls(target), patient=self.row(x),
+                patient_json=self.patient_json(x), counterfactual=self.cf_edits(x, cf))
         if self.row_style == "json":
             return self.record_json(x, source, target, cf)
         return self.templates["record"].format(
@@ -266,6 +297,15 @@ class PromptBuilder:
     def cf_json(self, cf: Sequence[float]) -> str:
         """The mutable features of ``cf`` as the JSON object the free-text variants must write."""
         items = ", ".join(f'"{self.names[i]}": {self.formats[i].format(cf[i])}' for i in self.mutable)
+        return "{" + items + "}"
+
+    def changed(self, x: Sequence[float], cf: Sequence[float]) -> list[int]:
+        """Mutable features whose value, as written in prompts, differs between ``x`` and ``cf``."""
+        return [i for i in self.mutable if self.formats[i].format(cf[i]) != self.formats[i].format(x[i])]
+
+    def cf_edits(self, x: Sequence[float], cf: Sequence[float]) -> str:
+        """The features ``cf`` changes, as the JSON object the edits format writes."""
+        items = ", ".join(f'"{self.names[i]}": {self.formats[i].format(cf[i])}' for i in self.changed(x, cf))
         return "{" + items + "}"
 
     def examples_block(self, records: Sequence[str]) -> str:
@@ -338,7 +378,8 @@ class PromptBuilder:
     def parse_json(self, text: str, x: Sequence[float]) -> tuple[np.ndarray | None, str]:
         """The counterfactual from a free-text answer, or ``(None, why)``; immutables come from ``x``.
 
-        The first ``{...}`` object in ``text`` must give a finite number for every mutable feature.
+        The first ``{...}`` object in ``text`` must give a finite number for every mutable feature
+        (``cf_style="full"``), or for at least one, and name only mutable features (``"edits"``).
         """
         start = text.find("{")
         if start < 0:
@@ -350,9 +391,19 @@ class PromptBuilder:
         if not isinstance(obj, dict):
             return None, f"expected a JSON object, got {type(obj).__name__}"
         out = np.asarray(x, dtype=float).copy()
+        edits = self.cf_style == "edits"
+        if edits:
+            allowed = {self.names[i] for i in self.mutable}
+            bad = sorted(set(obj) - allowed)
+            if bad:
+                return None, f"not a mutable feature: {bad[0]!r}"
+            if not obj:
+                return None, "no feature changed"
         for i in self.mutable:
             name = self.names[i]
             if name not in obj:
+                if edits:
+                    continue
                 return None, f"missing feature {name!r}"
             v = obj[name]
             if isinstance(v, str):
@@ -390,19 +441,44 @@ def _feature_fields(f: Feature, fmt: ValueFormat) -> dict[str, str]:
 # ----------------------------------------------------------------------------- examples
 
 
+def sparsify(X: np.ndarray, CF: np.ndarray, targets: np.ndarray, scale: np.ndarray, predict, names) -> np.ndarray:
+    """Greedy post-hoc sparsity: per row, revert changed features from the smallest change up
+    while ``predict`` still gives the target (one batched prediction per round)."""
+    CF = CF.copy()
+    change = np.abs(CF - X) / np.where(scale > 0, scale, 1.0)
+    order = np.argsort(np.where(change > 0, change, np.inf), axis=1, kind="stable")
+    rows = np.arange(len(X))
+    for r in range(X.shape[1]):
+        j = order[:, r]
+        live = change[rows, j] > 0
+        if not live.any():
+            break
+        trial = CF[live].copy()
+        trial[np.arange(live.sum()), j[live]] = X[live, j[live]]
+        ok = np.asarray(predict(pd.DataFrame(trial, columns=names))) == targets[live]
+        idx = rows[live][ok]
+        CF[idx, j[live][ok]] = X[idx, j[live][ok]]
+    return CF
+
+
 class ExamplePool:
     """(instance, counterfactual) pairs from the training split, for few-shot prompts and fine-tuning.
 
     An instance's counterfactual is its nearest training row of the other class (as labelled and
     as predicted) that keeps the instance's immutables and respects bounds and directions: the
     core's ``nearest-neighbour`` generator.  Only correctly classified rows are used.
+
+    ``sparse=True`` then reverts, one by one, the features whose change is smallest (in units of
+    the feature's range) back to the instance's values while the classifier still predicts the
+    target: the example counterfactuals of the edits format change few features, as it asks.
     """
 
-    def __init__(self, n_pool: int = 400, seed: int = 0) -> None:
+    def __init__(self, n_pool: int = 400, seed: int = 0, sparse: bool = False) -> None:
         if n_pool < 1:
             raise UserError(f"n_pool must be a positive integer, got {n_pool}")
         self.n_pool = n_pool
         self.seed = seed
+        self.sparse = sparse
 
     def fit(self, context: FitContext) -> ExamplePool:
         from cfbench.generators.nearest_neighbour import NearestNeighbour, heom_scales
@@ -427,6 +503,8 @@ class ExamplePool:
         self.cf_ = np.stack([res[j].cfs.to_numpy(float)[0] for j in keep]) if keep else np.empty((0, len(names)))
         self.categorical_ = context.schema.mask("kind", "categorical")
         self.scale_ = heom_scales(X, self.categorical_)
+        if self.sparse and len(keep):
+            self.cf_ = sparsify(self.X_, self.cf_, 1 - self.source_, self.scale_, context.predict, names)
         return self
 
     def __len__(self) -> int:

@@ -38,6 +38,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="nice",
             requires=(),
+            preload=("cfbench_nice.nice",),
             description=(
                 "NICE: greedy feature substitution from the nearest unlike neighbour "
                 "(reward: none, sparsity, proximity or autoencoder plausibility)"
