@@ -245,7 +245,7 @@ def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bo
     doc = augment.save(result, cfg.out, {
         "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
         "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
-        "max_per_class": acfg.max_per_class})
+        "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout})
     if not quiet:
         print(augment.to_markdown(doc["aggregate"]))
     console.print(f"wrote {cfg.out / 'augment.json'}")

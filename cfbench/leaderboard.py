@@ -150,8 +150,8 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     }
     if augment_dir is not None:
         doc = aug.load(augment_dir)
-        board["augmentation"] = {k: doc[k] for k in ("fraction", "seeds", "scenarios",
-                                                     "max_per_class", "aggregate")}
+        board["augmentation"] = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
+                                                     "methods", "timeout", "aggregate") if k in doc}
     return board
 
 
@@ -202,7 +202,12 @@ def board_markdown(board: dict[str, Any]) -> str:
                  f"C: both); mean ± std over seeds {', '.join(map(str, a['seeds']))}; F1 in points "
                  "on the fixed test split. *valid* adds only the CFs the scarce classifier assigns "
                  "to their target class; *all* adds every CF."
-                 + (f" At most {a['max_per_class']} CFs per depleted class." if a.get("max_per_class") else ""),
+                 + (f" At most {a['max_per_class']} CFs per depleted class." if a.get("max_per_class") else "")
+                 + (f" Run: `cfbench augment --task {name} --methods {a['methods']} --seeds "
+                    f"{','.join(map(str, a['seeds']))} --fraction {a['fraction']:g}"
+                    + (f" --max-per-class {a['max_per_class']}" if a.get("max_per_class") else "")
+                    + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "") + "`."
+                    if a.get("methods") else ""),
                  "", aug.to_markdown(a["aggregate"]), ""]
     text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
              f"![feature-change profile]({name}-features.svg)", ""]

@@ -11,7 +11,7 @@ import pytest
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cfbench.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cfbench", *args], capture_output=True,
                           text=True, timeout=600)
 
 
