@@ -2,7 +2,10 @@
 
 Each query (seed × test instance) is a block.  Per query a method gets one value per metric;
 a failed query gets the worst possible value (validity 0, distance +inf), so failures are
-ranked, not dropped.  Ranks are 1 = best, ties averaged (Demšar 2006).
+ranked, not dropped.  A CF that does not reach the target class is no counterfactual: every
+metric but validity is taken over the query's *valid* CFs only, so returning the query
+unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks are 1 = best, ties
+averaged (Demšar 2006).
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ RANKED = {
 
 
 def per_query_values(cf: pd.DataFrame, q: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, seed, query): the values the ranks are computed from."""
+    """One row per (method, seed, query): the values the ranks are computed from.
+
+    Validity counts every returned CF; the other metrics only the valid ones (see module doc).
+    """
     cf = cf.assign(validity=cf["valid"].astype(float),
                    respects_constraints=(~cf["violates_constraints"]).astype(float),
                    lof_inlier=cf["lof_inlier"].astype(float))
-    g = cf.groupby("qidx")
+    by_all = cf.groupby("qidx")
+    by_valid = cf[cf["valid"].astype(bool)].groupby("qidx")
     out = q[["qidx", "method_label", "seed", "query_id", "k"]].set_index("qidx")
     for metric, (how, _, fail) in RANKED.items():
+        g = by_all if metric == "validity" else by_valid
         if how == "min":
             vals = g[metric].min()
         else:

@@ -101,3 +101,22 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     bad = cli("leaderboard", "--check", "--dir", str(board_dir))
     assert bad.returncode == 1
     assert "~ methods/nearest-neighbour/all/found/l2_minmax: committed" in bad.stdout
+
+
+def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
+    """A method that returns the query unchanged (distance 0, never valid) ranks last, not first."""
+    import pandas as pd
+
+    from cfbench.ranking import per_query_values, rank_methods
+
+    q = pd.DataFrame({"qidx": [0, 1, 2, 3], "method_label": ["copy", "copy", "real", "real"],
+                      "seed": 0, "query_id": [7, 8, 7, 8], "k": 1})
+    cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "valid": [False, False, True, True],
+                       "violates_constraints": False, "lof_inlier": True,
+                       "l2_minmax": [0.0, 0.0, 0.4, 0.6], "n_changed": [0, 0, 2, 3]})
+    vals = per_query_values(cf, q).set_index("method_label")
+    assert (vals.loc["copy", "l2_minmax"] == float("inf")).all()
+    assert (vals.loc["copy", "lof_inlier"] == 0).all() and (vals.loc["real", "l2_minmax"] > 0).all()
+    ranks = rank_methods(per_query_values(cf, q))
+    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
+    assert ranks["overall"]["real"] < ranks["overall"]["copy"]
