@@ -1,7 +1,8 @@
 """Where worker processes come from: a fork server that has imported the heavy modules once.
 
 Workers never fork the parent itself (it may hold threads, OpenMP pools or a loaded torch);
-they fork a clean server process that has imported only cfbench, pandas and scikit-learn.
+they fork a clean server process that has imported cfbench, pandas and scikit-learn, plus the
+``preload`` modules of the methods in the run.
 Starting that server early (:func:`warm`) lets its imports overlap with the parent's own
 imports and task load, so the first worker is ready when the parent is.
 """
