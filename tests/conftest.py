@@ -30,6 +30,16 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["CFBENCH_CACHE"] = str(tmp_path_factory.mktemp("cfbench-cache"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny torch ops are fastest (and stable on a shared 2-core machine) on one thread."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def faulty_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The misbehaving-generators plugin, visible to this process and its spawned workers."""

@@ -25,13 +25,7 @@ PREFIX = "Rows of numbers and their counterfactuals.\n" + "".join(
 HEADS = [f"x: {i},{i / 7:.2f},{i % 3}\ny: " for i in (5, 12, 133, 1, 7040)]  # different lengths
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny ops are fastest (and stable on a shared 2-core machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

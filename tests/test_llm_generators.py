@@ -24,14 +24,7 @@ from cfbench.errors import UserError  # noqa: E402
 from cfbench.plugins import registry  # noqa: E402
 from cfbench.task import Task, resolve_spec  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI machine has 2 cores; tiny ops are fastest (and stable) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -655,7 +655,8 @@ class Engine:
         if not need:
             return out
         free = [b for b in need if isinstance(progs[b].slots[slot_i[b]], Slot) and progs[b].slots[slot_i[b]].fmt is None]
-        cons = [b for b in need if b not in set(free)]
+        free_set = set(free)
+        cons = [b for b in need if b not in free_set]
         if free:
             logits = hidden[[row[b] for b in free]] @ self.lm_weight.T
             if self.lm_bias is not None:

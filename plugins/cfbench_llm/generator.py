@@ -219,8 +219,7 @@ class LocalLLM:
             elif segs is None:  # edits: the features the model chose, each value a complete number
                 cf, raw = x.copy(), dec.raw
                 for j, text in prog.edits:
-                    if float(text) != float(self.formats_[j].format(x[j])):
-                        cf[j] = float(text)
+                    cf[j] = self._value(j, text, x)
                 extra["edited"] = [self.names_[j] for j, _ in prog.edits]
             else:
                 try:
@@ -252,7 +251,11 @@ class LocalLLM:
                 continue
             text = next(it)
             parts.append(text)
-            value = float(text)  # the slot grammar only lets complete numbers through
-            if value != float(self.formats_[seg.slot].format(x[seg.slot])):
-                cf[seg.slot] = value
+            cf[seg.slot] = self._value(seg.slot, text, x)
         return cf, "".join(parts)
+
+    def _value(self, j: int, text: str, x: np.ndarray) -> float:
+        """Feature ``j``'s CF value from a slot's text (a complete number, by the grammar); written
+        exactly as the query's value appears in the prompt, it means "unchanged": ``x[j]`` unrounded."""
+        value = float(text)
+        return float(x[j]) if value == float(self.formats_[j].format(x[j])) else value
