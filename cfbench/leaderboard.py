@@ -85,6 +85,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
 def print_table(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not console.is_terminal:
@@ -99,7 +100,7 @@ def print_table(summary: dict[str, Any]) -> None:
         for h in headers():
             table.add_column(h, justify="left" if h in ("method", "failures") else "right")
         for r in rows(summary, direction):
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))  # Text: a label's [key=value] is not markup
         console.print(table)
 
 

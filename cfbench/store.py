@@ -22,7 +22,9 @@ KEY = ("method", "variant", "seed", "query_id")
 
 
 def record_key(rec: dict[str, Any]) -> tuple:
-    return tuple(rec[k] for k in KEY)
+    """``KEY`` fields plus the cell's parameters (sorted pairs; ``()`` for records without)."""
+    params = tuple(sorted((rec.get("params") or {}).items()))
+    return (*(rec[k] for k in KEY), params)
 
 
 class RunStore:
