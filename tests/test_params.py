@@ -15,7 +15,15 @@ import pytest
 from cfbench.errors import UserError
 from cfbench.generator import GeneratorSpec, Param, params_markdown, validate_params
 from cfbench.plugins import registry
-from cfbench.runner import Cell, RunConfig, check_resume, method_label, plan, resolve_methods, with_params
+from cfbench.runner import (
+    Cell,
+    RunConfig,
+    check_resume,
+    method_label,
+    plan,
+    resolve_methods,
+    with_params,
+)
 from cfbench.store import record_key
 from cfbench.suite import group_params, parse_param, split_selection
 from cfbench.task import resolve_spec
