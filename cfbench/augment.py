@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from cfbench.errors import UserError
-from cfbench.runner import RunConfig, execute, method_label
+from cfbench.runner import Choice, RunConfig, execute, method_label, params_key
 from cfbench.store import load_records, write_json_atomic
 from cfbench.task import Task
 
@@ -117,7 +117,7 @@ class AugmentResult:
 
 
 def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
-                     pairs: Sequence[tuple[str, str]],
+                     pairs: Sequence[Choice],
                      on_stage: Callable[[str], None] | None = None,
                      on_plan: Callable | None = None, on_progress: Callable | None = None) -> AugmentResult:
     """Every seed × scenario: generate CFs through the runner, retrain, score on the test split."""
@@ -149,9 +149,10 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                           seeds=(seed,), k=1, scarcity=(scenario, aug.fraction, seed))
             execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress, queries=queries)
             records = load_records(cfg.out)
-            for method, variant in pairs:
+            for method, variant, params in pairs:
                 recs = [r for r in records if r["method"] == method and r["variant"] == variant
-                        and r["seed"] == seed and r["cfs"]]
+                        and params_key(r.get("params")) == params and r["seed"] == seed and r["cfs"]]
+                label = method_label(method, variant, params)
                 C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
                 tgt = np.asarray([r["target"] for r in recs], int)
                 valid = scarce.predict(C) == tgt if len(C) else np.zeros(0, bool)
@@ -160,9 +161,10 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                     model = task.retrain(
                         pd.concat([scarce.X_train, Xa], ignore_index=True),
                         np.concatenate([scarce.y_train, ya]),
-                        f"aug:{scenario}:{aug.fraction}:{seed}:{method}:{variant}:{which}",
+                        f"aug:{scenario}:{aug.fraction}:{seed}:{method}:{variant}:{which}"
+                        + (f":{label}" if params else ""),
                     ) if len(ya) else scarce.model
-                    row = {**base, "method": method_label(method, variant), "cfs": which,
+                    row = {**base, "method": label, "cfs": which,
                            "n_queries": int(len(queries)), "n_added": int(len(ya)),
                            **evaluate(model, task)}
                     _recovery(row, full_scores, scarce_scores)

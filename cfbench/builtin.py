@@ -12,7 +12,8 @@ from cfbench.generator import Capabilities, GeneratorSpec
 from cfbench.hookspecs import hookimpl
 
 
-def _nearest_neighbour(variant: str = "default", **params: object):
+def _nearest_neighbour(variant: str = "default"):
+    """Factory: the nearest-neighbour generator takes no parameters (``params=()``)."""
     from cfbench.generators.nearest_neighbour import NearestNeighbour
 
     return NearestNeighbour(variant)

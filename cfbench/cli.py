@@ -58,8 +58,11 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def _common_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="registered task name or path of a spec file")
+    p.add_argument("--task", default=None, help="registered task name or path of a spec file")
     p.add_argument("--methods", default="all", help="'all' or comma-separated, e.g. dice,nice:sparsity")
+    p.add_argument("--param", action="append", default=[], dest="params", metavar="M[:V].KEY=VALUE",
+                   help="a method parameter, e.g. dice:random.total_cfs=20 (repeatable; "
+                        "`cfbench list methods --params` shows them)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,), help="one seed")
     seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
@@ -78,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run methods on a task and score them")
     _common_run_flags(run)
+    run.add_argument("--config", type=Path, default=None, metavar="SUITE.toml",
+                     help="a suite file: tasks x methods x seeds and settings (flags given here win)")
     run.add_argument("--n-queries", type=_positive_int, default=None,
                      help="test instances per source class (default: the task's, usually 50)")
     run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
     run.add_argument("--augment", action="store_true",
                      help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, _parser=run)
 
     aug = sub.add_parser("augment", help="label-scarcity augmentation: scenarios A, B, C")
     _common_run_flags(aug)
@@ -97,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list tasks, methods or metrics")
     ls.add_argument("what", choices=LIST_WHAT)
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--params", action="store_true", help="methods: each method's parameters")
+    ls.add_argument("--format", choices=("table", "json", "markdown"), default=None,
+                    help="output format (--json = --format json)")
     ls.set_defaults(func=cmd_list)
 
     lb = sub.add_parser("leaderboard", help="show a run's leaderboard, or update/check the committed ones")
@@ -121,23 +129,115 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cfbench import runner
+    from cfbench.suite import group_params
+
+    params = group_params(args.params)
+    if args.config is not None:
+        return _run_suite(args, params)
+    if not args.task:
+        raise UserError("cfbench run: give --task (or a suite file with --config)")
     _warm(args.methods)
+    cfg = runner.RunConfig(
+        task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
+        k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
+        out=args.out, resume=args.resume, data_dir=args.data_dir, params=params,
+    )
+    acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
+    _run_one(cfg, acfg, None, args.quiet, _check_run(cfg, True))
+    return 0
+
+
+def _check_run(cfg: Any, require_methods: bool) -> tuple[Any, list, dict]:
+    """Everything about a run that can be wrong, checked before any work: (spec, choices, skipped)."""
+    from cfbench import runner
+    from cfbench.task import resolve_spec
+
+    cfg.validate()
+    spec = resolve_spec(cfg.task)
+    pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
+    runner.check_resume(cfg, spec)
+    if require_methods and not pairs:
+        raise UserError("no available method to run; see `cfbench list methods`")
+    return spec, pairs, skipped
+
+
+def _run_suite(args: argparse.Namespace, params: tuple) -> int:
+    """``cfbench run --config``: every run of the suite, each checked before the first starts."""
+    from dataclasses import replace
+
+    from cfbench import runner
+    from cfbench.suite import load_suite
+
+    suite = load_suite(args.config)
+    given = _given_flags(args)
+    plans = []
+    for srun in suite.runs:
+        s = srun.settings
+        cfg = runner.RunConfig(
+            task=args.task if "task" in given else srun.task,
+            methods=args.methods if "methods" in given else srun.methods,
+            seeds=tuple(args.seeds) if "seeds" in given else tuple(s.get("seeds", (0,))),
+            n_queries=args.n_queries if "n_queries" in given else s.get("n_queries"),
+            k=args.k if "k" in given else s.get("k", 1),
+            timeout=args.timeout if "timeout" in given else float(s.get("timeout", 60.0)),
+            fit_timeout=(args.fit_timeout if "fit_timeout" in given
+                         else float(s.get("fit_timeout", 3600.0))),
+            jobs=args.jobs if "jobs" in given else s.get("jobs", 1),
+            out=args.out if len(suite.runs) == 1 else args.out / srun.name,
+            resume=args.resume,
+            data_dir=args.data_dir if "data_dir" in given else s.get("data_dir"),
+            params=params, suite=suite.identity(),
+        )
+        a = srun.augment
+        acfg, aug_cfg = None, None
+        if a is not None:
+            acfg = _augment_config(",".join(a["scenarios"]), float(a["fraction"]),
+                                   a["max_per_class"], a["seeds"] or cfg.seeds)
+            aug_cfg = replace(cfg, methods=a["methods"] if "methods" not in given else cfg.methods,
+                              timeout=float(a["timeout"]) if a["timeout"] and "timeout" not in given
+                              else cfg.timeout)
+        elif args.augment:
+            acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4))
+        checked = _check_run(cfg, True)
+        if aug_cfg is not None:
+            runner.resolve_methods(aug_cfg.methods, params=aug_cfg.params)
+        plans.append((cfg, acfg, aug_cfg, checked))
+    if len({str(p[0].out) for p in plans}) < len(plans):
+        raise UserError(f"{args.config}: two runs would share the folder {args.out}; "
+                        "remove --task or give the runs distinct names")
+    _warm(",".join(p[0].methods for p in plans))
+    for cfg, acfg, aug_cfg, checked in plans:
+        _run_one(cfg, acfg, aug_cfg, args.quiet, checked)
+    return 0
+
+
+def _given_flags(args: argparse.Namespace) -> set[str]:
+    """The ``run`` flags given on the command line (they override a suite file's settings)."""
+    parser = args._parser
+    saved = [(a, a.default) for a in parser._actions]
+    for a, _ in saved:
+        a.default = argparse.SUPPRESS
+    try:
+        ns, _ = parser.parse_known_args(args._argv)
+    finally:
+        for a, d in saved:
+            a.default = d
+    return set(vars(ns))
+
+
+def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple) -> None:
+    """One run (and its augmentation, when asked): load, execute, summarise, print."""
     from cfbench import runner
     from cfbench.store import load_records, write_json_atomic, write_parquet
     from cfbench.summary import summarize
 
-    cfg = runner.RunConfig(
-        task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
-        k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
-        out=args.out, resume=args.resume, data_dir=args.data_dir,
-    )
-    acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
-    task, pairs, skipped, console = _prepare(cfg, args.quiet, require_methods=True)
+    task, pairs, skipped, console = _prepare(cfg, quiet, checked)
     console.print(
         f"task [bold]{task.name}[/bold]: {task.scores['n_train']} train / {task.scores['n_test']} test rows; "
         f"classifier {task.spec.model} accuracy {task.scores['accuracy']:.3f}, F1 {task.scores['f1']:.3f}"
     )
-    progress, on_plan, on_progress = _progress(console, args.quiet)
+    progress, on_plan, on_progress = _progress(console, quiet)
     with progress:
         runner.execute(cfg, task, pairs, on_plan=on_plan, on_progress=on_progress)
     records = load_records(cfg.out)
@@ -145,27 +245,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                                         "k": cfg.k})
     write_json_atomic(cfg.out / "summary.json", summary)
     write_parquet(records, cfg.out / "records.parquet")
-    if not args.quiet:
+    if not quiet:
         from cfbench.leaderboard import print_table
 
         print_table(summary)
     console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
     if acfg is not None:
-        _augment(cfg, acfg, task, pairs, console, args.quiet)
-    return 0
+        if aug_cfg is not None:
+            cfg = aug_cfg
+            pairs, _ = runner.resolve_methods(cfg.methods, params=cfg.params)
+        _augment(cfg, acfg, task, pairs, console, quiet)
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    _warm(args.methods)
     from cfbench import runner
+    from cfbench.suite import group_params
 
+    if not args.task:
+        raise UserError("cfbench augment: give --task")
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
         fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out, resume=args.resume,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, params=group_params(args.params),
     )
     acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
-    task, pairs, _, console = _prepare(cfg, args.quiet, require_methods=False)
+    checked = _check_run(cfg, require_methods=False)
+    _warm(args.methods)
+    task, pairs, _, console = _prepare(cfg, args.quiet, checked)
     _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
 
@@ -176,26 +282,20 @@ def _warm(methods: str) -> None:
     from cfbench.forkserver import warm
     from cfbench.plugins import registry
 
-    names = {item.strip().partition(":")[0] for item in methods.split(",")}
+    names = {item.strip().partition("[")[0].partition(":")[0] for item in methods.split(",")}
     modules = [m for name, spec in sorted(registry().generators.items())
                if "all" in names or name in names for m in spec.preload]
     warm(modules)
 
 
-def _prepare(cfg: Any, quiet: bool, require_methods: bool) -> tuple[Any, list, dict, Any]:
-    """Validate the config, resolve task and methods, load the task: (task, pairs, skipped, console)."""
-    from cfbench import runner
-    from cfbench.task import Task, resolve_spec
+def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, Any]:
+    """Load the task of a checked config (``_check_run``): (task, choices, skipped, console)."""
+    from cfbench.task import Task
 
-    cfg.validate()
-    spec = resolve_spec(cfg.task)
-    pairs, skipped = runner.resolve_methods(cfg.methods)
-    runner.check_resume(cfg, spec)
+    spec, pairs, skipped = checked
     console = _console(quiet)
     for name, hint in skipped.items():
         console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
-    if require_methods and not pairs:
-        raise UserError("no available method to run; see `cfbench list methods`")
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
     with console.status(f"loading task {spec.name} and its classifier"):
         task = Task.load(spec, dataset_options=options)
@@ -215,6 +315,7 @@ def _augment_config(scenarios: str, fraction: float, max_per_class: int | None,
 
 def _progress(console: Any, quiet: bool, indent: str = "") -> tuple[Any, Any, Any]:
     """A rich progress display with one bar per cell, and the runner callbacks that drive it."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -223,7 +324,8 @@ def _progress(console: Any, quiet: bool, indent: str = "") -> tuple[Any, Any, An
 
     def on_plan(work: list) -> None:
         for cell, todo in work:
-            bars[cell] = progress.add_task(f"{indent}{cell.label} seed {cell.seed}", total=len(todo))
+            bars[cell] = progress.add_task(f"{indent}{escape(cell.label)} seed {cell.seed}",
+                                           total=len(todo))
 
     def on_progress(cell: Any, n: int) -> None:
         progress.advance(bars[cell], n)
@@ -245,7 +347,8 @@ def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bo
     doc = augment.save(result, cfg.out, {
         "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
         "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
-        "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout})
+        "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout,
+        "params": [[t, dict(v)] for t, v in cfg.params]})
     if not quiet:
         print(augment.to_markdown(doc["aggregate"]))
     console.print(f"wrote {cfg.out / 'augment.json'}")
@@ -280,18 +383,24 @@ def cmd_list(args: argparse.Namespace) -> int:
                                  "needs_training_data": caps.needs_training_data,
                                  "stochastic": caps.stochastic},
                 "description": spec.description,
+                "params": [p.as_dict() for p in spec.params],
             })
         for plugin, why in sorted(registry().broken.items()):
             rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
                          "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
-                         "capabilities": {}, "description": ""})
+                         "capabilities": {}, "description": "", "params": []})
     else:
         from cfbench.metrics import METRICS
 
         rows = [{"name": n, "description": d} for n, d in METRICS.items()]
-    if args.json:
+    fmt = "json" if args.json else (args.format or "table")
+    if fmt == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    if args.what == "methods" and (args.params or fmt == "markdown"):
+        return _list_params(fmt, args.params)
+    if fmt == "markdown":
+        raise UserError(f"cfbench list {args.what}: --format markdown is for `list methods --params`")
     table = Table(title=args.what)
     if args.what == "methods":
         for col in ("method", "variants", "status", "capabilities"):
@@ -310,6 +419,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_params(fmt: str, params: bool) -> int:
+    """``cfbench list methods --params``: every method's declared parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cfbench.generator import params_markdown
+    from cfbench.plugins import registry
+
+    specs = [s for _, s in sorted(registry().generators.items())]
+    if fmt == "markdown":
+        print(params_markdown(specs), end="")
+        return 0
+    table = Table(title="method parameters (--param METHOD[:VARIANT].KEY=VALUE)")
+    for col in ("method", "parameter", "type", "default", "valid", "description"):
+        table.add_column(col)
+    for spec in specs:
+        if not spec.params:
+            table.add_row(spec.name, "–", "", "", "", "takes no parameters")
+        for p in spec.params:
+            table.add_row(spec.name, p.name, p.type.__name__, "unset" if p.default is None
+                          else str(p.default), p.allowed(), p.description)
+    Console(width=160).print(table)
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from cfbench import leaderboard
 
@@ -324,7 +458,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"schema: {'ok' if not errors else f'{len(errors)} problems'}")
             status |= bool(errors)
         if args.check:
-            ok, report = smoke.check(args.dir / "smoke.toml", args.dir / "smoke", write=args.write)
+            ok, report = smoke.check(args.dir / smoke.SUITE, args.dir / "smoke", write=args.write)
             print("\n".join(report))
             status |= not ok
         return int(status)
@@ -351,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)[1:]  # after the command name
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cfbench: error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ that returns garbage is recorded as ``invalid_output`` rather than trusted.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +88,116 @@ class Generator(Protocol):
     ) -> Sequence[QueryResult]: ...
 
 
+PARAM_TYPES = (int, float, str, bool)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a method's factory accepts: what the CLI, suite files and docs show.
+
+    ``type`` is ``int``, ``float``, ``str`` or ``bool``; a ``None`` default means "unset" (the
+    method picks), and ``None`` is then also accepted as a value.  ``choices`` closes the set of
+    values; ``minimum``/``maximum`` bound numbers (inclusive).
+    """
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def type_name(self) -> str:
+        return self.type.__name__ + (" or unset" if self.default is None else "")
+
+    def allowed(self) -> str:
+        """The valid values beyond the type, e.g. ``binary, linear`` or ``>= 1``."""
+        if self.choices is not None:
+            return ", ".join(map(str, self.choices))
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f">= {self.minimum:g}"
+        return f"<= {self.maximum:g}" if self.maximum is not None else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type.__name__, "default": self.default,
+                "description": self.description,
+                "choices": list(self.choices) if self.choices is not None else None,
+                "minimum": self.minimum, "maximum": self.maximum}
+
+
+def params_markdown(specs: Sequence[GeneratorSpec]) -> str:
+    """The parameters of ``specs`` as one Markdown table (what docs/writing-a-plugin.md shows)."""
+    lines = ["| method | parameter | type | default | valid | description |",
+             "|---|---|---|---|---|---|"]
+    groups: dict[tuple[Param, ...], list[str]] = {}
+    for spec in sorted(specs, key=lambda s: s.name):  # methods declaring the same params share rows
+        groups.setdefault(spec.params, []).append(spec.name)
+    for params, names in groups.items():
+        name = ", ".join(names)
+        if not params:
+            lines.append(f"| {name} | – | | | | takes no parameters |")
+        for p in params:
+            default = "unset" if p.default is None else (
+                str(p.default).lower() if isinstance(p.default, bool) else f"`{p.default}`")
+            cells = (name, f"`{p.name}`", p.type.__name__, default, p.allowed(),
+                     p.description)
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _well_typed(p: Param, value: Any) -> bool:
+    if value is None:
+        return p.default is None
+    if p.type is bool:
+        return isinstance(value, bool)
+    if p.type is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if p.type is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, p.type)
+
+
+def validate_params(spec: GeneratorSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` checked against ``spec.params``: the one home of parameter validation.
+
+    Returns the values with ints widened to float where a float is declared.  An unknown key,
+    an ill-typed value, a value outside ``choices`` or the bounds raises a one-line
+    ``UserError`` naming the method, the key and what would be valid.
+    """
+    from cfbench.errors import UserError
+
+    declared = {p.name: p for p in spec.params}
+    valid = ", ".join(sorted(declared)) or "(none: this method takes no parameters)"
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        p = declared.get(key)
+        if p is None:
+            raise UserError(
+                f"unknown parameter {key!r} of method {spec.name!r}; valid parameters: {valid}"
+            )
+        where = f"parameter {key!r} of method {spec.name!r}"
+        if not _well_typed(p, value):
+            raise UserError(f"{where}: expected {p.type_name()}, got {value!r} "
+                            f"({type(value).__name__})")
+        if p.type is float and value is not None:
+            value = float(value)
+        if p.choices is not None and value is not None and value not in p.choices:
+            raise UserError(f"{where}: got {value!r}; valid choices: "
+                            f"{', '.join(map(str, p.choices))}")
+        if value is not None and p.type in (int, float) and (
+            (p.minimum is not None and value < p.minimum)
+            or (p.maximum is not None and value > p.maximum)
+        ):
+            lo = "-inf" if p.minimum is None else f"{p.minimum:g}"
+            hi = "inf" if p.maximum is None else f"{p.maximum:g}"
+            raise UserError(f"{where}: got {value!r}; expected a number in [{lo}, {hi}]")
+        out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """A plugin's declaration of one method.
@@ -98,6 +208,8 @@ class GeneratorSpec:
     import ahead of time in the workers' fork server (no threads, no network at import), so
     each worker starts with them loaded instead of importing them itself.  ``available`` may be a callable returning
     ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
+    ``params`` declares every keyword the factory accepts besides ``variant``; ``build`` checks
+    values against it (``validate_params``), so a factory never sees an unknown key.
     """
 
     name: str
@@ -110,6 +222,11 @@ class GeneratorSpec:
     description: str = ""
     available: Callable[[], tuple[bool, str]] | None = None
     plugin: str = ""
+    params: tuple[Param, ...] = ()
+
+    def build(self, variant: str, params: Mapping[str, Any] | None = None) -> Generator:
+        """An unfitted generator for ``variant`` with ``params`` validated against ``self.params``."""
+        return self.factory(variant, **validate_params(self, params or {}))
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]

@@ -85,6 +85,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
 def print_table(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not console.is_terminal:
@@ -99,7 +100,7 @@ def print_table(summary: dict[str, Any]) -> None:
         for h in headers():
             table.add_column(h, justify="left" if h in ("method", "failures") else "right")
         for r in rows(summary, direction):
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))  # Text: a label's [key=value] is not markup
         console.print(table)
 
 
@@ -141,6 +142,8 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
         "data_source": summary["data_source"],
         "classifier": summary["classifier"],
         "config": run_info.get("config", {}),
+        #: {"file", "sha256"} of the suite file the run came from (``cfbench run --config``)
+        "suite": run_info.get("config", {}).get("suite"),
         "provenance": records[0]["provenance"] if records else {},
         "skipped_methods": summary.get("skipped_methods", {}),
         "methods": summary["methods"],
@@ -151,7 +154,8 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     if augment_dir is not None:
         doc = aug.load(augment_dir)
         board["augmentation"] = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
-                                                     "methods", "timeout", "aggregate") if k in doc}
+                                                     "methods", "timeout", "params", "aggregate")
+                                 if k in doc}
     return board
 
 
@@ -164,11 +168,16 @@ def board_markdown(board: dict[str, Any]) -> str:
     prov = board.get("provenance", {})
     body = to_markdown(board).replace(f"# {name}", f"# Leaderboard: {name}", 1)
     head, sep, tail = body.partition("## Direction")
+    suite = cfg.get("suite") or {}
+    params = "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in cfg.get("params") or []
+                     for k, v in vals.items())
     intro = (
-        f"Run: `cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
+        (f"Run: `cfbench run --config {suite['file']}` (suite file SHA-256 "
+         f"`{suite['sha256'][:16]}`), i.e. " if suite else "Run: ")
+        + f"`cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
         f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
         f"--timeout {cfg.get('timeout', 60):g}"
-        + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + "`; "
+        + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + params + "`; "
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
         f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "
         "the *found* columns (distances, sparsity, LOF, yNN, violations) use returned CFs only."
@@ -206,12 +215,20 @@ def board_markdown(board: dict[str, Any]) -> str:
                  + (f" Run: `cfbench augment --task {name} --methods {a['methods']} --seeds "
                     f"{','.join(map(str, a['seeds']))} --fraction {a['fraction']:g}"
                     + (f" --max-per-class {a['max_per_class']}" if a.get("max_per_class") else "")
-                    + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "") + "`."
+                    + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "")
+                    + "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in a.get("params") or []
+                              for k, v in vals.items()) + "`."
                     if a.get("methods") else ""),
                  "", aug.to_markdown(a["aggregate"]), ""]
     text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
              f"![feature-change profile]({name}-features.svg)", ""]
     return "\n".join(text)
+
+
+def _fmt(v: Any) -> str:
+    from cfbench.runner import _fmt as fmt
+
+    return fmt(v)
 
 
 def _num(v: float) -> str:

@@ -8,6 +8,7 @@ the run store as it arrives and starts a fresh worker for the remaining queries.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -15,16 +16,16 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from cfbench.errors import UserError
 from cfbench.forkserver import context
-from cfbench.generator import STATUSES, QueryResult
+from cfbench.generator import STATUSES, QueryResult, validate_params
 from cfbench.plugins import registry
 from cfbench.provenance import environment, module_dists
 from cfbench.store import RUN_INFO, RunStore, write_json_atomic
@@ -32,22 +33,63 @@ from cfbench.task import Task, TaskSpec
 
 DEFAULT_VARIANT = "default"
 
+#: a cell's parameters: sorted (key, value) pairs, hashable; ``()`` = the method's defaults
+Params = tuple[tuple[str, Any], ...]
+
+
+def params_key(params: Any) -> Params:
+    """The canonical, hashable form of a parameter mapping (or of pairs, or ``None``)."""
+    items = params.items() if isinstance(params, dict) else (params or ())
+    return tuple(sorted((str(k), v) for k, v in items))
+
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: a method variant on a task with a seed."""
+    """One unit of work: a method variant with its parameters on a task with a seed."""
 
     method: str
     variant: str
     seed: int
+    params: Params = ()
 
     @property
     def label(self) -> str:
-        return method_label(self.method, self.variant)
+        return method_label(self.method, self.variant, self.params)
 
 
-def method_label(method: str, variant: str) -> str:
-    return method if variant == DEFAULT_VARIANT else f"{method}:{variant}"
+class Choice(NamedTuple):
+    """A method variant with the parameters it runs with (what ``resolve_methods`` returns)."""
+
+    method: str
+    variant: str
+    params: Params = ()
+
+
+def _fmt(v: Any) -> str:
+    """A value as written in a label, readable back by ``suite.parse_scalar``."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        from cfbench.suite import parse_scalar
+
+        bare = v and all(c.isalnum() or c in "-_./" for c in v) and parse_scalar(v, "") == v
+        return v if bare else json.dumps(v)
+    return repr(v)
+
+
+def method_label(method: str, variant: str, params: Any = None) -> str:
+    """``method[:variant][key=value,...]``: the one name of a cell's method on tables and boards.
+
+    The default variant is left out; parameters the cell sets are listed, sorted by key.
+    """
+    base = method if variant == DEFAULT_VARIANT else f"{method}:{variant}"
+    items = params_key(params)
+    return base + ("[" + ",".join(f"{k}={_fmt(v)}" for k, v in items) + "]" if items else "")
+
+
+def record_label(rec: dict[str, Any]) -> str:
+    """``method_label`` of a stored record (records without ``params`` ran with the defaults)."""
+    return method_label(rec["method"], rec["variant"], rec.get("params"))
 
 
 @dataclass
@@ -66,7 +108,11 @@ class RunConfig:
     out: Path = Path("out")
     resume: bool = False
     data_dir: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    #: (target, values) groups from ``--param``; target is ``method`` or ``method:variant``;
+    #: merged into every cell they name (see ``resolve_methods``)
+    params: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: {"file": name, "sha256": hex} when the run came from a suite file (kept in run.json)
+    suite: dict[str, str] | None = None
     #: (scenario, fraction, seed): run on the task with training labels removed (augmentation)
     scarcity: tuple[str, float, int] | None = None
 
@@ -83,25 +129,33 @@ class RunConfig:
             raise UserError("--seeds must name at least one integer seed")
 
 
-def resolve_methods(selection: str, explicit_ok: bool = True) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Parse ``all`` or ``a,b:variant`` into (method, variant) pairs plus skipped methods and why.
+def resolve_methods(selection: str, explicit_ok: bool = True,
+                    params: Sequence[tuple[str, dict[str, Any]]] = ()
+                    ) -> tuple[list[Choice], dict[str, str]]:
+    """Parse ``all`` or ``a,b:variant,c[key=value]`` into ``Choice`` s plus skipped methods and why.
 
     ``all`` skips unavailable methods (reported back); naming an unavailable method is an error.
+    An item's ``[key=value,...]`` are that item's parameters (a method listed twice with different
+    parameters runs twice); ``params`` groups (from ``--param``) are merged into every choice
+    their target (``method`` or ``method:variant``) names, the variant's values winning.  Every
+    choice's parameters are validated against the method's declaration before any work starts.
     """
+    from cfbench.suite import split_selection
+
     reg = registry()
-    pairs: list[tuple[str, str]] = []
+    items: list[tuple[str, str, dict[str, Any]]] = []
     skipped: dict[str, str] = {}
-    items = [s.strip() for s in selection.split(",") if s.strip()]
-    if not items:
+    entries = split_selection(selection)
+    if not entries:
         raise UserError("--methods is empty; give 'all' or a comma-separated list of methods")
-    for item in items:
+    for item, item_params in entries:
         if item == "all":
             for name, spec in sorted(reg.generators.items()):
                 ok, hint = spec.status()
                 if not ok:
                     skipped[name] = hint
                     continue
-                pairs.extend((name, v) for v in spec.variants)
+                items.extend((name, v, item_params) for v in spec.variants)
             continue
         name, _, variant = item.partition(":")
         spec = reg.generator(name)
@@ -112,10 +166,40 @@ def resolve_methods(selection: str, explicit_ok: bool = True) -> tuple[list[tupl
         ok, hint = spec.status()
         if not ok:
             raise UserError(f"method {name!r} is unavailable: {hint}")
-        pairs.extend((name, v) for v in ([variant] if variant else spec.variants))
-    seen: set[tuple[str, str]] = set()
-    unique = [p for p in pairs if not (p in seen or seen.add(p))]
-    return unique, skipped
+        items.extend((name, v, item_params) for v in ([variant] if variant else spec.variants))
+    return with_params(items, params, skipped), skipped
+
+
+def with_params(items: Sequence[tuple[str, str, dict[str, Any]]],
+                groups: Sequence[tuple[str, dict[str, Any]]],
+                skipped: dict[str, str] | None = None) -> list[Choice]:
+    """(method, variant, item params) with the ``groups`` merged in, validated, de-duplicated.
+
+    A group whose target names no selected method is an error (a typo would otherwise be ignored).
+    """
+    reg = registry()
+    used: set[str] = set()
+    out: list[Choice] = []
+    for method, variant, own in items:
+        merged = dict(own)
+        for target in (method, f"{method}:{variant}"):
+            for t, values in groups:
+                if t == target:
+                    merged.update(values)
+                    used.add(t)
+        choice = Choice(method, variant, params_key(validate_params(reg.generator(method), merged)))
+        if choice not in out:
+            out.append(choice)
+    for target, _ in groups:
+        if target not in used:
+            name, _, variant = target.partition(":")
+            spec = reg.generator(name)  # an unknown method: the standard one-line error
+            if variant and variant not in spec.variants:
+                raise UserError(f"--param {target}: unknown variant {variant!r} of method {name!r}; "
+                                f"valid choices: {', '.join(spec.variants)}")
+            why = f" (skipped: {skipped[name]})" if skipped and name in skipped else ""
+            raise UserError(f"--param {target}: method {target!r} is not among the methods run{why}")
+    return out
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -191,7 +275,7 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
         spec = registry().generator(method)
         _seed_everything(seed)
         t0 = time.perf_counter()
-        gen = spec.factory(variant, **params).fit(task.fit_context(seed, params))
+        gen = spec.build(variant, params).fit(task.fit_context(seed, params))
         conn.send(("fitted", time.perf_counter() - t0))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
         conn.send(("fit_error", _describe(exc)))
@@ -236,7 +320,7 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker,
-            args=(child, task, cell.method, cell.variant, cell.seed, cfg.params, list(sys.path),
+            args=(child, task, cell.method, cell.variant, cell.seed, dict(cell.params), list(sys.path),
                   dict(os.environ)),
             daemon=True,
         )
@@ -365,6 +449,7 @@ class Runner:
             "task": self.task.name,
             "method": cell.method,
             "variant": cell.variant,
+            "params": dict(cell.params),
             "seed": cell.seed,
             "query_id": int(q["query_id"]),
             "source": src,
@@ -387,15 +472,16 @@ class Runner:
             self.on_progress(cell, 1)
 
 
-def plan(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]], done: set[tuple],
+def plan(cfg: RunConfig, task: Task, pairs: Sequence[Choice], done: set[tuple],
          queries: pd.DataFrame | None = None) -> list[tuple[Cell, pd.DataFrame]]:
     """Cells with the queries each still has to answer (``done`` keys are skipped)."""
     queries = task.queries(cfg.n_queries) if queries is None else queries
     work = []
     for seed in cfg.seeds:
-        for method, variant in pairs:
-            cell = Cell(method, variant, seed)
-            keep = [(method, variant, seed, int(qid)) not in done for qid in queries["query_id"]]
+        for method, variant, params in pairs:
+            cell = Cell(method, variant, seed, params)
+            keep = [(method, variant, seed, int(qid), params) not in done
+                    for qid in queries["query_id"]]
             todo = queries[keep]
             if len(todo):
                 work.append((cell, todo))
@@ -405,7 +491,8 @@ def plan(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]], done: set
 def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
     """The run's identity; resuming under a different identity would mix incomparable rows."""
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
-            "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None}
+            "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None,
+            "params": [[t, dict(v)] for t, v in cfg.params]}
     path = cfg.out / RUN_INFO
     has_records = (cfg.out / "records.jsonl").exists()
     if has_records and not cfg.resume:
@@ -416,6 +503,7 @@ def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
         import json
 
         old = json.loads(path.read_text())
+        old.setdefault("params", [])  # written before parameters were part of a run's identity
         for key in info:
             if old.get(key) != info[key]:
                 raise UserError(
@@ -425,7 +513,7 @@ def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
     return info
 
 
-def execute(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]],
+def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             on_plan: Callable[[list[tuple[Cell, pd.DataFrame]]], None] | None = None,
             on_progress: Callable[[Cell, int], None] | None = None,
             queries: pd.DataFrame | None = None) -> RunStore:

@@ -1,7 +1,7 @@
 """The CI-tracked smoke leaderboard: a small deterministic configuration re-run on every CI.
 
-``leaderboard/smoke.toml`` lists the runs; ``leaderboard/smoke/<task>.json`` holds their
-committed numbers.  ``check`` re-runs them and fails when a number moves by more than
+``leaderboard/smoke.suite.toml`` is a suite file (``cfbench.suite``) listing the runs and, in
+``[check]``, the tolerances; ``leaderboard/smoke/<task>.json`` holds their committed numbers.  ``check`` re-runs them and fails when a number moves by more than
 ``atol + rtol * |committed|``.  Wall-clock metrics are not compared.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,7 @@ from typing import Any
 
 from cfbench.errors import UserError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+SUITE = "smoke.suite.toml"
 IGNORED = ("seconds_median", "seconds_p95")
 
 
@@ -37,14 +32,35 @@ class SmokeRun:
 
 
 def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the smoke configuration ({exc})") from None
-    runs = [SmokeRun(r["task"], r["methods"], int(r.get("n_queries", 5)),
-                     tuple(r.get("seeds", [0])), int(r.get("k", 1)), float(r.get("timeout", 60)),
-                     r.get("augment_max_per_class")) for r in raw.get("runs", [])]
-    return runs, float(raw.get("atol", 0.01)), float(raw.get("rtol", 0.05))
+    """The smoke runs of a suite file and its ``[check]`` tolerances (atol, rtol).
+
+    The smoke check runs each task with the suite's settings and, when the run has an
+    ``augment`` table, the augmentation with its ``max_per_class`` over the run's seeds; other
+    augmentation settings would not be honoured, so they are refused.
+    """
+    from cfbench.suite import AUGMENT, load_suite
+
+    suite = load_suite(Path(path))
+    runs = []
+    for r in suite.runs:
+        s, a = r.settings, r.augment
+        if a is not None:
+            ignored = [k for k in ("scenarios", "fraction", "timeout")
+                       if a[k] != AUGMENT[k][1]]
+            ignored += ["methods"] * (a["methods"] != r.methods)
+            ignored += ["seeds"] * (a["seeds"] not in (None, tuple(s.get("seeds", (0,)))))
+            if ignored:
+                raise UserError(f"{path}: run {r.name!r}: the smoke check supports only "
+                                f"augment.max_per_class, not augment.{ignored[0]}")
+        extra = sorted(set(s) - {"seeds", "n_queries", "k", "timeout"})
+        if extra:
+            raise UserError(f"{path}: run {r.name!r}: the smoke check does not support {extra[0]!r}")
+        if s.get("n_queries") is None:
+            raise UserError(f"{path}: run {r.name!r}: n_queries: the smoke check needs a number")
+        runs.append(SmokeRun(r.task, r.methods, int(s["n_queries"]), tuple(s.get("seeds", (0,))),
+                             int(s.get("k", 1)), float(s.get("timeout", 60)),
+                             a["max_per_class"] if a else None))
+    return runs, suite.check["atol"], suite.check["rtol"]
 
 
 def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:

@@ -22,7 +22,9 @@ KEY = ("method", "variant", "seed", "query_id")
 
 
 def record_key(rec: dict[str, Any]) -> tuple:
-    return tuple(rec[k] for k in KEY)
+    """``KEY`` fields plus the cell's parameters (sorted pairs; ``()`` for records without)."""
+    params = tuple(sorted((rec.get("params") or {}).items()))
+    return (*(rec[k] for k in KEY), params)
 
 
 class RunStore:
@@ -84,13 +86,14 @@ def load_records(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
-    """Flat Parquet copy of the records (CFs and provenance as JSON strings)."""
+    """Flat Parquet copy of the records (CFs, params and provenance as JSON strings)."""
     rows = []
     for r in records:
         row = dict(r)
         row["cfs"] = json.dumps(r.get("cfs"))
         row["provenance"] = json.dumps(r.get("provenance"), sort_keys=True)
         row["extra"] = json.dumps(r.get("extra"), default=str)
+        row["params"] = json.dumps(r.get("params") or {}, sort_keys=True)
         rows.append(row)
     pd.DataFrame(rows).to_parquet(path, index=False)
 

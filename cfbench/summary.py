@@ -19,7 +19,7 @@ import pandas as pd
 
 from cfbench.generator import STATUSES
 from cfbench.metrics import Scorer, coverage, runtime
-from cfbench.runner import method_label
+from cfbench.runner import record_label
 from cfbench.task import Task
 
 SHARE_METRICS = ("valid", "lof_inlier", "ynn")
@@ -39,7 +39,7 @@ def score_records(task: Task, records: list[dict[str, Any]], scorer: Scorer | No
     )
     if qtab.empty:
         return pd.DataFrame(), qtab
-    qtab["method_label"] = [method_label(m, v) for m, v in zip(qtab.method, qtab.variant, strict=True)]
+    qtab["method_label"] = [record_label(r) for r in records]
     qtab["qidx"] = np.arange(len(qtab))
     X_test = task.X_test[names]
     q_rows, c_rows = [], []

@@ -68,9 +68,9 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     board_dir = tmp_path / "leaderboard"
     board_dir.mkdir()
     (board_dir / "schema.json").write_text(SCHEMA.read_text())
-    (board_dir / "smoke.toml").write_text(
-        'atol = 0.01\nrtol = 0.05\n[[runs]]\ntask = "breast-cancer"\n'
-        'methods = "nearest-neighbour"\nn_queries = 3\nseeds = [0]\naugment_max_per_class = 5\n')
+    (board_dir / "smoke.suite.toml").write_text(
+        '[check]\natol = 0.01\nrtol = 0.05\n[[runs]]\ntask = "breast-cancer"\n'
+        'methods = "nearest-neighbour"\nn_queries = 3\nseeds = [0]\naugment = { max_per_class = 5 }\n')
     run = tmp_path / "run"
     assert cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "4",
                "--k", "2", "--out", str(run), "--quiet").returncode == 0

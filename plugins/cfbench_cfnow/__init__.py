@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.generator import Capabilities, GeneratorSpec, Param
 from cfbench.hookspecs import hookimpl
 
 VARIANTS = ("greedy", "random", "random_optim")
+
+#: what ``CfnowGenerator.__init__`` accepts besides the variant
+PARAMS = (
+    Param("limit_seconds", float, None, "CFNOW's fine-tuning time limit per query "
+          "(unset: the whole per-query budget)", minimum=0),
+    Param("it_max", int, None, "CFNOW's iteration cap of the search (unset: CFNOW's)", minimum=1),
+    Param("ft_change_factor", float, None, "CFNOW's step factor in fine-tuning (unset: CFNOW's)",
+          minimum=0),
+    Param("size_tabu", int, None, "length of CFNOW's tabu list (unset: CFNOW's, kept below the "
+          "number of features that can move)", minimum=0),
+)
 
 
 def make_cfnow(variant: str = "greedy", **params: Any):
@@ -39,6 +50,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="cfnow",
             requires=("cfnow",),
+            params=PARAMS,
             description=(
                 "CFNOW tabu search (cfnow.find_tabular): greedy or random search, "
                 "optionally fine-tuned; immutables kept by searching the mutable subspace"

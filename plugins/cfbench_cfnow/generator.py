@@ -218,14 +218,14 @@ class CfnowGenerator:
     limited to ``budget`` seconds.  CFNOW fine-tunes until its time limit, so those two variants
     take the whole budget per query; ``limit_seconds`` (float) sets a shorter fine-tuning limit.
     Optional parameters passed to ``find_tabular``: ``it_max`` (int), ``ft_change_factor``
-    (float), ``size_tabu`` (int or float).  Unknown parameters are ignored (the runner shares
-    one dict between all methods).
+    (float), ``size_tabu`` (int, or a float share of the features).  Declared in
+    ``cfbench_cfnow.PARAMS``; there are no others.
     """
 
     def __init__(self, variant: str = "greedy", limit_seconds: float | None = None,
                  it_max: int | None = None,
-                 ft_change_factor: float | None = None, size_tabu: int | float | None = None,
-                 **_ignored: object) -> None:
+                 ft_change_factor: float | None = None,
+                 size_tabu: int | float | None = None) -> None:
         if variant not in VARIANTS:
             raise UserError(f"unknown CFNOW variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
         if it_max is not None and (not isinstance(it_max, int) or it_max < 1):

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.generator import Capabilities, GeneratorSpec, Param
 from cfbench.hookspecs import hookimpl
 
 VARIANTS = ("random", "genetic", "kdtree")
 
+#: what ``DiceGenerator.__init__`` accepts besides the variant
+PARAMS = (
+    Param("total_cfs", int, None, "CFs DiCE optimises jointly per query (its total_CFs; "
+          "unset: k); the first k are kept", minimum=1),
+    Param("posthoc_sparsity_algorithm", str, "binary", "DiCE's post-hoc sparsity search "
+          "(linear is DiCE's default and very slow at 4-6 decimals)", choices=("binary", "linear")),
+    Param("posthoc_sparsity_param", float, None, "DiCE's post-hoc sparsity quantile (unset: "
+          "DiCE's 0.1; 0 switches the post-hoc step off)", minimum=0, maximum=1),
+    Param("dice_precision", bool, False, "let DiCE infer each feature's decimals from the column "
+          "mode (breaks validity on some data) instead of the training data's decimals"),
+)
 
-def make_dice(variant: str = "random", **params: Any):
+
+def make_dice(variant: str = "random", **params: Any):  # params: checked against PARAMS
     """Factory: an unfitted DiCE generator for ``variant`` (see ``cfbench_dice.generator``)."""
     from cfbench_dice.generator import DiceGenerator
 
@@ -40,6 +52,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="dice",
             requires=("dice_ml",),
             preload=("dice_ml", "cfbench_dice.generator"),
+            params=PARAMS,
             description="DiCE diverse counterfactuals (dice-ml): random sampling, genetic search or KD-tree",
         )
     ]

@@ -129,23 +129,24 @@ def quiet(buffer: io.StringIO) -> Iterator[None]:
 class DiceGenerator:
     """One DiCE explainer (``random``, ``genetic`` or ``kdtree``) fitted to a task.
 
-    Optional parameters:
+    Optional parameters (declared in ``cfbench_dice.PARAMS``):
 
+    - ``total_cfs``: CFs DiCE is asked for per query (its ``total_CFs``; default: ``k``); DiCE
+      optimises them jointly for diversity, and the first ``k`` it returns are kept;
     - ``posthoc_sparsity_algorithm``: ``"binary"`` (default here for every variant) or
       ``"linear"`` (DiCE's default for random and kdtree; it steps by one unit of the last
       decimal, one model call per step, and is far too slow at 4-6 decimals);
-    - ``posthoc_sparsity_param``: 0..1, or None to switch the post-hoc step off (default: DiCE's);
+    - ``posthoc_sparsity_param``: 0..1 (default: DiCE's, 0.1); 0 switches the post-hoc step off;
     - ``dice_precision``: False (default) passes each feature's decimals as found in the training
       data (``continuous_features_precision``); True lets DiCE infer them from the column mode,
       which rounds e.g. every value of a feature whose mode is 0.0 to one decimal and so
       destroys validity (interpretml/DiCE#473) or crashes on modes like 1e-05 (DiCE#442).
-
-    Unknown parameters are ignored (the runner shares one dict between all methods).
     """
 
-    def __init__(self, variant: str = "random", posthoc_sparsity_algorithm: str = "binary",
-                 posthoc_sparsity_param: float | None | str = "default",
-                 dice_precision: bool = False, **_ignored: object) -> None:
+    def __init__(self, variant: str = "random", total_cfs: int | None = None,
+                 posthoc_sparsity_algorithm: str = "binary",
+                 posthoc_sparsity_param: float | None = None,
+                 dice_precision: bool = False) -> None:
         if variant not in VARIANTS:
             raise UserError(f"unknown DiCE variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
         if posthoc_sparsity_algorithm not in POSTHOC_ALGORITHMS:
@@ -153,15 +154,20 @@ class DiceGenerator:
                 f"dice: posthoc_sparsity_algorithm={posthoc_sparsity_algorithm!r}; "
                 f"valid choices: {', '.join(POSTHOC_ALGORITHMS)}"
             )
-        if posthoc_sparsity_param not in ("default", None) and not (
+        if posthoc_sparsity_param is not None and not (
             isinstance(posthoc_sparsity_param, (int, float)) and 0 <= posthoc_sparsity_param <= 1
         ):
             raise UserError(
-                f"dice: posthoc_sparsity_param must be a number in [0, 1] or None, got {posthoc_sparsity_param!r}"
+                f"dice: posthoc_sparsity_param must be a number in [0, 1], got {posthoc_sparsity_param!r}"
             )
+        if total_cfs is not None and (
+            isinstance(total_cfs, bool) or not isinstance(total_cfs, int) or total_cfs < 1
+        ):
+            raise UserError(f"dice: total_cfs must be a positive integer, got {total_cfs!r}")
         if not isinstance(dice_precision, bool):
             raise UserError(f"dice: dice_precision must be true or false, got {dice_precision!r}")
         self.variant = variant
+        self.total_cfs = total_cfs
         self.dice_precision = dice_precision
         self.posthoc_sparsity_algorithm = posthoc_sparsity_algorithm
         self.posthoc_sparsity_param = posthoc_sparsity_param
@@ -240,7 +246,7 @@ class DiceGenerator:
 
     def _kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"posthoc_sparsity_algorithm": self.posthoc_sparsity_algorithm}
-        if self.posthoc_sparsity_param != "default":
+        if self.posthoc_sparsity_param is not None:
             kw["posthoc_sparsity_param"] = self.posthoc_sparsity_param
         if self.variant == "random":
             kw["random_seed"] = self.seed_
@@ -262,7 +268,7 @@ class DiceGenerator:
         try:
             with quiet(buf):
                 res = self.explainer_.generate_counterfactuals(
-                    qd, total_CFs=k, desired_class=int(target),
+                    qd, total_CFs=self.total_cfs or k, desired_class=int(target),
                     features_to_vary=mutable, permitted_range=self._permitted_range(q.iloc[0]),
                     verbose=False, **self._kwargs(),
                 )
@@ -284,7 +290,7 @@ class DiceGenerator:
             said = " ".join(buf.getvalue().split())[-300:]
             return QueryResult.not_found(f"DiCE returned no counterfactuals{': ' + said if said else ''}")
         cfs = self._from_dice(df).iloc[:k]
-        extra = {"model_calls": self.model_.calls,
+        extra = {"model_calls": self.model_.calls, "total_cfs": self.total_cfs or k,
                  "output": "sparse" if ex.final_cfs_df_sparse is not None else "final"}
         reason = "" if len(cfs) >= k else f"DiCE returned {len(cfs)} of {k} requested CFs"
         return QueryResult.ok(cfs, reason=reason, extra=extra)

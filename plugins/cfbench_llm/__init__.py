@@ -49,6 +49,7 @@ def _api_available() -> tuple[bool, str]:
 
 @hookimpl
 def cfbench_generators() -> list[GeneratorSpec]:
+    from cfbench_llm import params
     from cfbench_llm.descriptions import API, LOCAL
 
     # immutables are copied by construction, but bounds and directions are not enforced
@@ -63,6 +64,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="llm",
             requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
             preload=("torch", "transformers"),
+            params=params.LOCAL,
             description=LOCAL[mode],
         )
         for mode, variants in (
@@ -80,6 +82,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
                                       stochastic=False, batch_size=BATCH),
             extra="llm",
             requires=("openai",),
+            params=params.API,
             description=API[mode],
             available=_api_available,
         )

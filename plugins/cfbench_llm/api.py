@@ -20,12 +20,12 @@ import pandas as pd
 
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
+from cfbench_llm.params import API as API_PARAMS
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, value_formats
 
 ENV_BASE, ENV_MODEL, ENV_KEY = "CFBENCH_API_BASE", "CFBENCH_API_MODEL", "CFBENCH_API_KEY"
 VARIANTS = {"zeroshot": ("default",), "fewshot": ("default", "retrieval")}
-PARAMS = {"examples": 3, "example_seed": None, "pool": 400, "prompt_dir": None, "row_style": "json",
-          "sep": ",", "digits": 3, "max_tokens": 0, "concurrency": 4, "temperature": 0.0}
+PARAMS = {p.name: p.default for p in API_PARAMS}  # declared in cfbench_llm.params
 
 
 def available() -> tuple[bool, str]:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.generator import Capabilities, GeneratorSpec
+from cfbench.generator import Capabilities, GeneratorSpec, Param
 from cfbench.hookspecs import hookimpl
 
 VARIANTS = ("none", "sparsity", "proximity", "plausibility")
+
+#: what ``NICE.__init__`` accepts besides the variant (both only matter for ``plausibility``)
+PARAMS = (
+    Param("ae_epochs", int, 100, "training epochs of the plausibility autoencoder", minimum=1),
+    Param("ae_hidden", int, 2, "bottleneck width of the plausibility autoencoder", minimum=1),
+)
 
 
 def make_nice(variant: str = "sparsity", **params: Any):
@@ -39,6 +45,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="nice",
             requires=(),
             preload=("cfbench_nice.nice",),
+            params=PARAMS,
             description=(
                 "NICE: greedy feature substitution from the nearest unlike neighbour "
                 "(reward: none, sparsity, proximity or autoencoder plausibility)"

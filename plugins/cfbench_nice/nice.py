@@ -41,12 +41,11 @@ class NICE:
     """Nearest-instance counterfactuals with a greedy, reward-steered substitution search.
 
     Parameters beyond ``variant`` (all optional): ``ae_epochs`` (int, default 100) and
-    ``ae_hidden`` (int, bottleneck width, default 2) for the plausibility autoencoder.  Unknown
-    parameters are ignored because the runner passes one parameter dict to every method.
+    ``ae_hidden`` (int, bottleneck width, default 2) for the plausibility autoencoder; declared
+    in ``cfbench_nice.PARAMS``.
     """
 
-    def __init__(self, variant: str = "sparsity", ae_epochs: int = 100, ae_hidden: int = 2,
-                 **_ignored: object) -> None:
+    def __init__(self, variant: str = "sparsity", ae_epochs: int = 100, ae_hidden: int = 2) -> None:
         if variant not in VARIANTS:
             raise UserError(f"unknown NICE variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
         if not isinstance(ae_epochs, int) or ae_epochs < 1:

@@ -1,0 +1,327 @@
+"""Experiments as files: ``--param`` values and suite files (tasks × methods × seeds + settings).
+
+A suite file is TOML.  Top-level keys are the settings of every run; ``[[runs]]`` tables (optional)
+override them per run; ``[augment]`` adds the label-scarcity augmentation; ``[check]`` holds the
+tolerances of ``cfbench leaderboard --check``::
+
+    tasks = ["heart"]                      # or task = "heart"
+    methods = ["nearest-neighbour", "dice:random",
+               { name = "dice:random", params = { total_cfs = 20 } }]
+    seeds = [0, 1, 2]                      # or "0-4"
+    n_queries = 20
+    k = 1
+    timeout = 10
+
+    [augment]                              # optional
+    methods = ["nearest-neighbour"]        # default: the run's methods
+    seeds = [0, 1, 2, 3, 4]                # default: the run's seeds
+    max_per_class = 10
+
+Each (run, task) becomes one ``SuiteRun`` with its own folder (``name``, default the task).
+Every mistake is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfbench.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: run settings a suite may set, with their types and the defaults of ``cfbench run``
+SETTINGS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "seeds": ((list, str, int), (0,)),
+    "n_queries": (int, None),
+    "k": (int, 1),
+    "timeout": ((int, float), 60.0),
+    "fit_timeout": ((int, float), 3600.0),
+    "jobs": (int, 1),
+    "data_dir": (str, None),
+}
+AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "methods": (list, None),  # default: the run's
+    "seeds": ((list, str, int), None),  # default: the run's
+    "scenarios": (list, ["A", "B", "C"]),
+    "fraction": ((int, float), 0.5),
+    "max_per_class": (int, None),
+    "timeout": ((int, float), None),  # default: the run's
+}
+RUN_KEYS = {"task", "tasks", "name", "methods", "augment", *SETTINGS}
+TOP_KEYS = RUN_KEYS - {"name"} | {"runs", "check"}
+CHECK = {"atol": 0.01, "rtol": 0.05}
+
+Groups = tuple[tuple[str, dict[str, Any]], ...]
+
+
+# ----------------------------------------------------------------------------- --param
+
+
+def parse_scalar(raw: str, where: str) -> Any:
+    """A TOML scalar (``3``, ``0.5``, ``true``, ``"text"``); a bare word is a string."""
+    raw = raw.strip()
+    if not raw:
+        raise UserError(f"{where}: no value after '='")
+    try:
+        value = tomllib.loads(f"x = {raw}")["x"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where}: {raw!r} is not a finite number")
+    if not isinstance(value, (str, int, float, bool)):
+        raise UserError(f"{where}: expected a number, true/false or a string, got {raw!r}")
+    return value
+
+
+def parse_param(text: str) -> tuple[str, str, Any]:
+    """``METHOD[:VARIANT].KEY=VALUE`` -> (target, key, value)."""
+    lhs, eq, raw = text.partition("=")
+    target, dot, key = lhs.strip().rpartition(".")
+    if not eq or not dot or not target or not key.strip():
+        raise UserError(f"--param {text!r}: expected METHOD[:VARIANT].KEY=VALUE, "
+                        "e.g. dice:random.total_cfs=20")
+    return target.strip(), key.strip(), parse_scalar(raw, f"--param {text}")
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """``text`` split at ``sep`` outside brackets and double quotes."""
+    parts, depth, quoted, cur = [], 0, False, ""
+    for i, c in enumerate(text):
+        if c == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and c == "[":
+            depth += 1
+        elif not quoted and c == "]":
+            depth -= 1
+        if c == sep and depth == 0 and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    return parts
+
+
+def split_selection(selection: str) -> list[tuple[str, dict[str, Any]]]:
+    """``a,b:v,c:w[key=value,...]`` -> [(item, params)]; the bracket form is a method label."""
+    out = []
+    for part in _split_top(selection):
+        part = part.strip()
+        if not part:
+            continue
+        name, bracket, rest = part.partition("[")
+        params: dict[str, Any] = {}
+        if bracket:
+            if not rest.endswith("]"):
+                raise UserError(f"--methods item {part!r}: expected METHOD[:VARIANT][key=value,...]")
+            for kv in _split_top(rest[:-1]):
+                key, eq, raw = kv.partition("=")
+                if not eq or not key.strip():
+                    raise UserError(f"--methods item {part!r}: expected key=value, got {kv!r}")
+                params[key.strip()] = parse_scalar(raw, f"--methods item {part}")
+        out.append((name.strip(), params))
+    return out
+
+
+def selection_item(name: str, params: dict[str, Any]) -> str:
+    """The ``--methods`` item for ``name`` (``method[:variant]``) with parameters: its label form."""
+    from cfbench.runner import method_label
+
+    return method_label(name, "default", params)
+
+
+def group_params(items: Sequence[str]) -> Groups:
+    """``--param`` flags grouped by target, in the order first given (a repeated key: last wins)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, key, value = parse_param(item)
+        groups.setdefault(target, {})[key] = value
+    return tuple(groups.items())
+
+
+# ----------------------------------------------------------------------------- suite files
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One run a suite asks for: a task, its methods (with parameter groups) and settings."""
+
+    name: str
+    task: str
+    methods: str  # a --methods selection; parameters in label form, dice:random[total_cfs=20]
+    settings: dict[str, Any]
+    augment: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    sha256: str
+    runs: tuple[SuiteRun, ...]
+    check: dict[str, float] = field(default_factory=lambda: dict(CHECK))
+
+    def identity(self) -> dict[str, str]:
+        """What run.json and the board record: the file's name and SHA-256."""
+        return {"file": self.path.name, "sha256": self.sha256}
+
+
+def seeds_value(value: Any, where: str) -> tuple[int, ...]:
+    """``[0, 1]``, ``3`` or ``"0-4"`` / ``"0,1,2"`` as a tuple of seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list) and value and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return tuple(value)
+    if isinstance(value, str):
+        try:
+            if "-" in value.strip("-") and "," not in value:
+                a, b = value.split("-", 1)
+                seeds = tuple(range(int(a), int(b) + 1))
+            else:
+                seeds = tuple(int(s) for s in value.split(",") if s.strip())
+            if seeds:
+                return seeds
+        except ValueError:
+            pass
+    raise UserError(f"{where}: expected integer seeds like [0, 1, 2] or \"0-4\", got {value!r}")
+
+
+def _typed(value: Any, types: type | tuple[type, ...], where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise UserError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def methods_value(value: Any, where: str) -> str:
+    """``methods`` entries (names, or tables with name and params) -> a ``--methods`` selection."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: expected a list of methods, e.g. [\"nice\", "
+                        "{ name = \"dice:random\", params = { total_cfs = 20 } }]")
+    items: list[str] = []
+    for i, entry in enumerate(value):
+        at = f"{where}[{i}]"
+        if isinstance(entry, str):
+            name, params = entry, {}
+        elif isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"name", "params"})
+            if unknown:
+                raise UserError(f"{at}: unknown key {unknown[0]!r}; valid keys: name, params")
+            name = _typed(entry.get("name"), str, f"{at}.name")
+            params = _typed(entry.get("params", {}), dict, f"{at}.params")
+            for k, v in params.items():
+                if isinstance(v, (dict, list)) or not isinstance(v, (str, int, float, bool)):
+                    raise UserError(f"{at}.params.{k}: expected a number, true/false or a string, "
+                                    f"got {v!r}")
+        else:
+            raise UserError(f"{at}: expected a method name or {{ name = ..., params = {{...}} }}, "
+                            f"got {entry!r}")
+        name = name.strip()
+        if not name or any(c in name for c in ",[]"):
+            raise UserError(f"{at}: expected one method name, got {name!r}")
+        item = selection_item(name, params)
+        if item not in items:
+            items.append(item)
+    return ",".join(items)
+
+
+def _settings(table: dict[str, Any], spec: dict[str, tuple], where: str) -> dict[str, Any]:
+    out = {}
+    for key, (types, _) in spec.items():
+        if key in table:
+            out[key] = _typed(table[key], types, f"{where}.{key}" if where else key)
+    return out
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and validate a suite file; every problem is one line naming the file and key."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--config {path}: cannot read the suite file ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: not a valid TOML suite file ({exc})") from None
+    return Suite(path, hashlib.sha256(data).hexdigest(), _runs(raw, path), _check(raw, path))
+
+
+def _check(raw: dict[str, Any], path: Path) -> dict[str, float]:
+    table = _typed(raw.get("check", {}), dict, f"{path}: check")
+    unknown = sorted(set(table) - set(CHECK))
+    if unknown:
+        raise UserError(f"{path}: unknown key check.{unknown[0]}; valid keys: {', '.join(CHECK)}")
+    return {k: float(_typed(table.get(k, d), (int, float), f"{path}: check.{k}"))
+            for k, d in CHECK.items()}
+
+
+def _runs(raw: dict[str, Any], path: Path) -> tuple[SuiteRun, ...]:
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(TOP_KEYS))}")
+    tables = raw.get("runs", [{}])
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise UserError(f"{path}: runs: expected one or more [[runs]] tables")
+    runs: list[SuiteRun] = []
+    for i, table in enumerate(tables):
+        where = f"{path}: runs[{i}]" if "runs" in raw else f"{path}:"
+        bad = sorted(set(table) - RUN_KEYS)
+        if bad:
+            raise UserError(f"{where} unknown key {bad[0]!r}; valid keys: {', '.join(sorted(RUN_KEYS))}")
+        merged = {k: v for k, v in raw.items() if k not in ("runs", "check")}
+        if "task" in table or "tasks" in table:
+            merged.pop("task", None)
+            merged.pop("tasks", None)
+        aug = {**_typed(raw.get("augment", {}), dict, f"{path}: augment"),
+               **_typed(table.get("augment", {}), dict, f"{where} augment")}
+        merged.update(table)
+        runs.extend(_expand(merged, aug, "augment" in raw or "augment" in table, where))
+    folders = [r.name for r in runs]
+    dup = sorted({f for f in folders if folders.count(f) > 1})
+    if dup:
+        raise UserError(f"{path}: two runs write to the folder {dup[0]!r}; give each a distinct name")
+    return tuple(runs)
+
+
+def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: str) -> list[SuiteRun]:
+    if "task" in table and "tasks" in table:
+        raise UserError(f"{where} give task or tasks, not both")
+    tasks = [table["task"]] if "task" in table else table.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t for t in tasks):
+        raise UserError(f"{where} tasks: expected a task name or a list of task names")
+    if "methods" not in table:
+        raise UserError(f"{where} methods: missing; list the methods to run, or [\"all\"]")
+    methods = methods_value(table["methods"], f"{where} methods")
+    settings = _settings(table, SETTINGS, where.rstrip(":"))
+    if "seeds" in settings:
+        settings["seeds"] = seeds_value(settings["seeds"], f"{where} seeds")
+    augment = None
+    if has_aug:
+        bad = sorted(set(aug) - set(AUGMENT))
+        if bad:
+            raise UserError(f"{where} unknown key augment.{bad[0]}; valid keys: "
+                            f"{', '.join(sorted(AUGMENT))}")
+        augment = {k: d for k, (_, d) in AUGMENT.items()}
+        augment.update(_settings(aug, AUGMENT, f"{where.rstrip(':')} augment"))
+        augment["methods"] = (methods_value(augment["methods"], f"{where} augment.methods")
+                              if augment["methods"] is not None else methods)
+        augment["seeds"] = (seeds_value(augment["seeds"], f"{where} augment.seeds")
+                            if augment["seeds"] is not None else None)
+    name = table.get("name")
+    if name is not None and (len(tasks) > 1 or not isinstance(name, str) or not name
+                             or "/" in name or name.startswith(".")):
+        raise UserError(f"{where} name: expected one folder name for a run of one task, got {name!r}")
+    return [SuiteRun(name or task, task, methods, dict(settings),
+                     dict(augment) if augment else None) for task in tasks]

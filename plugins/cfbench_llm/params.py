@@ -1,0 +1,60 @@
+"""Declared parameters of the LLM generators: what ``Settings`` (local) and ``ApiLLM`` accept.
+
+Kept apart from the generators so that listing and validating them imports no model code; the
+tests check these declarations against ``Settings`` and ``api.PARAMS`` field by field.
+"""
+
+from __future__ import annotations
+
+from cfbench.generator import Param
+from cfbench_llm.models import QUANTIZE
+from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
+
+#: shared by the local and the API generators (prompt formatting and few-shot examples)
+_PROMPT = (
+    Param("examples", int, 3, "few-shot examples per direction (fixed) or per query (retrieval)",
+          minimum=1),
+    Param("example_seed", int, None, "seed of the fixed few-shot examples (unset: the run's seed)"),
+    Param("pool", int, 400, "training rows whose nearest-unlike-neighbour CFs are example "
+          "candidates", minimum=1),
+    Param("prompt_dir", str, None, "folder overriding the prompt templates (unset: "
+          "$CFBENCH_PROMPT_DIR or the packaged ones)"),
+    Param("row_style", str, "json", "how a patient row is written in prompts", choices=ROW_STYLES),
+    Param("sep", str, ",", "separator between values in the values/named row styles"),
+    Param("digits", int, 3, "significant digits of values in prompts", minimum=1),
+)
+
+LOCAL = (
+    Param("model", str, None, "Hugging Face id or local folder (unset: $CFBENCH_LLM_MODEL or "
+          "the embedded Gemma 3 270M)"),
+    Param("device", str, None, "auto, cpu or cuda[:N] (unset: auto)"),
+    Param("batch_size", int, 32, "most sequences decoded together (memory grows with it; "
+          "the fast variant uses 50)", minimum=1),
+    *_PROMPT,
+    Param("cf_style", str, "full", "what the model writes: the full row or only the changed "
+          "features (the fast variant uses edits)", choices=CF_STYLES),
+    Param("max_edits", int, 0, "edits style: most features one CF may change (0 = no cap; the "
+          "fast variant uses 3)", minimum=0),
+    Param("quantize", str, "none", "int8 = dynamic int8 linear layers, CPU only (the fast "
+          "variant uses int8)", choices=QUANTIZE),
+    Param("clip", bool, False, "clip generated values to the schema bounds"),
+    Param("max_new_tokens", int, 0, "free-text token cap (0 = 12 per mutable feature + 16)",
+          minimum=0),
+    Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
+    Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
+          minimum=1),
+    Param("pairs", int, 64, "fine-tuning: training pairs", minimum=1),
+    Param("epochs", int, 2, "fine-tuning: epochs", minimum=1),
+    Param("lr", float, 1e-3, "fine-tuning: learning rate", minimum=0),
+    Param("rank", int, 8, "fine-tuning: LoRA rank", minimum=1),
+    Param("ft_batch", int, 8, "fine-tuning: batch size", minimum=1),
+    Param("teacher", str, "nearest-neighbour", "fine-tuning: method whose CFs are the targets"),
+    Param("force_finetune", bool, False, "fine-tuning: train again even if an adapter is cached"),
+)
+
+API = (
+    *_PROMPT,
+    Param("max_tokens", int, 0, "answer token cap (0 = 12 per mutable feature + 32)", minimum=0),
+    Param("concurrency", int, 4, "queries sent to the endpoint at once", minimum=1),
+    Param("temperature", float, 0.0, "sampling temperature", minimum=0),
+)

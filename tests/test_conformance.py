@@ -1,0 +1,117 @@
+"""Every in-tree generator passes ``cfbench.testing.check_generator``; a broken one does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfbench.generator import Capabilities, GeneratorSpec, Param, QueryResult
+from cfbench.plugins import registry
+from cfbench.task import Task, resolve_spec
+from cfbench.testing import check_generator
+
+
+@pytest.fixture(scope="module")
+def heart() -> Task:
+    return Task.load(resolve_spec("heart"))
+
+
+def _spec(name: str) -> GeneratorSpec:
+    spec = registry().generators.get(name)
+    if spec is None or not spec.status()[0]:
+        pytest.skip(f"{name} is not available here")
+    return spec
+
+
+@pytest.mark.parametrize("name, variant, kw", [
+    ("nearest-neighbour", "default", {}),
+    ("nice", "none", {}),
+    ("nice", "sparsity", {}),
+    ("nice", "proximity", {}),
+    ("dice", "random", {"changes": ("total_cfs", 6)}),
+    # KD-tree search over training rows finds no CF that keeps heart's immutables for these queries
+    ("dice", "kdtree", {"require_found": False}),
+    pytest.param("dice", "genetic", {}, marks=pytest.mark.slow),
+    pytest.param("nice", "plausibility", {"params": {"ae_epochs": 3}}, marks=pytest.mark.slow),
+    # CFNOW stops on wall-clock limits, so its CFs are not reproducible run to run
+    pytest.param("cfnow", "random", {"deterministic": False, "budget": 3.0}, marks=pytest.mark.slow),
+    pytest.param("cfnow", "greedy", {"deterministic": False, "budget": 2.0}, marks=pytest.mark.slow),
+    pytest.param("cfnow", "random_optim", {"deterministic": False, "budget": 2.0},
+                 marks=pytest.mark.slow),
+])
+def test_in_tree_generators_conform(heart, name, variant, kw):
+    report = check_generator(_spec(name), variant, task=heart, **kw)
+    assert len(report["statuses"]) == len(heart.queries(1))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("torch")
+    from cfbench_llm.testing import tiny_model_dir
+
+    return str(tiny_model_dir(tmp_path_factory.mktemp("tiny"), seed=1, sliding_window=32))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, variant, extra", [
+    ("llm-zeroshot", "default", {}),
+    ("llm-fewshot", "default", {}),
+    ("llm-finetuned", "default", {"pairs": 8, "epochs": 1, "ft_batch": 4, "rank": 4}),
+])
+def test_llm_generators_conform_with_the_tiny_model(heart, tiny, one_torch_thread, name, variant,
+                                                    extra):
+    """The tiny random model writes nonsense, but constrained decoding keeps it well-formed."""
+    spec = _spec(name)
+    check_generator(spec, variant, task=heart, params={"model": tiny, "batch_size": 4, **extra})
+
+
+# ----------------------------------------------------------------------------- the check can fail
+
+
+class Sloppy:
+    """Changes an immutable feature, writes an unknown categorical code, and ignores its seed."""
+
+    def __init__(self, variant: str = "default", **_ignored: object) -> None:
+        pass
+
+    def fit(self, context):
+        self.schema = context.schema
+        return self
+
+    def generate(self, queries, targets, k, budget):
+        out = []
+        for _, q in queries.iterrows():
+            cf = q.copy()
+            cf[self.schema.immutable[0]] += 1
+            cat = self.schema.categorical[0]
+            cf[cat] = 99.0
+            cf[self.schema.names[-1]] += np.random.default_rng().random()  # unseeded
+            out.append(QueryResult.ok(pd.DataFrame([cf] * (k + 1))))
+        return out
+
+
+def test_a_sloppy_generator_fails_every_check_it_should(heart):
+    spec = GeneratorSpec(name="sloppy", factory=Sloppy, params=(Param("n", int, 1, "unused"),),
+                         capabilities=Capabilities(multiple=True, constraints=True))
+    with pytest.raises(AssertionError) as err:
+        check_generator(spec, task=heart)
+    msg = str(err.value)
+    assert "the factory swallows an unknown parameter" in msg
+    assert "immutable feature" in msg and "not one of its categories" in msg
+    assert "CFs returned, at most 2 asked" in msg
+
+
+def test_nondeterminism_is_caught(heart):
+    class Noisy(Sloppy):
+        def __init__(self, variant: str = "default") -> None:
+            pass
+
+        def generate(self, queries, targets, k, budget):
+            cfs = queries.copy()
+            cfs[self.schema.names[3]] += np.random.default_rng().random(len(cfs))
+            return [QueryResult.ok(cfs.iloc[[i]]) for i in range(len(cfs))]
+
+    spec = GeneratorSpec(name="noisy", factory=Noisy, capabilities=Capabilities(multiple=True))
+    with pytest.raises(AssertionError, match="two runs with seed 0 gave different results"):
+        check_generator(spec, task=heart)
