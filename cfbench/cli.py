@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validate the leaderboard files against leaderboard/schema.json")
     lb.set_defaults(func=cmd_leaderboard)
 
+    from cfbench.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
     from cfbench.plugins import registry
 
     registry().pm.hook.cfbench_add_commands(subparsers=sub)

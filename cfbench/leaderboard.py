@@ -79,7 +79,21 @@ def to_markdown(summary: dict[str, Any]) -> str:
                   "|" + "---|" * len(headers())]
         lines += ["| " + " | ".join(r) + " |" for r in rows(summary, direction)]
         lines.append("")
+    if summary.get("skipped_methods"):
+        lines += ["## Skipped methods", "", "Not run (unavailable where the run was made):", "",
+                  "| method | why |", "|---|---|"]
+        lines += [f"| {_md_cell(m)} | {_md_cell(why)} |" for m, why in skipped(summary)]
+        lines.append("")
     return "\n".join(lines)
+
+
+def skipped(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(method, why) of every method the run skipped, by name."""
+    return sorted((str(m), str(why)) for m, why in (summary.get("skipped_methods") or {}).items())
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def print_table(summary: dict[str, Any]) -> None:
@@ -102,6 +116,12 @@ def print_table(summary: dict[str, Any]) -> None:
         for r in rows(summary, direction):
             table.add_row(*(Text(c) for c in r))  # Text: a label's [key=value] is not markup
         console.print(table)
+    if summary.get("skipped_methods"):
+        from rich.markup import escape
+
+        console.print("[bold]skipped methods[/bold] (unavailable where the run was made):")
+        for m, why in skipped(summary):
+            console.print(f"  [yellow]{escape(m)}[/yellow]: {escape(why)}")
 
 
 # ----------------------------------------------------------------------------- committed boards
@@ -183,9 +203,6 @@ def board_markdown(board: dict[str, Any]) -> str:
         "the *found* columns (distances, sparsity, LOF, yNN, violations) use returned CFs only."
     )
     text = [head + intro + "\n\n" + sep + tail, ""]
-    if board.get("skipped_methods"):
-        text.append("Not run (unavailable here): " + "; ".join(
-            f"{m} ({why})" for m, why in board["skipped_methods"].items()) + "\n")
     ranks = board["ranks"]
     if ranks["methods"]:
         metrics = list(ranks["metrics"])

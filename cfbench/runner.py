@@ -459,6 +459,8 @@ class Runner:
             "status": out["status"],
             "reason": out["reason"],
             "n_cfs": len(out["cfs"]),
+            # the query's own values, so a report can show query -> CF without the task's data
+            "query": [None if v != v else float(v) for v in q[self.task.schema.names]],
             "cfs": out["cfs"],
             "raw": out["raw"],
             "extra": out["extra"],

@@ -67,6 +67,14 @@ def test_every_row_carries_provenance(task, tmp_path):
     assert "scikit-learn" in prov["libraries"]
 
 
+def test_every_row_carries_its_query_values(task, tmp_path):
+    # the HTML report shows query -> CF from the run folder alone, without the task's data
+    recs = _run(task, "nearest-neighbour", tmp_path / "run")
+    for rec in recs:
+        expect = task.X_test.loc[rec["query_id"], task.schema.names].to_numpy(float).tolist()
+        assert rec["query"] == expect
+
+
 def test_same_seed_same_results(task, faulty_plugin, tmp_path):
     a = _run(task, "faulty:slow", tmp_path / "a", seeds=(3,))
     b = _run(task, "faulty:slow", tmp_path / "b", seeds=(3,))
