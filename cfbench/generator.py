@@ -98,6 +98,12 @@ class GeneratorSpec:
     import ahead of time in the workers' fork server (no threads, no network at import), so
     each worker starts with them loaded instead of importing them itself.  ``available`` may be a callable returning
     ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
+
+    ``variant_requires`` adds modules that only some variants need (e.g. NICE's ``plausibility``
+    needs torch): such a variant is listed as unavailable on its own.  ``cost`` is the expected
+    seconds per query on one core, per variant (``"*"`` for all), and ``anytime`` names the
+    variants that search until the per-query budget runs out; the scheduler orders cells and
+    estimates durations from these hints (``cfbench.schedule``), nothing else depends on them.
     """
 
     name: str
@@ -110,6 +116,9 @@ class GeneratorSpec:
     description: str = ""
     available: Callable[[], tuple[bool, str]] | None = None
     plugin: str = ""
+    variant_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    anytime: tuple[str, ...] = ()
 
     def missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -129,4 +138,15 @@ class GeneratorSpec:
                 return self.available()
             except Exception as exc:  # a broken availability check must not break listing
                 return False, f"availability check failed: {exc}"
+        return True, ""
+
+    def variant_status(self, variant: str) -> tuple[bool, str]:
+        """``(available, hint)`` of one variant: the method's status, then its own modules."""
+        ok, hint = self.status()
+        if not ok:
+            return ok, hint
+        missing = [m for m in self.variant_requires.get(variant, ())
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"missing {', '.join(missing)}: {self.install_hint()}"
         return True, ""

@@ -38,6 +38,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="nice",
             requires=(),
+            variant_requires={"plausibility": ("torch",)},
+            cost={"*": 0.02},
             preload=("cfbench_nice.nice",),
             description=(
                 "NICE: greedy feature substitution from the nearest unlike neighbour "
