@@ -196,7 +196,8 @@ def board_markdown(board: dict[str, Any]) -> str:
     intro = (
         f"Run: `cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
         f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
-        f"--timeout {cfg.get('timeout', 60):g}"
+        + (f"--budget {cfg['budget']:g} " if cfg.get("budget") else "")
+        + f"--timeout {cfg.get('timeout', 60):g}"
         + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + "`; "
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
         f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "

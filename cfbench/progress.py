@@ -56,18 +56,18 @@ class _CellState:
     phase_kind: str = ""
     phase_printed: float = -1e9
 
-    def rate(self) -> float:
+    def rate(self, now: float) -> float:
         """Observed seconds per query of this cell, else the expected one."""
         if self.done and self.started is not None:
-            return (time.monotonic() - self.started) / self.done
+            return (now - self.started) / self.done
         return self.expected
 
-    def remaining(self) -> float:
+    def remaining(self, now: float) -> float:
         if self.ended is not None:
             return 0.0
         if self.started is None:
             return schedule.CELL_OVERHEAD + self.total * self.expected
-        return max(0, self.total - self.done) * self.rate()
+        return max(0, self.total - self.done) * self.rate(now)
 
 
 def fmt_duration(seconds: float) -> str:
@@ -220,7 +220,8 @@ class ProgressDisplay(RunObserver):
         with self._lock:
             done = sum(c.done for c in self.cells.values())
             total = sum(c.total for c in self.cells.values())
-            rem = [c.remaining() for c in self.cells.values() if c.ended is None]
+            now = self.clock()
+            rem = [c.remaining(now) for c in self.cells.values() if c.ended is None]
         return done, total, schedule.estimate(rem, self.jobs)
 
     def status_line(self) -> str:
@@ -232,9 +233,9 @@ class ProgressDisplay(RunObserver):
     def running_lines(self) -> list[str]:
         with self._lock:
             running = [c for c in self.cells.values() if c.started is not None and c.ended is None]
-        out = []
+        out, now = [], self.clock()
         for c in running:
-            what = c.phase or (f"{fmt_rate(c.rate())}" if c.done else "starting / fitting")
+            what = c.phase or (fmt_rate(c.rate(now)) if c.done else "starting / fitting")
             out.append(f"  {c.label}: {c.done}/{c.total} · {what}")
         return out
 
