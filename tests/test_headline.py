@@ -53,6 +53,51 @@ def test_generate_gets_the_budget_not_the_hard_timeout(task, faulty_plugin, tmp_
     assert info["pairs"] == [["faulty", "budget"]]
 
 
+def test_worker_phases_reach_the_display(task, faulty_plugin, tmp_path):
+    from cfbench.progress import RunObserver
+
+    class Listen(RunObserver):
+        def __init__(self) -> None:
+            self.events: list[tuple] = []
+
+        def plan(self, work, cfg):
+            self.events.append(("plan", len(work)))
+
+        def start(self, cell, n):
+            self.events.append(("start", cell.label, n))
+
+        def phase(self, cell, text):
+            self.events.append(("phase", cell.label, text))
+
+        def record(self, cell, rec):
+            self.events.append(("record", cell.label))
+
+        def finish(self, cell):
+            self.events.append(("finish", cell.label))
+
+    obs = Listen()
+    cfg = RunConfig(task="breast-cancer", n_queries=1, out=tmp_path / "r")
+    execute(cfg, task, [("faulty", "budget")], observer=obs)
+    assert obs.events == [("plan", 1), ("start", "faulty:budget", 2),
+                          ("phase", "faulty:budget", "warming up the faulty model"),
+                          ("record", "faulty:budget"), ("record", "faulty:budget"),
+                          ("finish", "faulty:budget")]
+
+
+def test_parent_phases_show_as_status_lines():
+    from rich.console import Console
+
+    from cfbench import phase
+    from cfbench.progress import PhaseStatus
+
+    buf = io.StringIO()
+    with PhaseStatus(Console(file=buf, width=80), "loading task", every=0.0):
+        phase.say("generating the synthetic release")
+        phase.step("converting", 3, 3)
+    phase.say("after: nobody listens")  # no sink: nothing, no error
+    assert buf.getvalue().splitlines() == ["generating the synthetic release", "converting: 3/3"]
+
+
 def test_hard_kill_is_far_above_the_budget():
     assert schedule.hard_limit(timeout=1.0, budget=2.0, batch=1, grace=10.0) == 30.0
     assert schedule.hard_limit(schedule.DEFAULT_TIMEOUT, schedule.DEFAULT_BUDGET, 50, 10.0) >= (
