@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="show a run's leaderboard, or update/check the committed ones")
     lb.add_argument("run_dir", nargs="?", type=Path,
                     help="a run folder (default: the latest run under ./runs)")
-    lb.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    lb.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                    help="output format")
     lb.add_argument("--wide", action="store_true", help="every column in the table")
     lb.add_argument("--update", action="store_true",
                     help="regenerate leaderboard/<task>.{json,md,svg} from RUN_DIR")
@@ -416,7 +417,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return int(status)
     if args.update:
         if args.run_dir is None:
-            raise UserError("--update needs the run folder: cfbench leaderboard out/heart --update")
+            raise UserError("--update needs the run folder: cfbench leaderboard runs/heart/<time> --update")
         board = leaderboard.build_board(args.run_dir, args.augment)
         for p in leaderboard.write_board(board, args.dir):
             print(f"wrote {p}")

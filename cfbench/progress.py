@@ -149,7 +149,8 @@ class ProgressDisplay(RunObserver):
         if not work:
             self._print(f"{self.indent}plan: nothing left to run")
             return
-        self._print(f"{self.indent}plan: {len(work)} cells, {n_q} queries, {self.jobs} at a time, "
+        cells = f"{len(work)} cell{'s' if len(work) != 1 else ''}"
+        self._print(f"{self.indent}plan: {cells}, {n_q} queries, {self.jobs} at a time, "
                     f"budget {budget:g} s/query; expected about {fmt_duration(est)}")
 
     def start(self, cell: Any, n_queries: int) -> None:
