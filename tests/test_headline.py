@@ -317,3 +317,18 @@ def test_a_spread_from_one_seed_prints_as_a_dash():
     assert "± 0.0" not in line and "50.0 ± –" in line
     row["n_seeds"], row["f1_std"] = 3, 0.01
     assert "50.0 ± 1.0" in to_markdown([row])
+
+
+def test_workers_keep_transformers_quiet_even_when_preloaded():
+    code = ("import transformers, logging\n"
+            "from cfbench.schedule import quiet_libraries\n"
+            "quiet_libraries()\n"
+            "from transformers.utils import logging as tl\n"
+            "assert not tl.is_progress_bar_enabled(), 'Loading weights bars still on'\n"
+            "assert tl.get_verbosity() >= logging.ERROR, tl.get_verbosity()\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    pytest.importorskip("transformers")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
