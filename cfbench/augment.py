@@ -119,7 +119,8 @@ class AugmentResult:
 def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                      pairs: Sequence[Choice],
                      on_stage: Callable[[str], None] | None = None,
-                     on_plan: Callable | None = None, on_progress: Callable | None = None) -> AugmentResult:
+                     on_plan: Callable | None = None, on_progress: Callable | None = None,
+                     observer: Any = None) -> AugmentResult:
     """Every seed × scenario: generate CFs through the runner, retrain, score on the test split."""
     aug.validate()
     result = AugmentResult()
@@ -147,7 +148,8 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
             queries = augmentation_queries(scarce, removed_y, seed, aug.max_per_class)
             cfg = replace(run_cfg, out=run_cfg.out / "augment" / f"{scenario}-seed{seed}",
                           seeds=(seed,), k=1, scarcity=(scenario, aug.fraction, seed))
-            execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress, queries=queries)
+            execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress, queries=queries,
+                    observer=observer)
             records = load_records(cfg.out)
             for method, variant, params in pairs:
                 recs = [r for r in records if r["method"] == method and r["variant"] == variant
@@ -193,13 +195,17 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def to_markdown(agg: list[dict[str, Any]]) -> str:
-    """Augmentation table: F1 points (×100) as mean ± std over seeds."""
+    """Augmentation table: F1 points (×100) as mean ± std over seeds ("± –" from one seed)."""
     head = ("| scenario | method | CFs | added | F1 | macro F1 | bal. acc. | F1 recovered (pts) "
             "| rel. recovery | macro F1 recovered (pts) |")
     lines = [head, "|" + "---|" * 10]
     def pm(r: dict[str, Any], m: str) -> str:
         v, s = r[m], r[f"{m}_std"]
-        return "–" if np.isnan(v) else f"{v * 100:.1f} ± {s * 100:.1f}"
+        if np.isnan(v):
+            return "–"
+        if r.get("n_seeds", 2) < 2 or s is None or np.isnan(s):  # no spread from one seed
+            return f"{v * 100:.1f} ± –"
+        return f"{v * 100:.1f} ± {s * 100:.1f}"
 
     for r in agg:
         rel = "–" if np.isnan(r["f1_recovered_rel"]) else f"{r['f1_recovered_rel']:.2f}"

@@ -29,6 +29,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
                 multiple=True, constraints=True, needs_training_data=True, batch_size=None
             ),
             description="closest correctly classified target-class training row, immutables kept",
+            cost={"*": 0.001},
         )
     ]
 

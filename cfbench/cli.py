@@ -11,10 +11,25 @@ from typing import Any, NoReturn
 from cfbench.errors import UserError
 
 LIST_WHAT = ("tasks", "methods", "metrics")
+DESCRIPTION = ("cfbench: run counterfactual-explanation generators on a task, score them and show "
+               "the leaderboard. Start with `cfbench run --task ai-readi --methods all`.")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each flag's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "(default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (no usage block) with exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -58,25 +73,41 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def _common_run_flags(p: argparse.ArgumentParser) -> None:
+    from cfbench import schedule
+
     p.add_argument("--task", default=None, help="registered task name or path of a spec file")
-    p.add_argument("--methods", default="all", help="'all' or comma-separated, e.g. dice,nice:sparsity")
+    p.add_argument("--methods", default=None,
+                   help="'all' (default) or comma-separated, e.g. dice,nice:sparsity; with "
+                        "--resume: the run's own list")
     p.add_argument("--param", action="append", default=[], dest="params", metavar="M[:V].KEY=VALUE",
                    help="a method parameter, e.g. dice:random.total_cfs=20 (repeatable; "
                         "`cfbench list methods --params` shows them)")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,), help="one seed")
+    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,),
+                       help="one seed (default: 0; for augment 0-4)")
     seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
-    p.add_argument("--timeout", type=_positive_float, default=60.0, help="seconds per query (hard)")
+    p.add_argument("--budget", type=_positive_float, default=schedule.DEFAULT_BUDGET,
+                   help="search budget in seconds per query, the same for every method "
+                        "(anytime methods such as CFNOW search until it runs out)")
+    p.add_argument("--timeout", type=_positive_float, default=schedule.DEFAULT_TIMEOUT,
+                   help="hard safety kill in seconds per query: a worker is killed after "
+                        f"max(timeout, {schedule.KILL_BUDGETS:g} x budget) x batch + 10 s")
     p.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="cells run in parallel")
-    p.add_argument("--out", type=Path, default=Path("out"), help="run folder (default: out)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--jobs", type=_positive_int, default=schedule.usable_cores(),
+                   help="cells run in parallel (default: the usable CPU cores, here %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: a new runs/<task>/<UTC timestamp>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (without --out: the latest run of the task)")
     p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p.add_argument("--quiet", action="store_true", help="no progress display or tables")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cfbench", description=__doc__)
+    from cfbench import __version__
+
+    parser = _Parser(prog="cfbench", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"cfbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run methods on a task and score them")
@@ -88,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
     run.add_argument("--augment", action="store_true",
                      help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
+    run.add_argument("--wide", action="store_true", help="every column in the result table")
     run.set_defaults(func=cmd_run, _parser=run)
 
     aug = sub.add_parser("augment", help="label-scarcity augmentation: scenarios A, B, C")
@@ -108,8 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
 
     lb = sub.add_parser("leaderboard", help="show a run's leaderboard, or update/check the committed ones")
-    lb.add_argument("run_dir", nargs="?", type=Path, help="the --out folder of a run")
-    lb.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    lb.add_argument("run_dir", nargs="?", type=Path,
+                    help="a run folder (default: the latest run under ./runs)")
+    lb.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                    help="output format")
+    lb.add_argument("--wide", action="store_true", help="every column in the table")
     lb.add_argument("--update", action="store_true",
                     help="regenerate leaderboard/<task>.{json,md,svg} from RUN_DIR")
     lb.add_argument("--augment", type=Path, default=None,
@@ -144,22 +179,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     _warm(args.methods)
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
-        k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
-        out=args.out, resume=args.resume, data_dir=args.data_dir, params=params,
+        k=args.k, timeout=args.timeout, budget=args.budget, fit_timeout=args.fit_timeout,
+        jobs=args.jobs, out=args.out, resume=args.resume, data_dir=args.data_dir, params=params,
     )
     acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
-    _run_one(cfg, acfg, None, args.quiet, _check_run(cfg, True))
+    _run_one(cfg, acfg, None, args.quiet, _check_run(cfg, True), wide=args.wide)
     return 0
 
 
-def _check_run(cfg: Any, require_methods: bool) -> tuple[Any, list, dict]:
-    """Everything about a run that can be wrong, checked before any work: (spec, choices, skipped)."""
-    from cfbench import runner
+def _check_run(cfg: Any, require_methods: bool, marker: str = "run.json"
+               ) -> tuple[Any, list, dict]:
+    """Everything about a run that can be wrong, checked before any work: (spec, choices, skipped).
+
+    Without ``--out`` a run gets a new ``runs/<task>/<UTC timestamp>``; ``--resume`` without
+    ``--out`` continues the latest run of the task there.  A resumed run keeps its method list.
+    """
+    from cfbench import runner, runs
     from cfbench.task import resolve_spec
 
     cfg.validate()
     spec = resolve_spec(cfg.task)
-    pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
+    if cfg.out is None:
+        if cfg.resume:
+            found = [p for p in runs.RUNS.glob(f"{runs._safe(spec.name)}/*") if (p / marker).exists()]
+            if not found:
+                raise UserError(f"--resume: no earlier run of task {spec.name!r} under "
+                                f"{runs.RUNS}/; give its folder with --out")
+            cfg.out = max(found, key=lambda p: (p.name, p.stat().st_mtime))
+        else:
+            cfg.out = runs.new_run_dir(spec.name)
+    pinned = None
+    if cfg.resume:
+        cfg.methods, pinned = runs.pinned_pairs(cfg.out, cfg.methods)
+    cfg.methods = cfg.methods or "all"
+    if pinned is not None:
+        runs.check_pairs(pinned)
+        pairs, skipped = pinned, {}
+    else:
+        pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
     runner.check_resume(cfg, spec)
     if require_methods and not pairs:
         raise UserError("no available method to run; see `cfbench list methods`")
@@ -170,11 +227,14 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
     """``cfbench run --config``: every run of the suite, each checked before the first starts."""
     from dataclasses import replace
 
-    from cfbench import runner
+    from cfbench import runner, runs
     from cfbench.suite import load_suite
 
     suite = load_suite(args.config)
     given = _given_flags(args)
+    suite_name = Path(args.config).name.split(".")[0]
+    base = args.out if args.out is not None else (
+        runs.new_run_dir(suite_name) if len(suite.runs) > 1 else None)
     plans = []
     for srun in suite.runs:
         s = srun.settings
@@ -184,11 +244,12 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
             seeds=tuple(args.seeds) if "seeds" in given else tuple(s.get("seeds", (0,))),
             n_queries=args.n_queries if "n_queries" in given else s.get("n_queries"),
             k=args.k if "k" in given else s.get("k", 1),
-            timeout=args.timeout if "timeout" in given else float(s.get("timeout", 60.0)),
+            timeout=args.timeout if "timeout" in given else float(s.get("timeout", args.timeout)),
+            budget=args.budget if "budget" in given else float(s.get("budget", args.budget)),
             fit_timeout=(args.fit_timeout if "fit_timeout" in given
                          else float(s.get("fit_timeout", 3600.0))),
-            jobs=args.jobs if "jobs" in given else s.get("jobs", 1),
-            out=args.out if len(suite.runs) == 1 else args.out / srun.name,
+            jobs=args.jobs if "jobs" in given or s.get("jobs") is None else s["jobs"],
+            out=args.out if len(suite.runs) == 1 else (base or runs.new_run_dir(suite_name)) / srun.name,
             resume=args.resume,
             data_dir=args.data_dir if "data_dir" in given else s.get("data_dir"),
             params=params, suite=suite.identity(),
@@ -200,7 +261,9 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
                                    a["max_per_class"], a["seeds"] or cfg.seeds)
             aug_cfg = replace(cfg, methods=a["methods"] if "methods" not in given else cfg.methods,
                               timeout=float(a["timeout"]) if a["timeout"] and "timeout" not in given
-                              else cfg.timeout)
+                              else cfg.timeout,
+                              budget=float(a["budget"]) if a["budget"] and "budget" not in given
+                              else cfg.budget)
         elif args.augment:
             acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4))
         checked = _check_run(cfg, True)
@@ -208,11 +271,11 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
             runner.resolve_methods(aug_cfg.methods, params=aug_cfg.params)
         plans.append((cfg, acfg, aug_cfg, checked))
     if len({str(p[0].out) for p in plans}) < len(plans):
-        raise UserError(f"{args.config}: two runs would share the folder {args.out}; "
+        raise UserError(f"{args.config}: two runs would share the folder {base}; "
                         "remove --task or give the runs distinct names")
     _warm(",".join(p[0].methods for p in plans))
     for cfg, acfg, aug_cfg, checked in plans:
-        _run_one(cfg, acfg, aug_cfg, args.quiet, checked)
+        _run_one(cfg, acfg, aug_cfg, args.quiet, checked, wide=args.wide)
     return 0
 
 
@@ -230,7 +293,8 @@ def _given_flags(args: argparse.Namespace) -> set[str]:
     return set(vars(ns))
 
 
-def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple) -> None:
+def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple,
+             wide: bool = False) -> None:
     """One run (and its augmentation, when asked): load, execute, summarise, print."""
     from cfbench import runner
     from cfbench.store import load_records, write_json_atomic, write_parquet
@@ -241,18 +305,18 @@ def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple) -> 
         f"task [bold]{task.name}[/bold]: {task.scores['n_train']} train / {task.scores['n_test']} test rows; "
         f"classifier {task.spec.model} accuracy {task.scores['accuracy']:.3f}, F1 {task.scores['f1']:.3f}"
     )
-    progress, on_plan, on_progress = _progress(console, quiet)
-    with progress:
-        runner.execute(cfg, task, pairs, on_plan=on_plan, on_progress=on_progress)
+    _check_query_count(task, cfg.n_queries, console)
+    with _display(console, quiet, task=task) as display:
+        runner.execute(cfg, task, pairs, observer=display)
     records = load_records(cfg.out)
     summary = summarize(task, records, {"skipped_methods": skipped, "seeds": list(cfg.seeds),
-                                        "k": cfg.k})
+                                        "k": cfg.k, "budget": cfg.budget})
     write_json_atomic(cfg.out / "summary.json", summary)
     write_parquet(records, cfg.out / "records.parquet")
     if not quiet:
         from cfbench.leaderboard import print_table
 
-        print_table(summary)
+        print_table(summary, wide=wide)
     console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
     if acfg is not None:
         if aug_cfg is not None:
@@ -269,24 +333,27 @@ def cmd_augment(args: argparse.Namespace) -> int:
         raise UserError("cfbench augment: give --task")
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
-        fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out, resume=args.resume,
-        data_dir=args.data_dir, params=group_params(args.params),
+        budget=args.budget, fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out,
+        resume=args.resume, data_dir=args.data_dir, params=group_params(args.params),
     )
     acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
-    checked = _check_run(cfg, require_methods=False)
+    checked = _check_run(cfg, require_methods=False, marker="augment")
     _warm(args.methods)
     task, pairs, _, console = _prepare(cfg, args.quiet, checked)
     _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
 
 
-def _warm(methods: str) -> None:
+def _warm(methods: str | None) -> None:
     """Start the workers' fork server with the chosen methods' preloads, so its imports overlap
     with ours and the task load (names are checked later, with proper errors)."""
     from cfbench.forkserver import warm
     from cfbench.plugins import registry
+    from cfbench.schedule import quiet_libraries
 
-    names = {item.strip().partition("[")[0].partition(":")[0] for item in methods.split(",")}
+    quiet_libraries()  # before the fork server starts, so it and every worker inherit it
+    names = {item.strip().partition("[")[0].partition(":")[0]
+             for item in (methods or "all").split(",")}
     modules = [m for name, spec in sorted(registry().generators.items())
                if "all" in names or name in names for m in spec.preload]
     warm(modules)
@@ -294,16 +361,32 @@ def _warm(methods: str) -> None:
 
 def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, Any]:
     """Load the task of a checked config (``_check_run``): (task, choices, skipped, console)."""
+    from cfbench.progress import PhaseStatus
     from cfbench.task import Task
 
     spec, pairs, skipped = checked
     console = _console(quiet)
+    console.print(f"run folder: {cfg.out}" + (" (resumed)" if cfg.resume else ""), markup=False)
     for name, hint in skipped.items():
-        console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
+        console.print(f"skipping {name}: {hint}", style="yellow", markup=False)
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
-    with console.status(f"loading task {spec.name} and its classifier"):
+    with PhaseStatus(console, f"loading task {spec.name} and its classifier", quiet):
         task = Task.load(spec, dataset_options=options)
     return task, pairs, skipped, console
+
+
+def _check_query_count(task: Any, n_queries: int | None, console: Any) -> None:
+    """Say so when ``--n-queries`` asks for more queries per class than the test split has."""
+    if n_queries is None:
+        return
+    pred = task.predict(task.X_test)
+    have = {int(c): int((pred == c).sum()) for c in (0, 1)}
+    short = {c: n for c, n in have.items() if n < n_queries}
+    if short:
+        console.print(
+            f"--n-queries {n_queries} is more than the test split has: "
+            + ", ".join(f"{n} rows predicted as class {c}" for c, n in short.items())
+            + "; running with those", style="yellow", markup=False)
 
 
 def _augment_config(scenarios: str, fraction: float, max_per_class: int | None,
@@ -317,42 +400,39 @@ def _augment_config(scenarios: str, fraction: float, max_per_class: int | None,
     return acfg
 
 
-def _progress(console: Any, quiet: bool, indent: str = "") -> tuple[Any, Any, Any]:
-    """A rich progress display with one bar per cell, and the runner callbacks that drive it."""
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _display(console: Any, quiet: bool, indent: str = "", task: Any = None) -> Any:
+    """The run's progress display; with ``task``, finished cells show their CFs' validity."""
+    from cfbench.progress import ProgressDisplay
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, disable=quiet)
-    bars: dict[Any, Any] = {}
+    validity = None
+    if task is not None:
+        import numpy as np
+        import pandas as pd
 
-    def on_plan(work: list) -> None:
-        for cell, todo in work:
-            bars[cell] = progress.add_task(f"{indent}{escape(cell.label)} seed {cell.seed}",
-                                           total=len(todo))
+        def validity(cfs: list, targets: list) -> int:
+            pred = task.predict(pd.DataFrame(cfs, columns=task.schema.names, dtype=float))
+            return int((np.asarray(pred) == np.asarray(targets)).sum())
 
-    def on_progress(cell: Any, n: int) -> None:
-        progress.advance(bars[cell], n)
-
-    return progress, on_plan, on_progress
+    return ProgressDisplay(console, quiet=quiet, indent=indent, validity=validity)
 
 
 def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:
     from cfbench import augment
 
-    progress, on_plan, on_progress = _progress(console, quiet, indent="  ")
+    display = _display(console, quiet, indent="  ")
 
     def on_stage(text: str) -> None:
-        progress.console.print(f"augmentation: {text}")
+        if not quiet:
+            console.print(f"augmentation: {text}", markup=False)
 
-    with progress:
+    with display:
         result = augment.run_augmentation(task, cfg, acfg, pairs, on_stage=on_stage,
-                                          on_plan=on_plan, on_progress=on_progress)
+                                          observer=display)
     doc = augment.save(result, cfg.out, {
         "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
         "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
         "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout,
-        "params": [[t, dict(v)] for t, v in cfg.params]})
+        "budget": cfg.budget, "params": [[t, dict(v)] for t, v in cfg.params]})
     if not quiet:
         print(augment.to_markdown(doc["aggregate"]))
     console.print(f"wrote {cfg.out / 'augment.json'}")
@@ -380,8 +460,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, spec in sorted(registry().generators.items()):
             ok, hint = spec.status()
             caps = spec.capabilities
+            off = {v: h for v in spec.variants for good, h in [spec.variant_status(v)]
+                   if ok and not good}
             rows.append({
                 "name": name, "variants": list(spec.variants), "available": ok, "hint": hint,
+                "unavailable_variants": off,
                 "plugin": spec.plugin, "extra": spec.extra,
                 "capabilities": {"multiple": caps.multiple, "constraints": caps.constraints,
                                  "needs_training_data": caps.needs_training_data,
@@ -391,6 +474,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             })
         for plugin, why in sorted(registry().broken.items()):
             rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
+                         "unavailable_variants": {},
                          "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
                          "capabilities": {}, "description": "", "params": []})
     else:
@@ -405,14 +489,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _list_params(fmt, args.params)
     if fmt == "markdown":
         raise UserError(f"cfbench list {args.what}: --format markdown is for `list methods --params`")
+    from rich.markup import escape
+
     table = Table(title=args.what)
     if args.what == "methods":
         for col in ("method", "variants", "status", "capabilities"):
             table.add_column(col)
         for r in rows:
             caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
-            status = "[green]available[/green]" if r["available"] else f"[red]unavailable[/red]: {r['hint']}"
-            table.add_row(r["name"], ", ".join(r["variants"]), status, caps)
+            # escape: an install hint such as cfbench-harness[dice] is not rich markup
+            status = ("[green]available[/green]" if r["available"]
+                      else f"[red]unavailable[/red]: {escape(r['hint'])}")
+            for v, why in r["unavailable_variants"].items():
+                status += f"\n[red]{escape(v)} unavailable[/red]: {escape(why)}"
+            table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, caps)
     else:
         keys = list(rows[0]) if rows else ["name"]
         for k in keys:
@@ -468,20 +558,34 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return int(status)
     if args.update:
         if args.run_dir is None:
-            raise UserError("--update needs the run folder: cfbench leaderboard out/heart --update")
+            raise UserError("--update needs the run folder: cfbench leaderboard runs/heart/<time> --update")
         board = leaderboard.build_board(args.run_dir, args.augment)
         for p in leaderboard.write_board(board, args.dir):
             print(f"wrote {p}")
         return 0
-    if args.run_dir is None:
-        raise UserError("cfbench leaderboard: give the run folder, e.g. `cfbench leaderboard out/`")
-    summary = leaderboard.load_summary(args.run_dir)
+    run_dir = args.run_dir
+    if run_dir is None:
+        from cfbench.runs import RUNS, latest_run
+
+        run_dir = latest_run(RUNS)
+        if run_dir is None:
+            raise UserError(f"cfbench leaderboard: no run under {RUNS}/; give the run folder, "
+                            "e.g. `cfbench leaderboard runs/heart/20250101T120000Z`")
+        print(f"latest run: {run_dir}", file=sys.stderr)
+    if not (Path(run_dir) / "summary.json").exists() and (Path(run_dir) / "records.jsonl").exists():
+        from cfbench.runs import partial_summary
+
+        summary, n = partial_summary(run_dir)
+        print(f"{run_dir}: not finished (running or interrupted); {n} records so far",
+              file=sys.stderr)
+    else:
+        summary = leaderboard.load_summary(run_dir)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     elif args.format == "markdown":
         print(leaderboard.to_markdown(summary))
     else:
-        leaderboard.print_table(summary)
+        leaderboard.print_table(summary, wide=args.wide)
     return 0
 
 

@@ -210,6 +210,12 @@ class GeneratorSpec:
     ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
     ``params`` declares every keyword the factory accepts besides ``variant``; ``build`` checks
     values against it (``validate_params``), so a factory never sees an unknown key.
+
+    ``variant_requires`` adds modules that only some variants need (e.g. NICE's ``plausibility``
+    needs torch): such a variant is listed as unavailable on its own.  ``cost`` is the expected
+    seconds per query on one core, per variant (``"*"`` for all), and ``anytime`` names the
+    variants that search until the per-query budget runs out; the scheduler orders cells and
+    estimates durations from these hints (``cfbench.schedule``), nothing else depends on them.
     """
 
     name: str
@@ -223,6 +229,9 @@ class GeneratorSpec:
     available: Callable[[], tuple[bool, str]] | None = None
     plugin: str = ""
     params: tuple[Param, ...] = ()
+    variant_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    anytime: tuple[str, ...] = ()
 
     def build(self, variant: str, params: Mapping[str, Any] | None = None) -> Generator:
         """An unfitted generator for ``variant`` with ``params`` validated against ``self.params``."""
@@ -246,4 +255,15 @@ class GeneratorSpec:
                 return self.available()
             except Exception as exc:  # a broken availability check must not break listing
                 return False, f"availability check failed: {exc}"
+        return True, ""
+
+    def variant_status(self, variant: str) -> tuple[bool, str]:
+        """``(available, hint)`` of one variant: the method's status, then its own modules."""
+        ok, hint = self.status()
+        if not ok:
+            return ok, hint
+        missing = [m for m in self.variant_requires.get(variant, ())
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"missing {', '.join(missing)}: {self.install_hint()}"
         return True, ""

@@ -28,6 +28,8 @@ COLUMNS = (
     ("found", "seconds_median", "s/query", ".3g"),
 )
 FORMATS = ("table", "markdown", "json")
+#: the columns of the narrow terminal table: validity, proximity, sparsity, plausibility, s/query
+KEY_COLUMNS = ("validity", "L1/MAD", "#changed", "LOF inlier", "s/query")
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -96,29 +98,51 @@ def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def print_table(summary: dict[str, Any]) -> None:
+def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None) -> None:
+    """The run's tables on the terminal: the key columns (readable at 80 columns), or every
+    column with ``wide`` (the Markdown and JSON outputs always have every column)."""
+    from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
+    console = console or Console()
+    if wide:
+        console = Console(width=max(console.width, 220), file=console.file)
+    elif not console.is_terminal and console.width > 100:
+        console = Console(width=100, file=console.file)
     clf = summary["classifier"]
+    budget = summary.get("budget")
     console.print(
-        f"[bold]{summary['task']}[/bold]  classifier {clf['model']}: "
+        f"[bold]{escape(summary['task'])}[/bold]  classifier {escape(clf['model'])}: "
         f"accuracy {clf['accuracy']:.3f}, F1 {clf['f1']:.3f}"
+        + (f"; budget {budget:g} s/query" if isinstance(budget, (int, float)) else "")
     )
+    all_headers = headers()
+    keep = list(range(len(all_headers))) if wide else [
+        all_headers.index(h) for h in ("method", *KEY_COLUMNS)]
     for direction in directions(summary):
-        table = Table(title=f"direction {direction}")
-        for h in headers():
-            table.add_column(h, justify="left" if h in ("method", "failures") else "right")
+        table = Table(title=f"direction {direction}", pad_edge=False,
+                      box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
+        for i in keep:
+            h = all_headers[i]
+            if h in ("method", "failures"):
+                table.add_column(h, justify="left", no_wrap=h == "method")
+            else:
+                table.add_column(h.replace("LOF inlier", "LOF\ninlier"), justify="right",
+                                 no_wrap=True)
+        failed = []
         for r in rows(summary, direction):
-            table.add_row(*(Text(c) for c in r))  # Text: a label's [key=value] is not markup
+            table.add_row(*(Text(r[i]) for i in keep))  # Text: a label's [key=value] is not markup
+            if r[-1] != "–":
+                failed.append(f"{r[0]} {r[-1]}")
         console.print(table)
+        if failed and not wide:  # the failures column, as lines under the table
+            console.print("failures: " + "; ".join(failed), markup=False)
+    if not wide:
+        console.print("[dim]all columns: --wide, or --format markdown / json[/dim]")
     if summary.get("skipped_methods"):
-        from rich.markup import escape
-
         console.print("[bold]skipped methods[/bold] (unavailable where the run was made):")
         for m, why in skipped(summary):
             console.print(f"  [yellow]{escape(m)}[/yellow]: {escape(why)}")
@@ -196,7 +220,8 @@ def board_markdown(board: dict[str, Any]) -> str:
          f"`{suite['sha256'][:16]}`), i.e. " if suite else "Run: ")
         + f"`cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
         f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
-        f"--timeout {cfg.get('timeout', 60):g}"
+        + (f"--budget {cfg['budget']:g} " if cfg.get("budget") else "")
+        + f"--timeout {cfg.get('timeout', 60):g}"
         + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + params + "`; "
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
         f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "

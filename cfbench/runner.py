@@ -1,7 +1,9 @@
 """The runner: every (task, method, variant, seed) cell in its own worker process.
 
-A worker fits the generator once, then answers batches of queries.  The parent enforces a hard
-timeout per batch by killing the worker, records a crash as ``error``, validates every output
+A worker fits the generator once, then answers batches of queries, each query within the
+per-query search ``budget`` the method is given.  The parent enforces a hard timeout per batch
+(a safety net far above the budget, see ``schedule.hard_limit``) by killing the worker, records
+a crash as ``error``, validates every output
 (wrong shape, NaN, strings, unknown columns become ``invalid_output``), appends each record to
 the run store as it arrives and starts a fresh worker for the remaining queries.
 """
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from cfbench import phase, schedule
 from cfbench.errors import UserError
 from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult, validate_params
@@ -101,7 +104,8 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     n_queries: int | None = None
     k: int = 1
-    timeout: float = 60.0
+    timeout: float = schedule.DEFAULT_TIMEOUT
+    budget: float = schedule.DEFAULT_BUDGET
     fit_timeout: float = 3600.0
     grace: float = 10.0
     jobs: int = 1
@@ -123,6 +127,8 @@ class RunConfig:
             raise UserError(f"--n-queries must be a positive integer, got {self.n_queries}")
         if not self.timeout > 0:
             raise UserError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not self.budget > 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {self.budget}")
         if self.jobs < 1:
             raise UserError(f"--jobs must be a positive integer, got {self.jobs}")
         if not self.seeds:
@@ -134,7 +140,9 @@ def resolve_methods(selection: str, explicit_ok: bool = True,
                     ) -> tuple[list[Choice], dict[str, str]]:
     """Parse ``all`` or ``a,b:variant,c[key=value]`` into ``Choice`` s plus skipped methods and why.
 
-    ``all`` skips unavailable methods (reported back); naming an unavailable method is an error.
+    ``all`` skips unavailable methods and variants (reported back), as does a method named
+    without a variant for its unavailable variants; naming an unavailable method or variant
+    is an error.
     An item's ``[key=value,...]`` are that item's parameters (a method listed twice with different
     parameters runs twice); ``params`` groups (from ``--param``) are merged into every choice
     their target (``method`` or ``method:variant``) names, the variant's values winning.  Every
@@ -155,7 +163,8 @@ def resolve_methods(selection: str, explicit_ok: bool = True,
                 if not ok:
                     skipped[name] = hint
                     continue
-                items.extend((name, v, item_params) for v in spec.variants)
+                items.extend((name, v, item_params)
+                             for v in _available_variants(name, spec, spec.variants, skipped))
             continue
         name, _, variant = item.partition(":")
         spec = reg.generator(name)
@@ -163,10 +172,11 @@ def resolve_methods(selection: str, explicit_ok: bool = True,
             raise UserError(
                 f"unknown variant {variant!r} of method {name!r}; valid choices: {', '.join(spec.variants)}"
             )
-        ok, hint = spec.status()
+        ok, hint = spec.variant_status(variant) if variant else spec.status()
         if not ok:
-            raise UserError(f"method {name!r} is unavailable: {hint}")
-        items.extend((name, v, item_params) for v in ([variant] if variant else spec.variants))
+            raise UserError(f"method {item!r} is unavailable: {hint}")
+        items.extend((name, v, item_params) for v in
+                     _available_variants(name, spec, [variant] if variant else spec.variants, skipped))
     return with_params(items, params, skipped), skipped
 
 
@@ -199,6 +209,20 @@ def with_params(items: Sequence[tuple[str, str, dict[str, Any]]],
                                 f"valid choices: {', '.join(spec.variants)}")
             why = f" (skipped: {skipped[name]})" if skipped and name in skipped else ""
             raise UserError(f"--param {target}: method {target!r} is not among the methods run{why}")
+    return out
+
+
+def _available_variants(name: str, spec: Any, variants: Sequence[str],
+                        skipped: dict[str, str]) -> list[str]:
+    """The variants whose own requirements are met; the others go to ``skipped`` as
+    ``name:variant`` with the install hint."""
+    out = []
+    for v in variants:
+        ok, hint = spec.variant_status(v)
+        if ok:
+            out.append(v)
+        else:
+            skipped[f"{name}:{v}"] = hint
     return out
 
 
@@ -270,6 +294,9 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
     sys.path[:] = sys_path
     os.environ.clear()
     os.environ.update(environ)
+    schedule.quiet_libraries()
+    schedule.apply_worker_threads()
+    phase.set_sink(lambda text: conn.send(("phase", text)))
     registry.cache_clear()
     try:
         spec = registry().generator(method)
@@ -315,20 +342,24 @@ def _describe(exc: BaseException) -> str:
 class _Worker:
     """A spawned worker process and the parent's end of its pipe."""
 
-    def __init__(self, task: Task, cell: Cell, cfg: RunConfig) -> None:
+    def __init__(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
+                 on_phase: Callable[[str], None] | None = None) -> None:
         ctx = context()
         self.conn, child = ctx.Pipe()
+        self.on_phase = on_phase
+        environ = schedule.worker_env(threads) if threads else dict(os.environ)
         self.proc = ctx.Process(
             target=_worker,
             args=(child, task, cell.method, cell.variant, cell.seed, dict(cell.params), list(sys.path),
-                  dict(os.environ)),
+                  environ),
             daemon=True,
         )
         self.proc.start()
         child.close()
 
     def recv(self, timeout: float) -> tuple[str, Any]:
-        """Next message, or ("timeout", None) / ("died", exit code)."""
+        """Next message, or ("timeout", None) / ("died", exit code); phase messages go to
+        ``on_phase`` on the way."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -336,14 +367,21 @@ class _Worker:
                 return "timeout", None
             try:
                 if self.conn.poll(min(left, 0.5)):
-                    return "msg", self.conn.recv()
+                    msg = self.conn.recv()
+                    if isinstance(msg, tuple) and msg and msg[0] == "phase":
+                        if self.on_phase is not None:
+                            self.on_phase(str(msg[1]))
+                        continue
+                    return "msg", msg
             except (EOFError, OSError):
                 self.proc.join(5)
                 return "died", self.proc.exitcode
             if not self.proc.is_alive():
                 try:
-                    if self.conn.poll(0):
-                        return "msg", self.conn.recv()
+                    while self.conn.poll(0):
+                        msg = self.conn.recv()
+                        if not (isinstance(msg, tuple) and msg and msg[0] == "phase"):
+                            return "msg", msg
                 except (EOFError, OSError):
                     pass
                 return "died", self.proc.exitcode
@@ -371,6 +409,10 @@ class Runner:
     task: Task
     store: RunStore
     on_progress: Callable[[Cell, int], None] | None = None
+    #: a ``cfbench.progress.RunObserver`` (start, phase, record, finish of each cell)
+    observer: Any = None
+    #: CPU threads per worker (0: leave the environment as it is)
+    threads: int = 0
 
     def provenance(self, cell: Cell) -> dict[str, Any]:
         spec = registry().generator(cell.method)
@@ -385,6 +427,21 @@ class Runner:
 
     def run_cell(self, cell: Cell, queries: pd.DataFrame) -> None:
         """Answer every query of ``queries`` for ``cell``; never raises for generator faults."""
+        obs = self.observer
+        if obs is not None:
+            obs.start(cell, len(queries))
+        try:
+            self._run_cell(cell, queries)
+        finally:
+            if obs is not None:
+                obs.finish(cell)
+
+    def _new_worker(self, cell: Cell) -> _Worker:
+        obs = self.observer
+        on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
+        return _Worker(self.task, cell, self.cfg, self.threads, on_phase)
+
+    def _run_cell(self, cell: Cell, queries: pd.DataFrame) -> None:
         spec = registry().generator(cell.method)
         bs = spec.capabilities.batch_size or len(queries)
         batches = [queries.iloc[i : i + bs] for i in range(0, len(queries), bs)]
@@ -394,7 +451,7 @@ class Runner:
         try:
             for batch_no, batch in enumerate(batches):
                 if worker is None:
-                    worker = _Worker(self.task, cell, self.cfg)
+                    worker = self._new_worker(cell)
                     prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
                     if kind == "msg" and msg[0] == "fitted":
@@ -415,8 +472,9 @@ class Runner:
                 rows = batch[cols].to_numpy(float).tolist()
                 targets = batch["target"].astype(int).tolist()
                 first_qid = int(batch["query_id"].iloc[0])
-                worker.conn.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.timeout))
-                limit = self.cfg.timeout * len(batch) + self.cfg.grace
+                worker.conn.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.budget))
+                limit = schedule.hard_limit(self.cfg.timeout, self.cfg.budget, len(batch),
+                                            self.cfg.grace)
                 kind, msg = worker.recv(limit)
                 if kind == "msg":
                     _, _, outs, elapsed = msg
@@ -456,6 +514,8 @@ class Runner:
             "target": tgt,
             "direction": f"{src}->{tgt}",
             "k": self.cfg.k,
+            "budget": self.cfg.budget,
+            "timeout": self.cfg.timeout,
             "status": out["status"],
             "reason": out["reason"],
             "n_cfs": len(out["cfs"]),
@@ -472,6 +532,8 @@ class Runner:
         self.store.append(rec)
         if self.on_progress:
             self.on_progress(cell, 1)
+        if self.observer is not None:
+            self.observer.record(cell, rec)
 
 
 def plan(cfg: RunConfig, task: Task, pairs: Sequence[Choice], done: set[tuple],
@@ -518,20 +580,28 @@ def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
 def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             on_plan: Callable[[list[tuple[Cell, pd.DataFrame]]], None] | None = None,
             on_progress: Callable[[Cell, int], None] | None = None,
-            queries: pd.DataFrame | None = None) -> RunStore:
-    """Run all remaining cells (``cfg.jobs`` at a time) and return the closed store.
+            queries: pd.DataFrame | None = None, observer: Any = None) -> RunStore:
+    """Run all remaining cells (``cfg.jobs`` at a time, longest expected first, the cores
+    divided among them) and return the closed store.
 
     ``queries`` (columns ``query_id``, ``source``, ``target`` and the features) replaces the
-    task's test-set queries, e.g. with training rows for augmentation.
+    task's test-set queries, e.g. with training rows for augmentation.  ``observer`` (a
+    ``cfbench.progress.RunObserver``) hears the plan and each cell's start, phases, records
+    and end.
     """
     info = check_resume(cfg, task.spec)
     store = RunStore(cfg.out)
     try:
-        write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg)})
+        write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),
+                                               "pairs": [list(p) for p in pairs]})
         work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set(), queries)
+        work = schedule.longest_first(work, cfg.budget)
         if on_plan:
             on_plan(work)
-        runner = Runner(cfg, task, store, on_progress)
+        if observer is not None:
+            observer.plan(work, cfg)
+        threads = schedule.threads_per_cell(cfg.jobs, len(work))
+        runner = Runner(cfg, task, store, on_progress, observer, threads)
         if cfg.jobs == 1:
             for cell, todo in work:
                 runner.run_cell(cell, todo)

@@ -72,7 +72,8 @@ def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
 
     out = workdir / run.task
     cfg = runner.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
-                           n_queries=run.n_queries, k=run.k, timeout=run.timeout, out=out)
+                           n_queries=run.n_queries, k=run.k, timeout=run.timeout,
+                           budget=run.timeout, out=out)  # the budget the committed numbers used
     task = Task.load(resolve_spec(run.task))
     pairs, _ = runner.resolve_methods(run.methods)
     runner.execute(cfg, task, pairs)

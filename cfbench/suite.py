@@ -10,7 +10,7 @@ tolerances of ``cfbench leaderboard --check``::
     seeds = [0, 1, 2]                      # or "0-4"
     n_queries = 20
     k = 1
-    timeout = 10
+    budget = 10
 
     [augment]                              # optional
     methods = ["nearest-neighbour"]        # default: the run's methods
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
+from cfbench.schedule import DEFAULT_BUDGET, DEFAULT_TIMEOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,9 +44,10 @@ SETTINGS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "seeds": ((list, str, int), (0,)),
     "n_queries": (int, None),
     "k": (int, 1),
-    "timeout": ((int, float), 60.0),
+    "budget": ((int, float), DEFAULT_BUDGET),
+    "timeout": ((int, float), DEFAULT_TIMEOUT),
     "fit_timeout": ((int, float), 3600.0),
-    "jobs": (int, 1),
+    "jobs": (int, None),  # default: the usable CPU cores
     "data_dir": (str, None),
 }
 AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -55,6 +57,7 @@ AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "fraction": ((int, float), 0.5),
     "max_per_class": (int, None),
     "timeout": ((int, float), None),  # default: the run's
+    "budget": ((int, float), None),  # default: the run's
 }
 RUN_KEYS = {"task", "tasks", "name", "methods", "augment", *SETTINGS}
 TOP_KEYS = RUN_KEYS - {"name"} | {"runs", "check"}

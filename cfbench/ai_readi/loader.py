@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench import phase
 from cfbench.ai_readi.features import (
     CLINICAL_FEATURES,
     COVERAGE,
@@ -189,6 +190,8 @@ def feature_table(path: str | os.PathLike, use_cache: bool = True, n_jobs: int =
         except Exception:  # a torn write from a killed run: rebuild
             pass
     rep = DataReport(source=source, version=release.version)
+    phase.say(f"computing the AI-READI feature table from {len(release.participants)} participants "
+              "(first use only)")
     table = build_table(release, rep, n_jobs=n_jobs)
     if use_cache:
         pq.parent.mkdir(parents=True, exist_ok=True)

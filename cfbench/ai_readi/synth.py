@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cfbench import phase
 from cfbench.ai_readi.layout import CGM_DIR, GARMIN_DIR, GROUPS, MODALITY, SITE_DIGIT, SITE_TZ
 from cfbench.errors import UserError
 
@@ -598,6 +599,8 @@ def write_release(out: str | Path, params: SynthParams | None = None, **kw: obje
     id_col = "person_id" if params.release == "v3" else "participant_id"
     cgm_rows, garmin_rows = [], []
     for i, row in enumerate(co.itertuples(index=False)):
+        phase.step("generating the synthetic AI-READI release (first use only): participant",
+                   i, len(co))
         s = participant_series(row, params, i)
         man = write_participant(root, row, s, params, i)
         pid = int(row.participant_id)

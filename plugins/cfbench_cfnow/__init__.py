@@ -51,6 +51,9 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="cfnow",
             requires=("cfnow",),
             params=PARAMS,
+            # greedy and random_optim fine-tune until the per-query budget runs out
+            anytime=("greedy", "random_optim"),
+            cost={"random": 0.5},
             description=(
                 "CFNOW tabu search (cfnow.find_tabular): greedy or random search, "
                 "optionally fine-tuned; immutables kept by searching the mutable subspace"

@@ -19,6 +19,12 @@ from cfbench.hookspecs import hookimpl
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
 BATCH = 50
+#: expected seconds per query on one core (ai-readi board, Gemma 3 270M); for scheduling only
+COSTS = {
+    "zeroshot": {"default": 3.5, "freetext": 6.3},
+    "fewshot": {"default": 5.0, "retrieval": 10.0, "freetext": 6.0, "fast": 0.6},
+    "finetuned": {"default": 3.0},
+}
 
 
 def _local(mode: str):
@@ -66,6 +72,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             preload=("torch", "transformers"),
             params=params.LOCAL,
             description=LOCAL[mode],
+            cost=COSTS[mode],
         )
         for mode, variants in (
             ("zeroshot", ("default", "freetext")),

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench import phase
 from cfbench.errors import UserError
 from cfbench.generator import FitContext
 from cfbench_llm import models
@@ -103,6 +104,7 @@ def ensure_adapter(context: FitContext, settings: Any, builder: PromptBuilder,
         if meta.is_file() and not settings.force_finetune:
             return path, json.loads(meta.read_text())
         shutil.rmtree(path, ignore_errors=True)
+        phase.say("LoRA fine-tuning the local model for this task (first use only, several minutes)")
         info = train(context, settings, builder, path, log=log)
         info["key"] = key
         meta.write_text(json.dumps(info, indent=1))
@@ -212,6 +214,7 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
             step += 1
             losses.append(float(loss.detach()))
             say(f"step {step}/{n_steps} epoch {epoch + 1} loss {losses[-1]:.4f}")
+            phase.step("LoRA fine-tuning (first use only): step", step, n_steps)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out)
     return {

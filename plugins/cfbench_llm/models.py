@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cfbench import phase
 from cfbench.errors import UserError
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -68,9 +69,12 @@ def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
     out = root / "models" / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
     if (out / "model.safetensors").is_file():
         return out
+    phase.say("waiting for the embedded model's conversion")
     with file_lock(root / "convert.lock"):
         if (out / "model.safetensors").is_file():
             return out
+        phase.say("converting the embedded Gemma 3 270M (GGUF -> safetensors, first use only, "
+                  "about a minute)")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -44,6 +44,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="nice",
             requires=(),
+            variant_requires={"plausibility": ("torch",)},
+            cost={"*": 0.02},
             preload=("cfbench_nice.nice",),
             params=PARAMS,
             description=(

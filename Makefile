@@ -1,0 +1,16 @@
+# Two commands on a fresh clone (each installs what is missing first, and is fast once set up):
+#   make run    the headline job: every available method on the ai-readi task, default settings
+#   make test   the test suite, exactly the README's test command (CI runs it too)
+PYTHON ?= python
+
+.PHONY: run test setup
+
+run: setup
+	$(PYTHON) -m cfbench run --task ai-readi --methods all
+
+test:
+	@PYTHON=$(PYTHON) ./scripts/setup.sh test
+	$(PYTHON) -m pytest -q
+
+setup:
+	@PYTHON=$(PYTHON) ./scripts/setup.sh

@@ -1,0 +1,158 @@
+"""The headline command, timed as a user runs it: ``cfbench run --task ai-readi --methods all``.
+
+Runs ``python -m cfbench run`` with the defaults (plus any ``--methods``/``--n-queries``/extra
+flags given here) into a temporary run folder, and reports
+
+- the wall time (targets: <= 15 min warm, <= 20 min cold on a 2-core CPU machine);
+- one row per cell from the records' own timings: queries, median s/query, fit seconds and
+  the cell's time (fit + the queries' seconds);
+- where the rest goes, from the moments the command printed its lines (its output is not a
+  terminal, so it prints plain lines as they happen): start-up and task load (until the plan
+  line), the cells (until the last finished cell), scoring and the summary (until exit).
+
+``--warm`` (default) uses the user's cache as it is (data, converted model and fine-tuned
+adapter there from an earlier run); ``--cold`` points ``CFBENCH_CACHE`` at a fresh folder, so
+the synthetic release, the model conversion and the default LoRA fine-tune are included.
+
+    python benchmarks/bench_headline.py --warm
+    python benchmarks/bench_headline.py --cold
+    python benchmarks/bench_headline.py --methods nearest-neighbour --n-queries 2   # a dry run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+WARM_TARGET, COLD_TARGET = 15 * 60, 20 * 60
+
+
+def command(out: Path, methods: str, n_queries: int | None, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "cfbench", "run", "--task", "ai-readi", "--methods", methods,
+           "--out", str(out)]
+    if n_queries is not None:
+        cmd += ["--n-queries", str(n_queries)]
+    return cmd + extra
+
+
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, list[tuple[float, str]]]:
+    """(wall seconds, exit code, [(seconds since start, line)] of its stderr and stdout)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, bufsize=1)
+    lines: list[tuple[float, str]] = []
+    lock = threading.Lock()
+
+    def pump(stream) -> None:
+        for line in stream:
+            with lock:
+                lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+            sys.stderr.write(line)
+
+    threads = [threading.Thread(target=pump, args=(s,), daemon=True) for s in (proc.stdout, proc.stderr)]
+    for t in threads:
+        t.start()
+    code = proc.wait()
+    for t in threads:
+        t.join(10)
+    return time.perf_counter() - t0, code, sorted(lines)
+
+
+def cells(out: Path) -> list[dict]:
+    """Per-cell timings from the run's records."""
+    by: dict[tuple, list[dict]] = {}
+    with open(out / "records.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            by.setdefault((r["method"], r["variant"], r["seed"]), []).append(r)
+    rows = []
+    for (method, variant, seed), recs in sorted(by.items()):
+        secs = [r["seconds"] for r in recs if isinstance(r["seconds"], (int, float))]
+        fit = next((r["fit_seconds"] for r in recs if isinstance(r.get("fit_seconds"), (int, float))
+                    and r["fit_seconds"] == r["fit_seconds"]), 0.0)
+        label = method if variant == "default" else f"{method}:{variant}"
+        rows.append({"cell": f"{label} seed {seed}", "queries": len(recs),
+                     "s_per_query": statistics.median(secs) if secs else float("nan"),
+                     "fit_seconds": fit, "cell_seconds": fit + sum(secs),
+                     "ok": sum(r["status"] == "ok" for r in recs)})
+    return sorted(rows, key=lambda r: -r["cell_seconds"])
+
+
+def phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
+    """Start-up + task load, cells, scoring + summary, from when the lines were printed."""
+    plan = next((t for t, x in lines if x.startswith("plan:")), None)
+    finished = [t for t, x in lines if x.startswith(("✓", "✗"))]
+    if plan is None or not finished:
+        return {}
+    return {"start-up and task load": plan, "cells": max(finished) - plan,
+            "scoring, summary and table": wall - max(finished)}
+
+
+def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) -> str:
+    target = WARM_TARGET if mode == "warm" else COLD_TARGET
+    out = [f"## headline run ({mode})", "",
+           f"wall time {wall / 60:.1f} min (target <= {target / 60:.0f} min: "
+           f"{'met' if wall <= target else 'NOT met'})", "",
+           "| cell | queries | ok | s/query | fit (s) | cell (s) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['cell']} | {r['queries']} | {r['ok']} | {r['s_per_query']:.3g} | "
+                   f"{r['fit_seconds']:.1f} | {r['cell_seconds']:.1f} |")
+    total = sum(r["cell_seconds"] for r in rows)
+    out += ["", f"cells' own time together: {total:.0f} s "
+            f"({total / max(wall, 1e-9):.2f} × the wall time)", ""]
+    if split:
+        out += ["| phase | seconds | share |", "|---|---|---|"]
+        out += [f"| {k} | {v:.1f} | {v / wall:.0%} |" for k, v in split.items()]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--warm", dest="mode", action="store_const", const="warm",
+                      help="use the existing cache (the default)")
+    mode.add_argument("--cold", dest="mode", action="store_const", const="cold",
+                      help="a fresh CFBENCH_CACHE: synthetic data, model conversion, fine-tune")
+    ap.add_argument("--methods", default="all", help="as for cfbench run")
+    ap.add_argument("--n-queries", type=int, default=None, help="queries per class (task default)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument("extra", nargs=argparse.REMAINDER,
+                    help="more cfbench run flags after --, e.g. -- --budget 5")
+    args = ap.parse_args(argv)
+    args.mode = args.mode or "warm"
+    if args.n_queries is not None and args.n_queries < 1:
+        ap.error(f"--n-queries must be a positive integer, got {args.n_queries}")
+    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    with tempfile.TemporaryDirectory(prefix="cfbench-headline-") as tmp:
+        out = args.keep or Path(tmp) / "run"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if args.mode == "cold":
+            env["CFBENCH_CACHE"] = str(Path(tmp) / "cache")
+        cmd = command(out, args.methods, args.n_queries, extra)
+        print("$ " + " ".join(cmd) + (f"   (CFBENCH_CACHE={env['CFBENCH_CACHE']})"
+                                      if args.mode == "cold" else ""), file=sys.stderr)
+        wall, code, lines = run_timed(cmd, env)
+        if code != 0:
+            print(f"cfbench run exited with {code}", file=sys.stderr)
+            return code
+        rows = cells(out)
+        split = phases(lines, wall)
+    print(report(wall, rows, split, args.mode))
+    if args.json:
+        args.json.write_text(json.dumps({"mode": args.mode, "wall": wall, "cells": rows,
+                                         "phases": split}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

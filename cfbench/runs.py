@@ -1,0 +1,116 @@
+"""Run folders: each run its own ``runs/<task>/<UTC timestamp>`` by default, the latest one
+found again (``cfbench leaderboard`` with no argument, ``--resume`` without ``--out``), the
+method list a resumed run keeps, and the summary of a run that has not finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cfbench.errors import UserError
+
+#: where runs go when no ``--out`` is given (relative to the working directory)
+RUNS = Path("runs")
+STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "task"
+
+
+def new_run_dir(task: str, root: Path = RUNS, now: dt.datetime | None = None) -> Path:
+    """``root/<task>/<UTC timestamp>`` that does not exist yet (``-2``, ``-3`` … on a clash)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    base = Path(root) / _safe(task) / now.strftime(STAMP)
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _runs(root: Path, task: str | None) -> list[Path]:
+    root = Path(root)
+    tasks = [root / _safe(task)] if task else ([p for p in root.iterdir() if p.is_dir()]
+                                              if root.is_dir() else [])
+    out = []
+    for t in tasks:
+        if t.is_dir():
+            out += [r for r in t.iterdir() if r.is_dir() and (r / "run.json").is_file()]
+    return out
+
+
+def latest_run(root: Path = RUNS, task: str | None = None) -> Path | None:
+    """The newest run folder under ``root`` (of ``task`` if given): by its timestamp name."""
+    runs = _runs(root, task)
+    if not runs:
+        return None
+    return max(runs, key=lambda p: (p.name, p.stat().st_mtime))
+
+
+def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]:
+    """For ``--resume``: ``(methods, pairs)`` of the run in ``out``.
+
+    The (method, variant) list the run started with is kept, so plugins installed since do not
+    join it; an explicit ``--methods`` that differs from the run's is refused.  ``pairs`` is
+    ``None`` for a run folder written before the list was stored; otherwise ``runner.Choice`` s
+    (method, variant and the cell's parameters).
+    """
+    from cfbench.runner import Choice, params_key
+
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        return methods or "all", None
+    info = json.loads(path.read_text())
+    old = (info.get("config") or {}).get("methods")
+    if methods is not None and old is not None and methods != old:
+        raise UserError(
+            f"cannot resume {out}: --methods was {old!r}, now {methods!r}; leave --methods out "
+            "to resume the same methods, or start a new run"
+        )
+    pairs = info.get("pairs")
+    if pairs is None:
+        return old or methods or "all", None
+    return old or methods or "all", [Choice(p[0], p[1], params_key(p[2] if len(p) > 2 else ()))
+                                     for p in pairs]
+
+
+def check_pairs(pairs: list[Any]) -> None:
+    """Every pinned (method, variant) is still installed and available, else one clear line."""
+    from cfbench.plugins import registry
+
+    reg = registry()
+    for name, variant, *_ in pairs:
+        if name not in reg.generators:
+            raise UserError(f"cannot resume: method {name!r} of this run is no longer installed")
+        ok, hint = reg.generators[name].variant_status(variant)
+        if not ok:
+            raise UserError(f"cannot resume: {name}:{variant} of this run is unavailable: {hint}")
+
+
+def partial_summary(run_dir: Path) -> tuple[dict[str, Any], int]:
+    """The summary of a run without ``summary.json`` yet (running or interrupted), from its
+    records so far; returns ``(summary, number of records)``.  Loads the task (cached)."""
+    from cfbench.store import load_records
+    from cfbench.summary import summarize
+    from cfbench.task import Task, resolve_spec
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise UserError(f"{run_dir}: no summary.json and no run.json (expected a cfbench run folder)")
+    info = json.loads(info_path.read_text())
+    spec = resolve_spec(info["task"])
+    if spec.hash != info.get("task_hash"):
+        raise UserError(f"{run_dir}: the run used another version of task {spec.name!r}; "
+                        "its partial results cannot be scored")
+    data_dir = info.get("data_dir")
+    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
+    records = load_records(run_dir)
+    config = info.get("config") or {}
+    return summarize(task, records, {"seeds": config.get("seeds"), "k": config.get("k"),
+                                     "budget": config.get("budget"), "partial": True}), len(records)

@@ -1,0 +1,155 @@
+"""Using the machine: the per-query budget, how many cells run at once, in what order, on how
+many threads each, and how long the plan is expected to take.
+
+The cost model is deliberately small.  A method declares on its ``GeneratorSpec`` the expected
+seconds per query on one core for each variant (``cost``) and which variants are *anytime*
+searches that use the whole per-query budget (``anytime``).  A cell's expected duration is
+
+    CELL_OVERHEAD + queries x (budget if anytime else cost, else DEFAULT_COST)
+
+Cells run longest-expected-first, so the long ones start while short ones fill the gaps, and the
+plan's estimate is the larger of (sum of cells / jobs) and the longest cell.  Nothing but the
+order and the displayed estimates depends on these numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+#: the per-query search budget in seconds (``--budget``): what anytime methods may spend.
+#: Provisional: to be set from the quality-versus-budget curve (benchmarks/bench_budget.py).
+DEFAULT_BUDGET = 2.0
+#: the hard timeout per query in seconds (``--timeout``): a safety net, not a budget.
+DEFAULT_TIMEOUT = 120.0
+#: the hard kill never comes before this many budgets per query
+KILL_BUDGETS = 10.0
+#: seconds per query assumed for a method that declares no cost
+DEFAULT_COST = 1.0
+#: seconds per cell for starting a worker and fitting (beyond the per-query cost)
+CELL_OVERHEAD = 2.0
+#: the environment a worker gets unless the user set these already
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def hard_limit(timeout: float, budget: float, batch: int, grace: float) -> float:
+    """Seconds before a worker answering ``batch`` queries is killed: far above the budget."""
+    return max(timeout, KILL_BUDGETS * budget) * batch + grace
+
+
+def per_query_cost(spec: Any, variant: str, budget: float) -> float:
+    """Expected seconds per query of one variant (see the module docstring)."""
+    if variant in getattr(spec, "anytime", ()):
+        return float(budget)
+    cost = getattr(spec, "cost", {}) or {}
+    return float(cost.get(variant, cost.get("*", DEFAULT_COST)))
+
+
+def cell_cost(method: str, variant: str, n_queries: int, budget: float) -> float:
+    """Expected seconds of one cell with ``n_queries`` queries left."""
+    from cfbench.plugins import registry
+
+    try:
+        spec = registry().generator(method)
+    except Exception:  # an unknown method costs the default; resolving it reports the error
+        spec = None
+    return CELL_OVERHEAD + n_queries * per_query_cost(spec, variant, budget)
+
+
+def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[Any, Any]]:
+    """``(cell, queries)`` pairs sorted by expected duration, longest first (stable)."""
+    return sorted(work, key=lambda w: -cell_cost(w[0].method, w[0].variant, len(w[1]), budget))
+
+
+def estimate(costs: Sequence[float], jobs: int) -> float:
+    """Expected wall time of cells with ``costs`` seconds run ``jobs`` at a time."""
+    if not costs:
+        return 0.0
+    return max(sum(costs) / max(1, jobs), max(costs))
+
+
+def threads_per_cell(jobs: int, n_cells: int, cores: int | None = None) -> int:
+    """CPU threads each concurrently running cell may use: the cores divided among them."""
+    cores = cores or usable_cores()
+    return max(1, cores // max(1, min(jobs, n_cells)))
+
+
+def worker_env(threads: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a worker: ``threads`` for OpenMP/MKL/OpenBLAS and quiet libraries,
+    except where the user set a variable explicitly."""
+    env = dict(os.environ if environ is None else environ)
+    if env.get("OMP_NUM_THREADS", "").isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
+        threads = int(env["OMP_NUM_THREADS"])  # the user's explicit choice wins
+    for var in THREAD_VARS:
+        env.setdefault(var, str(threads))
+    env.setdefault("CFBENCH_WORKER_THREADS", str(threads))
+    for var, value in QUIET_ENV.items():
+        env.setdefault(var, value)
+    return env
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter out of the display (this process): no transformers FutureWarnings,
+    advisory warnings or "Loading weights" bars, no Hub progress bars."""
+    for var, value in QUIET_ENV.items():
+        os.environ.setdefault(var, value)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)")
+    warnings.filterwarnings("ignore", message=r".*past_key_values.*")
+    tf = sys.modules.get("transformers")
+    if tf is not None:  # imported already (fork-server preload): the env came too late
+        try:
+            tf.utils.logging.set_verbosity_error()
+            tf.utils.logging.disable_progress_bar()
+        except Exception:  # noqa: BLE001 - cosmetic only
+            pass
+    hub = sys.modules.get("huggingface_hub")
+    if hub is not None:
+        try:
+            hub.utils.disable_progress_bars()
+        except Exception:  # noqa: BLE001 - cosmetic only
+            pass
+
+
+def apply_worker_threads() -> int:
+    """In a worker: cap BLAS/OpenMP pools and torch at ``$CFBENCH_WORKER_THREADS``.
+
+    Libraries loaded before the environment was set (numpy's OpenBLAS, torch in the fork
+    server) are capped through threadpoolctl and ``torch.set_num_threads``; a method that sets
+    its own threads later (``$CFBENCH_LLM_THREADS``) still wins.  Returns the count (0: none set).
+    """
+    try:
+        n = int(os.environ.get("CFBENCH_WORKER_THREADS", "0"))
+    except ValueError:
+        return 0
+    if n < 1:
+        return 0
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except Exception:  # noqa: BLE001 - an optimisation only
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            torch.set_num_threads(n)
+        except Exception:  # noqa: BLE001
+            pass
+    return n

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install what cfbench needs, once: the CPU build of torch where there is no CUDA GPU, then the
+# project with every extra. Idempotent and fast when already set up: pip is skipped when the
+# imports work and pyproject.toml has not changed since the last successful install (a stamp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
+STAMP=".setup.stamp"
+TORCH="torch==2.13.0"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# `setup.sh test` also needs the system Chromium: the HTML report's browser test drives it through
+# Playwright (the `dev` extra); never `playwright install`, which would download a browser.
+if [ "${1-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the report's browser test"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
+
+want="$("$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest(), sys.executable)')"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$PYTHON" - <<'PY' 2>/dev/null
+import importlib.util, sys
+need = ["cfbench", "cfbench_dice", "cfbench_cfnow", "cfbench_nice", "cfbench_llm", "torch",
+        "dice_ml", "cfnow", "transformers", "peft", "imblearn", "pytest", "ruff", "jsonschema", "playwright"]
+if any(importlib.util.find_spec(m) is None for m in need):
+    sys.exit(1)
+# the installed plugins must be this checkout's (an editable install of another clone is not)
+import os
+here = os.path.realpath("plugins")
+sys.exit(not os.path.realpath(importlib.util.find_spec("cfbench_dice").origin).startswith(here))
+PY
+then
+    echo "setup: already installed (delete $STAMP to force a reinstall)"
+    exit 0
+fi
+
+# torch first, pinned, so no extra pulls an unpinned (multi-GB CUDA) build.  Where the package
+# index serves only CUDA builds and there is no GPU, point CFBENCH_TORCH_INDEX at PyTorch's CPU
+# wheel index (an extra index URL) to get the CPU build.
+if "$PYTHON" -c 'import sys, torch; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+    echo "setup: $TORCH already installed"
+else
+    index="${CFBENCH_TORCH_INDEX-}"
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        echo "setup: CUDA GPU found (nvidia-smi): installing $TORCH"
+        index=""
+    else
+        echo "setup: no CUDA GPU: installing the CPU build of $TORCH"
+    fi
+    if [ -n "$index" ]; then
+        "$PYTHON" -m pip install -q "$TORCH" --extra-index-url "$index"
+    else
+        "$PYTHON" -m pip install -q "$TORCH"
+    fi
+fi
+echo "setup: installing cfbench with every extra (pip install -e '.[all,dev]')"
+"$PYTHON" -m pip install -q -e '.[all,dev]'
+echo "$want" > "$STAMP"
+echo "setup: done"
