@@ -542,7 +542,7 @@ def plan(cfg: RunConfig, task: Task, pairs: Sequence[Choice], done: set[tuple],
     queries = task.queries(cfg.n_queries) if queries is None else queries
     work = []
     for seed in cfg.seeds:
-        for method, variant, params in pairs:
+        for method, variant, params in (Choice(*p) for p in pairs):
             cell = Cell(method, variant, seed, params)
             keep = [(method, variant, seed, int(qid), params) not in done
                     for qid in queries["query_id"]]
@@ -593,7 +593,7 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
     store = RunStore(cfg.out)
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),
-                                               "pairs": [list(p) for p in pairs]})
+                                               "pairs": [list(Choice(*p)) for p in pairs]})
         work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set(), queries)
         work = schedule.longest_first(work, cfg.budget)
         if on_plan:

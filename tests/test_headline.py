@@ -50,7 +50,7 @@ def test_generate_gets_the_budget_not_the_hard_timeout(task, faulty_plugin, tmp_
         assert r["extra"]["omp"] == str(schedule.threads_per_cell(2, 1))
     info = json.loads((tmp_path / "r" / "run.json").read_text())
     assert info["config"]["budget"] == 0.25 and info["config"]["timeout"] == 30.0
-    assert info["pairs"] == [["faulty", "budget"]]
+    assert info["pairs"] == [["faulty", "budget", []]]  # method, variant, parameters
 
 
 def test_worker_phases_reach_the_display(task, faulty_plugin, tmp_path):
@@ -202,11 +202,13 @@ def test_running_cells_eta_and_phases():
 
 def test_a_variant_needing_a_missing_module_is_unavailable(faulty_plugin):
     pairs, skipped = resolve_methods("faulty")
+    pairs = [(c.method, c.variant) for c in pairs]
     assert ("faulty", "needs-lib") not in pairs and ("faulty", "ok") in pairs
     assert "surely_not_an_installed_module_xyz" in skipped["faulty:needs-lib"]
     with pytest.raises(UserError, match="faulty:needs-lib' is unavailable"):
         resolve_methods("faulty:needs-lib")
     pairs, skipped = resolve_methods("all")
+    pairs = [(c.method, c.variant) for c in pairs]
     assert ("faulty", "needs-lib") not in pairs and "faulty:needs-lib" in skipped
 
 
@@ -237,7 +239,7 @@ def test_run_folders_and_latest(tmp_path):
     (later / "run.json").write_text("{}")
     assert runs.latest_run(tmp_path) == later
     assert runs.latest_run(tmp_path, "heart") == a
-    assert runs.pinned_pairs(a, None) == ("dice", [("dice", "random")])
+    assert runs.pinned_pairs(a, None) == ("dice", [("dice", "random", ())])
     with pytest.raises(UserError, match="--methods was 'dice', now 'all'"):
         runs.pinned_pairs(a, "all")
 

@@ -229,8 +229,8 @@ def test_params_reach_records_run_json_and_the_table(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"nice:sparsity[ae_hidden=3]", "nearest-neighbour"}
     assert "nice:sparsity[ae_hidden=3]" in r.stdout  # rich did not eat the brackets as markup
-    r = cli("run", "--task", "breast-cancer", "--methods", "nice:sparsity", "--n-queries", "2",
-            "--out", str(out), "--resume")
+    r = cli("run", "--task", "breast-cancer", "--methods", "nice:sparsity,nearest-neighbour",
+            "--n-queries", "2", "--out", str(out), "--resume")  # the same methods, no --param
     assert r.returncode == 2 and "params was" in r.stderr
 
 

@@ -48,7 +48,8 @@ max_per_class = 4
     assert run.methods == "nice,dice:random[total_cfs=20],dice:random"
     assert run.settings == {"seeds": (0, 1, 2), "k": 3, "timeout": 5}
     assert run.augment == {"methods": "nice", "seeds": None, "scenarios": ["A", "B", "C"],
-                           "fraction": 0.5, "max_per_class": 4, "timeout": None}
+                           "fraction": 0.5, "max_per_class": 4, "timeout": None,
+                           "budget": None}
 
 
 @pytest.mark.parametrize("text, fragment", [
