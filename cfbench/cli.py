@@ -40,20 +40,32 @@ def _positive_float(text: str) -> float:
     return v
 
 
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
+MAX_SEEDS = 10_000  # seeds per run: each one is a full pass over every method
+
+
 def _seeds(text: str) -> tuple[int, ...]:
-    """``0``, ``0,1,2`` or a range ``0-4``."""
+    """``0``, ``0,1,2`` or a range ``0-4``; seeds in 0..2**32-1, at most ``MAX_SEEDS`` of them."""
+    bad = argparse.ArgumentTypeError(
+        f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}")
     try:
         if "-" in text.strip("-") and "," not in text:
-            a, b = text.split("-", 1)
-            seeds = tuple(range(int(a), int(b) + 1))
+            a, b = (int(x) for x in text.split("-", 1))
+            if b - a + 1 > MAX_SEEDS:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} names {b - a + 1} seeds; at most {MAX_SEEDS} per run")
+            seeds = tuple(range(a, b + 1))
         else:
             seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}"
-        ) from None
+        raise bad from None
     if not seeds:
         raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds given; at most {MAX_SEEDS} per run")
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers from 0 to {MAX_SEED}, got {text!r}")
     return seeds
 
 
