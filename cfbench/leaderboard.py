@@ -35,9 +35,48 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{run_dir}: no summary.json (expected the --out folder of a finished cfbench run)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    problem = summary_problem(summary)
+    if problem:
+        raise UserError(f"{path}: not a cfbench summary ({problem}); re-create it with "
+                        "`cfbench run ... --resume` on that folder")
+    return summary
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What stops ``summary`` from being rendered (a missing key or a wrong type), or None."""
+    def need(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(obj, dict) or key not in obj:
+            raise ValueError(f"missing {where}{key!r}")
+        if not isinstance(obj[key], kind):
+            raise ValueError(f"{where}{key!r} is {type(obj[key]).__name__}")
+        return obj[key]
+
+    num = (int, float)
+    try:
+        need(summary, "task", str, "")
+        need(summary, "data_source", str, "")
+        clf = need(summary, "classifier", dict, "")
+        need(clf, "model", str, "classifier ")
+        for key in ("accuracy", "f1", "n_train", "n_test"):
+            need(clf, key, num, "classifier ")
+        for label, per_dir in need(summary, "methods", dict, "").items():
+            if not isinstance(per_dir, dict):
+                raise ValueError(f"method {label!r} is not an object")
+            for direction, d in per_dir.items():
+                where = f"methods/{label}/{direction} "
+                need(d, "n_queries", int, where)
+                if not all(isinstance(n, int) for n in need(d, "status_counts", dict, where).values()):
+                    raise ValueError(f"{where}status_counts holds a non-integer")
+                for scope, metric, _, _ in COLUMNS:
+                    v = need(d, scope, dict, where).get(metric)
+                    if v is not None and (isinstance(v, bool) or not isinstance(v, num)):
+                        raise ValueError(f"{where}{scope}/{metric} is not a number")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
