@@ -330,11 +330,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         status = 0
         if args.validate:
+            from cfbench.board_check import verify_boards
+
             errors = smoke.validate_boards(args.dir, args.dir / "schema.json")
             for e in errors:
                 print(e)
             print(f"schema: {'ok' if not errors else f'{len(errors)} problems'}")
-            status |= bool(errors)
+            tied, warnings = verify_boards(args.dir)
+            for w in warnings:
+                print(f"warning: {w}")
+            for e in tied:
+                print(e)
+            print(f"boards against their JSON and records: {'ok' if not tied else 'FAILED'}")
+            status |= bool(errors) | bool(tied)
         if args.check:
             ok, report = smoke.check(args.dir / "smoke.toml", args.dir / "smoke", write=args.write)
             print("\n".join(report))
@@ -343,8 +351,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.update:
         if args.run_dir is None:
             raise UserError("--update needs the run folder: cfbench leaderboard out/heart --update")
+        from cfbench.store import load_records
+
         board = leaderboard.build_board(args.run_dir, args.augment)
-        for p in leaderboard.write_board(board, args.dir):
+        for p in leaderboard.write_board(board, args.dir, records=load_records(args.run_dir)):
             print(f"wrote {p}")
         return 0
     if args.run_dir is None:
