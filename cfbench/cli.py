@@ -126,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validate the leaderboard files against leaderboard/schema.json")
     lb.set_defaults(func=cmd_leaderboard)
 
-    from cfbench.plugins import registry
+    from cfbench.plugins import add_commands, registry
 
-    registry().pm.hook.cfbench_add_commands(subparsers=sub)
+    add_commands(registry(), sub)
     return parser
 
 
@@ -206,6 +206,11 @@ def _prepare(cfg: Any, quiet: bool, require_methods: bool) -> tuple[Any, list, d
     console = _console(quiet)
     for name, hint in skipped.items():
         console.print(f"[yellow]skipping {name}[/yellow]: {hint}")
+    from cfbench.plugins import registry
+
+    problems = len(registry().broken) + len(registry().conflicts)
+    if problems:
+        console.print(f"[yellow]{problems} plugin problem(s)[/yellow]: see `cfbench list methods`")
     if require_methods and not pairs:
         raise UserError("no available method to run; see `cfbench list methods`")
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
@@ -297,6 +302,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
                          "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
                          "capabilities": {}, "description": ""})
+        for why in registry().conflicts:
+            rows.append({"name": "(conflict)", "variants": [], "available": False, "hint": why,
+                         "plugin": None, "extra": None, "capabilities": {}, "description": ""})
     else:
         from cfbench.metrics import METRICS
 
@@ -310,7 +318,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_column(col)
         for r in rows:
             caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
-            status = "[green]available[/green]" if r["available"] else f"[red]unavailable[/red]: {r['hint']}"
+            status = ("[green]available[/green]" if r["available"] else
+                      f"[red]{'refused' if r['name'] == '(conflict)' else 'unavailable'}[/red]: {r['hint']}")
             table.add_row(r["name"], ", ".join(r["variants"]), status, caps)
     else:
         keys = list(rows[0]) if rows else ["name"]
