@@ -81,10 +81,18 @@ def _rendered(path: Path, board: dict[str, Any], name: str) -> tuple[list[str], 
                 continue
             old_bytes, new_bytes = committed.read_bytes(), new.read_bytes()
             if old_bytes != new_bytes:
+                note = ("" if new.suffix == ".md" else
+                        f" (plots also depend on the matplotlib version: {_matplotlib()} here)")
                 errors.append(f"{committed}: differs from the one rendered from {path.name}"
-                              + _first_difference(old_bytes, new_bytes)
+                              + _first_difference(old_bytes, new_bytes) + note
                               + "; regenerate it with `cfbench leaderboard RUN --update`")
     return errors, [f"{path}: {s}" for s in skipped]
+
+
+def _matplotlib() -> str:
+    import matplotlib
+
+    return str(matplotlib.__version__)
 
 
 def _first_difference(old: bytes, new: bytes) -> str:
@@ -148,8 +156,24 @@ def _recomputed(path: Path, board: dict[str, Any], name: str) -> tuple[list[str]
     if not diffs:
         return [], []
     more = f" (and {len(diffs) - MAX_DIFFS} more)" if len(diffs) > MAX_DIFFS else ""
-    return [f"{path}: {len(diffs)} values differ from those recomputed from {rpath.name}{more}:"]\
-        + [f"  {d}" for d in diffs[:MAX_DIFFS]], []
+    return [f"{path}: {len(diffs)} values differ from those recomputed from {rpath.name}{more}"
+            f"{_version_note(board)}:"] + [f"  {d}" for d in diffs[:MAX_DIFFS]], []
+
+
+def _version_note(board: dict[str, Any]) -> str:
+    """Which scoring libraries differ from the board's provenance (numbers can move with them)."""
+    import importlib.metadata
+
+    made = (board.get("provenance") or {}).get("libraries") or {}
+    moved = []
+    for lib in ("numpy", "pandas", "scikit-learn"):
+        try:
+            here = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if made.get(lib) not in (None, here):
+            moved.append(f"{lib} {made[lib]} there, {here} here")
+    return f" (made with other library versions: {'; '.join(moved)})" if moved else ""
 
 
 def _diff(new: Any, old: Any, where: str, out: list[str]) -> None:
