@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import cfbench
+from cfbench.errors import UserError
 from cfbench.schema import FeatureSchema
 
 MODELS = {
@@ -42,7 +43,16 @@ def cache_dir() -> Path:
     """Root of cfbench's on-disk caches: ``$CFBENCH_CACHE`` or ``~/.cache/cfbench``."""
     root = os.environ.get("CFBENCH_CACHE") or os.path.join(Path.home(), ".cache", "cfbench")
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError as exc:
+        writable, why = False, exc.strerror or str(exc)
+    else:
+        why = "not writable"
+    if not writable:
+        raise UserError(f"cache folder {path} cannot be used ({why}); set CFBENCH_CACHE to a "
+                        "writable folder")
     return path
 
 

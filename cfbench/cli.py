@@ -55,20 +55,32 @@ def _positive_float(text: str) -> float:
     return v
 
 
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
+MAX_SEEDS = 10_000  # seeds per run: each one is a full pass over every method
+
+
 def _seeds(text: str) -> tuple[int, ...]:
-    """``0``, ``0,1,2`` or a range ``0-4``."""
+    """``0``, ``0,1,2`` or a range ``0-4``; seeds in 0..2**32-1, at most ``MAX_SEEDS`` of them."""
+    bad = argparse.ArgumentTypeError(
+        f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}")
     try:
         if "-" in text.strip("-") and "," not in text:
-            a, b = text.split("-", 1)
-            seeds = tuple(range(int(a), int(b) + 1))
+            a, b = (int(x) for x in text.split("-", 1))
+            if b - a + 1 > MAX_SEEDS:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} names {b - a + 1} seeds; at most {MAX_SEEDS} per run")
+            seeds = tuple(range(a, b + 1))
         else:
             seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}"
-        ) from None
+        raise bad from None
     if not seeds:
         raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds given; at most {MAX_SEEDS} per run")
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers from 0 to {MAX_SEED}, got {text!r}")
     return seeds
 
 
@@ -161,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
 
-    from cfbench.plugins import registry
+    from cfbench.plugins import add_commands, registry
 
-    registry().pm.hook.cfbench_add_commands(subparsers=sub)
+    add_commands(registry(), sub)
     return parser
 
 
@@ -369,6 +381,11 @@ def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, An
     console.print(f"run folder: {cfg.out}" + (" (resumed)" if cfg.resume else ""), markup=False)
     for name, hint in skipped.items():
         console.print(f"skipping {name}: {hint}", style="yellow", markup=False)
+    from cfbench.plugins import registry
+
+    problems = len(registry().broken) + len(registry().conflicts)
+    if problems:
+        console.print(f"[yellow]{problems} plugin problem(s)[/yellow]: see `cfbench list methods`")
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
     with PhaseStatus(console, f"loading task {spec.name} and its classifier", quiet):
         task = Task.load(spec, dataset_options=options)
@@ -477,6 +494,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                          "unavailable_variants": {},
                          "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
                          "capabilities": {}, "description": "", "params": []})
+        for why in registry().conflicts:
+            rows.append({"name": "(conflict)", "variants": [], "available": False, "hint": why,
+                         "unavailable_variants": {}, "plugin": None, "extra": None,
+                         "capabilities": {}, "description": "", "params": []})
     else:
         from cfbench.metrics import METRICS
 
@@ -498,8 +519,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for r in rows:
             caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
             # escape: an install hint such as cfbench-harness[dice] is not rich markup
+            word = "refused" if r["name"] == "(conflict)" else "unavailable"
             status = ("[green]available[/green]" if r["available"]
-                      else f"[red]unavailable[/red]: {escape(r['hint'])}")
+                      else f"[red]{word}[/red]: {escape(r['hint'])}")
             for v, why in r["unavailable_variants"].items():
                 status += f"\n[red]{escape(v)} unavailable[/red]: {escape(why)}"
             table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, caps)
@@ -546,11 +568,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         status = 0
         if args.validate:
+            from cfbench.board_check import verify_boards
+
             errors = smoke.validate_boards(args.dir, args.dir / "schema.json")
             for e in errors:
                 print(e)
             print(f"schema: {'ok' if not errors else f'{len(errors)} problems'}")
-            status |= bool(errors)
+            tied, warnings = verify_boards(args.dir)
+            for w in warnings:
+                print(f"warning: {w}")
+            for e in tied:
+                print(e)
+            print(f"boards against their JSON and records: {'ok' if not tied else 'FAILED'}")
+            status |= bool(errors) | bool(tied)
         if args.check:
             ok, report = smoke.check(args.dir / smoke.SUITE, args.dir / "smoke", write=args.write)
             print("\n".join(report))
@@ -559,8 +589,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.update:
         if args.run_dir is None:
             raise UserError("--update needs the run folder: cfbench leaderboard runs/heart/<time> --update")
+        from cfbench.store import load_records
+
         board = leaderboard.build_board(args.run_dir, args.augment)
-        for p in leaderboard.write_board(board, args.dir):
+        for p in leaderboard.write_board(board, args.dir, records=load_records(args.run_dir)):
             print(f"wrote {p}")
         return 0
     run_dir = args.run_dir

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +41,48 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{run_dir}: no summary.json (expected the --out folder of a finished cfbench run)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    problem = summary_problem(summary)
+    if problem:
+        raise UserError(f"{path}: not a cfbench summary ({problem}); re-create it with "
+                        "`cfbench run ... --resume` on that folder")
+    return summary
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What stops ``summary`` from being rendered (a missing key or a wrong type), or None."""
+    def need(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(obj, dict) or key not in obj:
+            raise ValueError(f"missing {where}{key!r}")
+        if not isinstance(obj[key], kind):
+            raise ValueError(f"{where}{key!r} is {type(obj[key]).__name__}")
+        return obj[key]
+
+    num = (int, float)
+    try:
+        need(summary, "task", str, "")
+        need(summary, "data_source", str, "")
+        clf = need(summary, "classifier", dict, "")
+        need(clf, "model", str, "classifier ")
+        for key in ("accuracy", "f1", "n_train", "n_test"):
+            need(clf, key, num, "classifier ")
+        for label, per_dir in need(summary, "methods", dict, "").items():
+            if not isinstance(per_dir, dict):
+                raise ValueError(f"method {label!r} is not an object")
+            for direction, d in per_dir.items():
+                where = f"methods/{label}/{direction} "
+                need(d, "n_queries", int, where)
+                if not all(isinstance(n, int) for n in need(d, "status_counts", dict, where).values()):
+                    raise ValueError(f"{where}status_counts holds a non-integer")
+                for scope, metric, _, _ in COLUMNS:
+                    v = need(d, scope, dict, where).get(metric)
+                    if v is not None and (isinstance(v, bool) or not isinstance(v, num)):
+                        raise ValueError(f"{where}{scope}/{metric} is not a number")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
@@ -154,23 +197,64 @@ SCHEMA_VERSION = 1
 BOARD_DIR = Path("leaderboard")
 
 
+#: task names that are safe as file names: no folder separators, no leading dot
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: the record fields a board is computed from; ``<task>.records.jsonl.gz`` keeps only these
+RECORD_FIELDS = ("task", "method", "variant", "seed", "query_id", "source", "target", "direction",
+                 "k", "status", "reason", "n_cfs", "cfs", "seconds", "batch_size", "fit_seconds")
+#: the board keys recomputed from the records by ``cfbench leaderboard --validate``
+FROM_RECORDS = ("task_hash", "data_source", "classifier", "methods", "ranks", "ci")
+
+
+def check_task_name(name: Any) -> str:
+    """``name`` if it is usable as a board file name, else one clear line (exit 2)."""
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+        raise UserError(f"task name {name!r} cannot name leaderboard files; a task name is a "
+                        "letter or digit followed by letters, digits, '.', '_' or '-'")
+    return name
+
+
+def records_path(board_dir: Path, name: str) -> Path:
+    return Path(board_dir) / f"{check_task_name(name)}.records.jsonl.gz"
+
+
 def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any]:
     """The machine-readable leaderboard of one task, from a run folder (and an augment folder)."""
     from cfbench import augment as aug
-    from cfbench.ranking import RANKED, bootstrap_ci, per_query_values, rank_methods
-    from cfbench.store import load_records
-    from cfbench.summary import score_records
+    from cfbench.store import load_records, read_run_info
     from cfbench.task import Task, resolve_spec
 
     summary = load_summary(run_dir)
-    run_info = json.loads((Path(run_dir) / "run.json").read_text())
+    run_info = read_run_info(run_dir)
     spec = resolve_spec(summary["task"])
-    if spec.hash != summary["task_hash"]:
+    if spec.hash != summary.get("task_hash"):
         raise UserError(f"{run_dir}: the run used another version of task {spec.name!r} "
-                        f"(hash {summary['task_hash'][:12]}, now {spec.hash[:12]}); re-run it")
+                        f"(hash {str(summary.get('task_hash'))[:12]}, now {spec.hash[:12]}); re-run it")
     data_dir = run_info.get("data_dir")
     task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
     records = load_records(run_dir)
+    augmentation = None
+    if augment_dir is not None:
+        doc = aug.load(augment_dir)
+        augmentation = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
+                                            "methods", "timeout", "budget", "params", "aggregate")
+                        if k in doc}
+    return board_from_records(task, records, config=run_info.get("config", {}),
+                              provenance=records[0]["provenance"] if records else {},
+                              skipped_methods=summary.get("skipped_methods", {}),
+                              augmentation=augmentation)
+
+
+def board_from_records(task: Any, records: list[dict[str, Any]], *, config: dict[str, Any],
+                       provenance: dict[str, Any], skipped_methods: dict[str, str],
+                       augmentation: dict[str, Any] | None) -> dict[str, Any]:
+    """The board of ``task`` computed from its per-query records (the one path both
+    ``--update`` and ``--validate`` use, so a committed board can be recomputed exactly)."""
+    from cfbench.ranking import RANKED, bootstrap_ci, per_query_values, rank_methods
+    from cfbench.summary import score_records, summarize
+
+    records = canonical_records(records)
+    summary = summarize(task, records)
     cf, q = score_records(task, records)
     values = per_query_values(cf, q) if len(q) else pd.DataFrame()
     ci: dict[str, dict[str, list[float]]] = {}
@@ -179,28 +263,61 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
         for label, g in values.groupby("method_label") if len(values) else []:
             v = g[metric].to_numpy(float)
             ci[metric][label] = list(bootstrap_ci(v if how == "slot_mean" else v[np.isfinite(v)]))
-    board: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "task": summary["task"],
         "task_hash": summary["task_hash"],
         "data_source": summary["data_source"],
         "classifier": summary["classifier"],
-        "config": run_info.get("config", {}),
+        "config": config,
         #: {"file", "sha256"} of the suite file the run came from (``cfbench run --config``)
-        "suite": run_info.get("config", {}).get("suite"),
-        "provenance": records[0]["provenance"] if records else {},
-        "skipped_methods": summary.get("skipped_methods", {}),
+        "suite": config.get("suite"),
+        "provenance": provenance,
+        "skipped_methods": skipped_methods,
         "methods": summary["methods"],
         "ranks": rank_methods(values) if len(values) else {"methods": [], "metrics": {}, "overall": {}},
         "ci": ci,
-        "augmentation": None,
+        "augmentation": augmentation,
     }
-    if augment_dir is not None:
-        doc = aug.load(augment_dir)
-        board["augmentation"] = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
-                                                     "methods", "timeout", "params", "aggregate")
-                                 if k in doc}
-    return board
+
+
+def canonical_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The board-relevant fields of ``records``, in key order (independent of arrival order)."""
+    from cfbench.store import record_key
+
+    return sorted(({f: r.get(f) for f in RECORD_FIELDS} for r in records), key=record_key)
+
+
+def records_bytes(records: list[dict[str, Any]]) -> bytes:
+    """Deterministic gzip'd JSON lines of the canonical records (no timestamp, no file name)."""
+    lines = []
+    for r in canonical_records(records):
+        r = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        lines.append(json.dumps(r, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                                default=_plain))
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
+        gz.write(("\n".join(lines) + "\n").encode())
+    return buf.getvalue()
+
+
+def read_records_bytes(blob: bytes) -> list[dict[str, Any]]:
+    """Records from :func:`records_bytes` output (``null`` times back to NaN)."""
+    text = gzip.decompress(blob).decode("utf-8")
+    out = []
+    for line in text.splitlines():
+        r = json.loads(line)
+        for f in ("seconds", "fit_seconds"):
+            if r.get(f) is None:
+                r[f] = float("nan")
+        out.append(r)
+    return out
+
+
+def _plain(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
 def board_markdown(board: dict[str, Any]) -> str:
@@ -273,27 +390,50 @@ def _fmt(v: Any) -> str:
     return fmt(v)
 
 
-def _num(v: float) -> str:
-    return "–" if v != v else f"{v:.2f}"
+def _num(v: float | None) -> str:
+    return "–" if v is None or v != v else f"{v:.2f}"
 
 
-def _p(p: float) -> str:
-    return "–" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+def _p(p: float | None) -> str:
+    return "–" if p is None or p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
 
 
-def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR) -> list[Path]:
-    """Write ``<task>.json``, ``<task>.md`` and the two SVG plots; returns the paths."""
-    from cfbench.plots import feature_profile, metric_bars
+def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
+                records: list[dict[str, Any]] | None = None) -> list[Path]:
+    """Write ``<task>.json``, ``<task>.md`` and the two SVG plots; returns the paths.
+
+    With ``records`` (the run's), also ``<task>.records.jsonl.gz``, whose SHA-256 goes into the
+    board as ``records_sha256`` so that ``--validate`` can recompute the board from them.  The
+    Markdown and plots are rendered from the JSON as written, exactly as ``--validate`` does.
+    """
     from cfbench.store import write_json_atomic
 
     out_dir = Path(out_dir)
+    name = check_task_name(board.get("task"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = board["task"]
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md",
-             out_dir / f"{name}-metrics.svg", out_dir / f"{name}-features.svg"]
+    paths = [out_dir / f"{name}.json"]
+    if records is not None:
+        blob = records_bytes(records)
+        rpath = records_path(out_dir, name)
+        tmp = rpath.with_name(rpath.name + ".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(rpath)
+        board = {**board, "records_sha256": hashlib.sha256(blob).hexdigest()}
+        paths.append(rpath)
     write_json_atomic(paths[0], board)
-    paths[1].write_text(board_markdown(board))
-    metric_bars(board["ci"], f"{name}: means over queries, 95% bootstrap CI", paths[2])
+    written = json.loads(paths[0].read_text())
+    return paths + render_companions(written, out_dir)
+
+
+def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the board's Markdown and SVG plots (rendered from ``board`` only) into ``out_dir``."""
+    from cfbench.plots import feature_profile, metric_bars
+
+    name = check_task_name(board.get("task"))
+    paths = [out_dir / f"{name}.md", out_dir / f"{name}-metrics.svg", out_dir / f"{name}-features.svg"]
+    paths[0].write_text(board_markdown(board))
+    metric_bars(board["ci"], f"{name}: means over queries, 95% bootstrap CI", paths[1])
     prof = pd.DataFrame({m: d["all"]["feature_change"] for m, d in board["methods"].items()}).T
-    feature_profile(prof.fillna(0.0), f"{name}: share of CFs changing each feature", paths[3])
+    feature_profile(prof.astype(float).fillna(0.0), f"{name}: share of CFs changing each feature",
+                    paths[2])
     return paths

@@ -33,9 +33,9 @@ def metric_bars(ci: dict[str, dict[str, list[float]]], title: str, path: Path) -
     y = np.arange(len(methods))
     for ax, (metric, label) in zip(np.atleast_1d(axes), BAR_METRICS, strict=True):
         vals = ci.get(metric, {})
-        mean = np.array([vals.get(m, [np.nan] * 3)[0] for m in methods])
-        lo = np.array([vals.get(m, [np.nan] * 3)[1] for m in methods])
-        hi = np.array([vals.get(m, [np.nan] * 3)[2] for m in methods])
+        mean = np.array([vals.get(m, [np.nan] * 3)[0] for m in methods], float)
+        lo = np.array([vals.get(m, [np.nan] * 3)[1] for m in methods], float)
+        hi = np.array([vals.get(m, [np.nan] * 3)[2] for m in methods], float)
         err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
         ax.barh(y, np.nan_to_num(mean), xerr=err, color="#4c72b0", ecolor="#222222", capsize=2)
         ax.set_title(label, fontsize=9)

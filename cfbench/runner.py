@@ -553,26 +553,41 @@ def plan(cfg: RunConfig, task: Task, pairs: Sequence[Choice], done: set[tuple],
 
 
 def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
-    """The run's identity; resuming under a different identity would mix incomparable rows."""
+    """The run's identity; resuming under a different identity would mix incomparable rows.
+
+    Also takes the run folder's exclusive lock (held until this process exits), so a second
+    cfbench process on the same ``--out`` is refused before it does any work.  Resuming needs
+    ``run.json``: without it the k, query count and data of the existing records cannot be
+    checked, so a missing or garbled one is refused rather than guessed from the records.  The
+    records' own ``k`` and task hash are checked as well (an edited run.json cannot hide them).
+    """
+    from cfbench.store import has_records, iter_records, lock_run_dir, read_run_info
+
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
             "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None,
             "params": [[t, dict(v)] for t, v in cfg.params]}
-    path = cfg.out / RUN_INFO
-    has_records = (cfg.out / "records.jsonl").exists()
-    if has_records and not cfg.resume:
+    lock_run_dir(cfg.out)
+    if not has_records(cfg.out):
+        return info  # an empty folder, or one a refused run left without records: start afresh
+    if not cfg.resume:
         raise UserError(
             f"--out {cfg.out} already holds a run; pass --resume to continue it or choose another --out"
         )
-    if cfg.resume and path.exists():
-        import json
-
-        old = json.loads(path.read_text())
-        old.setdefault("params", [])  # written before parameters were part of a run's identity
-        for key in info:
-            if old.get(key) != info[key]:
+    old = read_run_info(cfg.out)
+    old.setdefault("params", [])  # written before parameters were part of a run's identity
+    for key in info:
+        if old.get(key) != info[key]:
+            raise UserError(
+                f"cannot resume {cfg.out}: {key} was {old.get(key)!r}, now {info[key]!r}; "
+                "use the same settings or another --out"
+            )
+    for rec in iter_records(cfg.out / "records.jsonl"):
+        seen = {"k": rec.get("k"), "task_hash": (rec.get("provenance") or {}).get("task_hash")}
+        for key, value in seen.items():
+            if value is not None and value != info[key]:
                 raise UserError(
-                    f"cannot resume {cfg.out}: {key} was {old.get(key)!r}, now {info[key]!r}; "
-                    "use the same settings or another --out"
+                    f"cannot resume {cfg.out}: its records have {key} {value!r} but run.json and "
+                    f"this run say {info[key]!r}; use another --out"
                 )
     return info
 

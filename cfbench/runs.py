@@ -61,11 +61,11 @@ def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]
     (method, variant and the cell's parameters).
     """
     from cfbench.runner import Choice, params_key
+    from cfbench.store import has_records, read_run_info
 
-    path = Path(out) / "run.json"
-    if not path.is_file():
-        return methods or "all", None
-    info = json.loads(path.read_text())
+    if not has_records(out) and not (Path(out) / "run.json").is_file():
+        return methods or "all", None  # nothing to resume yet: a fresh run in that folder
+    info = read_run_info(out)
     old = (info.get("config") or {}).get("methods")
     if methods is not None and old is not None and methods != old:
         raise UserError(

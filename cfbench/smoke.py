@@ -162,10 +162,16 @@ def validate_boards(board_dir: Path, schema_path: Path) -> list[str]:
     if not boards:
         errors.append(f"{board_dir}: no leaderboard JSON files found")
     for p in boards:
-        doc = json.loads(p.read_text())
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            errors.append(f"{p}: not valid JSON ({exc})")
+            continue
         for err in jsonschema.Draft202012Validator(schema).iter_errors(doc):
             where = "/".join(map(str, err.absolute_path)) or "(root)"
             errors.append(f"{p}: {where}: {err.message}")
+        if not isinstance(doc, dict):
+            continue  # the schema error above says what it should be
         for extra in (f"{doc.get('task')}.md", f"{doc.get('task')}-metrics.svg",
                       f"{doc.get('task')}-features.svg"):
             if not (p.parent / extra).exists():

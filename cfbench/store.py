@@ -7,8 +7,10 @@ line; ``done_keys`` then tells ``--resume`` what to skip, so no row is lost or d
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,17 @@ from typing import Any
 
 import pandas as pd
 
+from cfbench.errors import UserError
+
 RECORDS = "records.jsonl"
 RUN_INFO = "run.json"
+LOCK = ".lock"
 KEY = ("method", "variant", "seed", "query_id")
+
+#: run folders this process holds the lock of: resolved path -> open lock file descriptor
+_HELD: dict[Path, int] = {}
+#: corrupt lines already reported: (path, line number)
+_REPORTED: set[tuple[str, int]] = set()
 
 
 def record_key(rec: dict[str, Any]) -> tuple:
@@ -27,12 +37,79 @@ def record_key(rec: dict[str, Any]) -> tuple:
     return (*(rec[k] for k in KEY), params)
 
 
+def lock_run_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and hold its exclusive lock until this process exits.
+
+    Two processes writing one run folder would do the work twice and interleave their records,
+    so a second cfbench process on the same folder is refused with one line naming the holder.
+    The lock is ``flock`` on ``OUT/.lock``: the kernel drops it when the holder dies, even by
+    ``kill -9``, so a stale lock never blocks ``--resume``.  Re-locking in the same process is a
+    no-op.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        key = out.resolve()
+        if key in _HELD:
+            return
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write the run folder ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"run folder {out} is in use by another cfbench process (pid {holder})"
+                        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+
+
+def release_run_dir(out_dir: Path) -> None:
+    """Give up this process's lock on ``out_dir`` (for library callers that run several times)."""
+    fd = _HELD.pop(Path(out_dir).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def has_records(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds at least one complete record (an empty file is no run)."""
+    path = Path(out_dir) / RECORDS
+    try:
+        with open(path, "rb") as fh:
+            return any(line.strip() and line.endswith(b"\n") for line in fh)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the run's records ({exc.strerror or exc})") from None
+
+
+def read_run_info(out_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json``, or one clear line when it is missing or not a JSON object."""
+    path = Path(out_dir) / RUN_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing, so the settings of the run in {out_dir} cannot be "
+                        "checked; restore it or start a new --out") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a readable JSON file ({exc}); restore it or start a "
+                        "new --out") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is not a JSON object; restore it or start a new --out")
+    return info
+
+
 class RunStore:
-    """Append-only store of per-query records under ``out_dir``."""
+    """Append-only store of per-query records under ``out_dir`` (holding the folder's lock)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(self.dir)
         self.path = self.dir / RECORDS
         self._lock = threading.Lock()
         self._repair()
@@ -67,14 +144,37 @@ class RunStore:
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Records in file order; a torn last line (no newline) is skipped."""
+    """Records in file order; a torn last line (no newline) is skipped.
+
+    A corrupt complete line (not a JSON object with the key fields) is skipped and reported
+    once on stderr: the other records stay usable, and ``--resume`` re-runs that query since
+    its key is not among the done ones.
+    """
     if not Path(path).exists():
         return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
                 break
-            yield json.loads(line)
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                if not isinstance(rec, dict) or any(k not in rec for k in KEY):
+                    raise ValueError("not a record object")
+                hash(record_key(rec))
+            except (ValueError, TypeError) as exc:
+                _report_corrupt(Path(path), lineno, exc)
+                continue
+            yield rec
+
+
+def _report_corrupt(path: Path, lineno: int, exc: Exception) -> None:
+    if (str(path), lineno) in _REPORTED:
+        return
+    _REPORTED.add((str(path), lineno))
+    print(f"cfbench: warning: {path} line {lineno} is not a valid record ({str(exc)[:80]}); "
+          "skipped (--resume runs that query again)", file=sys.stderr)
 
 
 def load_records(out_dir: Path) -> list[dict[str, Any]]:

@@ -39,6 +39,9 @@ def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
     (["run", "--task", "breast-cancer", "--k", "zero"], "--k: expected a positive integer, got 'zero'"),
     (["run", "--task", "breast-cancer", "--timeout", "-1"], "--timeout: expected a positive number"),
     (["run", "--task", "breast-cancer", "--seeds", "a-b"], "--seeds: expected integer seeds"),
+    (["run", "--task", "breast-cancer", "--seed", "-1"], "seeds must be integers from 0 to 4294967295"),
+    (["run", "--task", "breast-cancer", "--seeds", "0-99999999999"], "at most 10000 per run"),
+    (["augment", "--task", "breast-cancer", "--seeds", "0-99999999999"], "at most 10000 per run"),
     (["run", "--task", "/no/such/file.toml"], "cannot read task file"),
     (["list", "things"], "invalid choice: 'things'"),
     (["leaderboard", "/no/such/run"], "no summary.json"),
@@ -49,6 +52,20 @@ def test_user_mistakes_get_one_line_and_exit_2(args, fragment):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert fragment in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("summary", [
+    {},
+    [1, 2],
+    {"task": "t", "data_source": "d", "methods": {}},
+    {"task": "t", "data_source": "d", "methods": {"m": {"all": {"n_queries": 1}}},
+     "classifier": {"model": "rf", "accuracy": 0.9, "f1": 0.9, "n_train": 9, "n_test": 3}},
+])
+def test_leaderboard_of_a_summary_with_missing_keys_is_one_line(tmp_path, summary):
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    r = cli("leaderboard", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "not a cfbench summary (missing" in r.stderr
 
 
 def test_list_json():
