@@ -229,7 +229,7 @@ def _check_run(cfg: Any, require_methods: bool, marker: str = "run.json"
         pairs, skipped = pinned, {}
     else:
         pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
-    runner.check_resume(cfg, spec)
+    runner.check_resume(cfg, spec, lock=False)
     if require_methods and not pairs:
         raise UserError("no available method to run; see `cfbench list methods`")
     return spec, pairs, skipped

@@ -552,7 +552,7 @@ def plan(cfg: RunConfig, task: Task, pairs: Sequence[Choice], done: set[tuple],
     return work
 
 
-def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
+def check_resume(cfg: RunConfig, spec: TaskSpec, lock: bool = True) -> dict[str, Any]:
     """The run's identity; resuming under a different identity would mix incomparable rows.
 
     Also takes the run folder's exclusive lock (held until this process exits), so a second
@@ -560,13 +560,15 @@ def check_resume(cfg: RunConfig, spec: TaskSpec) -> dict[str, Any]:
     ``run.json``: without it the k, query count and data of the existing records cannot be
     checked, so a missing or garbled one is refused rather than guessed from the records.  The
     records' own ``k`` and task hash are checked as well (an edited run.json cannot hide them).
+    With ``lock=False`` (the CLI's checks before any work) the folder is only probed: nothing
+    is created, so a run refused later leaves no folder behind.
     """
-    from cfbench.store import has_records, iter_records, lock_run_dir, read_run_info
+    from cfbench.store import has_records, iter_records, lock_run_dir, probe_run_dir, read_run_info
 
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
             "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None,
             "params": [[t, dict(v)] for t, v in cfg.params]}
-    lock_run_dir(cfg.out)
+    lock_run_dir(cfg.out) if lock else probe_run_dir(cfg.out)
     if not has_records(cfg.out):
         return info  # an empty folder, or one a refused run left without records: start afresh
     if not cfg.resume:

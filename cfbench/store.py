@@ -69,6 +69,32 @@ def lock_run_dir(out_dir: Path) -> None:
     _HELD[key] = fd
 
 
+def probe_run_dir(out_dir: Path) -> None:
+    """The checks of :func:`lock_run_dir` without creating anything: ``out_dir`` is not a file,
+    can be written, and no other process holds its lock (so a refused run leaves no folder)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder for the run")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write the run folder (no write permission on {parent})")
+    lock = out / LOCK
+    if out.resolve() in _HELD or not lock.exists():
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write the run folder ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        raise UserError(f"run folder {out} is in use by another cfbench process (pid {holder})"
+                        ) from None
+    finally:
+        os.close(fd)  # closing drops a lock we took just to look
+
+
 def release_run_dir(out_dir: Path) -> None:
     """Give up this process's lock on ``out_dir`` (for library callers that run several times)."""
     fd = _HELD.pop(Path(out_dir).resolve(), None)

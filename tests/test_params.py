@@ -193,7 +193,9 @@ def test_resume_refuses_changed_params(tmp_path):
     cfg = RunConfig(task="breast-cancer", out=tmp_path, params=(("dice", {"total_cfs": 5}),))
     info = check_resume(cfg, spec)
     (tmp_path / "run.json").write_text(json.dumps(info))
-    (tmp_path / "records.jsonl").write_text("")
+    rec = {"method": "dice", "variant": "random", "seed": 0, "query_id": 1, "k": 1,
+           "provenance": {"task_hash": spec.hash}}
+    (tmp_path / "records.jsonl").write_text(json.dumps(rec) + "\n")  # a run to resume
     resumed = dataclasses.replace(cfg, resume=True)
     check_resume(resumed, spec)  # same params: fine
     with pytest.raises(UserError, match="cannot resume .*: params was"):
