@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validate the leaderboard files against leaderboard/schema.json")
     lb.set_defaults(func=cmd_leaderboard)
 
+    from cfbench.task_init import add_task_commands
+
+    add_task_commands(sub, _Parser)
+
     from cfbench.plugins import registry
 
     registry().pm.hook.cfbench_add_commands(subparsers=sub)
