@@ -53,9 +53,12 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "logistic-regression": {"max_iter": 2000},
     "hist-gradient-boosting": {},
 }
-#: Types outside skops' default-trusted set that our pipelines legitimately contain (the tree
-#: structures of the forests and boosters, MLP's optimiser).  Never trust a file blanket-wise.
+#: Types outside skops' default-trusted set that our pipelines (and ordinary users' scikit-learn
+#: pipelines) legitimately contain: the tree structures of the forests and boosters, MLP's
+#: optimisers, and numpy dtypes (e.g. SimpleImputer's).  Loading none of them runs code; every
+#: other type is refused.  Never trust a file blanket-wise.
 ALLOWED_TYPES = frozenset({
+    "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

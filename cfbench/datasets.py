@@ -90,7 +90,7 @@ def _codes_from_labels(col: pd.Series, f: Feature) -> pd.Series | None:
     lookup = {lab.strip(): code for lab, code in zip(f.labels, f.categories, strict=True)}
     text = col.astype("string").str.strip()
     mapped = text.map(lookup)
-    numeric = pd.to_numeric(text.where(mapped.isna()), errors="coerce")
+    numeric = pd.to_numeric(text.where(mapped.isna()), errors="coerce").astype(float)
     return mapped.astype(float).fillna(numeric)
 
 
