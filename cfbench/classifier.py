@@ -316,7 +316,7 @@ def adapt_user_model(model: Any, names: list[str], positive: Any, where: str) ->
         n = getattr(model, "n_features_in_", None)
         if n is not None and int(n) != len(names):
             raise UserError(f"{where}: the model expects {n} features; the spec has {len(names)}")
-    classes = list(getattr(model, "classes_", []))
+    classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
     if len(classes) != 2:
         raise UserError(f"{where}: the model has classes {classes}; cfbench needs a binary classifier")
     as_array = fin is None
@@ -326,7 +326,8 @@ def adapt_user_model(model: Any, names: list[str], positive: Any, where: str) ->
     if [str(c) for c in classes] in (["0", "1"], ["False", "True"]):  # fit on the 0/1 label
         return UserModel(model, None, as_array)
     raise UserError(f"{where}: the model's classes are {classes}; none is the task's positive "
-                    f"value {positive!r} (set dataset.options.positive to one of them)")
+                    f"value {positive!r} (fit the model on the label column's own values, or on "
+                    "0/1 with 1 = positive)")
 
 
 def _same_value(a: Any, b: Any) -> bool:
