@@ -294,13 +294,14 @@ class Task:
             dataset: Dataset = loader(**options)
         except TypeError as exc:
             raise UserError(f"{spec.path}: dataset.options: {exc}") from None
+        where = str(dataset.notes.get("path") or f"{spec.path}: dataset {spec.loader!r}")
         missing = [n for n in spec.schema.names if n not in dataset.X.columns]
         if missing:
             raise UserError(
-                f"{spec.path}: feature {missing[0]!r} is not a column of dataset {spec.loader!r}; "
-                f"columns: {', '.join(map(str, dataset.X.columns))}"
+                f"{spec.path}: feature {missing[0]!r} is not a column of dataset {spec.loader!r}"
+                + (f" ({where})" if "path" in dataset.notes else "")
+                + f"; columns: {', '.join(map(str, dataset.X.columns))}"
             )
-        where = str(dataset.notes.get("path") or f"{spec.path}: dataset {spec.loader!r}")
         hint = ("; set missing = \"drop\" or \"impute-median\" in [dataset.options]"
                 if spec.loader == "table" else "")
         X, y = feature_matrix(dataset, spec.schema, where, hint)

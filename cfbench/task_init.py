@@ -76,7 +76,7 @@ def _num(v: float, integer: bool = False) -> str:
 
 
 def _toml(v: Any) -> str:
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
         return str(int(v))

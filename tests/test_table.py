@@ -177,3 +177,19 @@ def test_builtin_loaders_pass_the_same_checks(tmp_path, monkeypatch):
     bunch.X.iloc[3, 0] = np.inf
     with pytest.raises(UserError, match="column 'mean radius' has 1 infinite value"):
         Task.load(load_spec(p))
+
+
+def test_cli_bad_file_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    df = cohort()
+    df["chol"] = df.chol.astype(object)
+    df.loc[6, "chol"] = "high"
+    spec = spec_for(tmp_path, df)
+    r = subprocess.run([sys.executable, "-m", "cfbench", "run", "--task", spec.path, "--methods",
+                        "nearest-neighbour", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data.csv: column 'chol' has 1 non-numeric cell(s), e.g. row 7 (id P6): 'high'" in lines[0]
