@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
 
+    from cfbench.task_init import add_task_commands
+
+    add_task_commands(sub, _Parser)
+
     from cfbench.plugins import add_commands, registry
 
     add_commands(registry(), sub)

@@ -154,6 +154,11 @@ class FeatureSchema:
                 v = rec.get(key)
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                     raise UserError(f"{loc}.{key}: expected a number, got {v!r}")
+                if v is not None and not np.isfinite(v):  # nan would silently disable the bound
+                    raise UserError(
+                        f"{loc}.{key}: expected a finite number, got {v!r} "
+                        "(leave the key out for a bound taken from the data)"
+                    )
             lo, hi = rec.get("lower"), rec.get("upper")
             if lo is not None and hi is not None and lo > hi:
                 raise UserError(f"{loc}: lower bound {lo} is above upper bound {hi}")
@@ -166,6 +171,8 @@ class FeatureSchema:
                 isinstance(c, (int, float)) and not isinstance(c, bool) for c in cats
             ):
                 raise UserError(f"{loc}.categories: expected a list of numeric codes, got {cats!r}")
+            if not all(np.isfinite(c) for c in cats) or len(set(cats)) != len(cats):
+                raise UserError(f"{loc}.categories: expected distinct finite codes, got {cats!r}")
             labels = rec.get("labels", [])
             if labels and len(labels) != len(cats):
                 raise UserError(

