@@ -380,19 +380,19 @@ def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, An
     from cfbench.progress import PhaseStatus
     from cfbench.task import Task
 
+    from cfbench.plugins import registry
+
     spec, pairs, skipped = checked
     console = _console(quiet)
+    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
+    with PhaseStatus(console, f"loading task {spec.name} and its classifier", quiet):
+        task = Task.load(spec, dataset_options=options)  # a bad data file stops here, in one line
     console.print(f"run folder: {cfg.out}" + (" (resumed)" if cfg.resume else ""), markup=False)
     for name, hint in skipped.items():
         console.print(f"skipping {name}: {hint}", style="yellow", markup=False)
-    from cfbench.plugins import registry
-
     problems = len(registry().broken) + len(registry().conflicts)
     if problems:
         console.print(f"[yellow]{problems} plugin problem(s)[/yellow]: see `cfbench list methods`")
-    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
-    with PhaseStatus(console, f"loading task {spec.name} and its classifier", quiet):
-        task = Task.load(spec, dataset_options=options)
     return task, pairs, skipped, console
 
 
