@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -290,7 +290,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         rows = [{"name": n, "description": d} for n, d in METRICS.items()]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        from cfbench.strict_json import dumps
+
+        print(dumps(rows, indent=2))
         return 0
     table = Table(title=args.what)
     if args.what == "methods":
@@ -339,7 +341,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise UserError("cfbench leaderboard: give the run folder, e.g. `cfbench leaderboard out/`")
     summary = leaderboard.load_summary(args.run_dir)
     if args.format == "json":
-        print(json.dumps(summary, indent=2))
+        from cfbench.strict_json import dumps
+
+        print(dumps(summary, indent=2))
     elif args.format == "markdown":
         print(leaderboard.to_markdown(summary))
     else:
@@ -347,17 +351,35 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers are killed, finished records kept."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        parser = build_parser()
+        with contextlib.redirect_stdout(sys.stderr):  # a plugin printing at import time
+            parser = build_parser()
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cfbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("cfbench: interrupted; finished records are kept (re-run with --resume)", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
