@@ -214,12 +214,12 @@ def board_markdown(board: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-def _num(v: float) -> str:
-    return "–" if v != v else f"{v:.2f}"
+def _num(v: float | None) -> str:
+    return "–" if v is None or v != v else f"{v:.2f}"  # None: NaN read back from strict JSON
 
 
-def _p(p: float) -> str:
-    return "–" if p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+def _p(p: float | None) -> str:
+    return "–" if p is None or p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
 
 
 def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR) -> list[Path]:

@@ -19,13 +19,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, install_on_path
 
 from cfbench.runner import RunConfig, execute, resolve_methods
 from cfbench.store import load_records, write_json_atomic
 from cfbench.strict_json import loads_strict
 from cfbench.summary import summarize
 from cfbench.task import Task, resolve_spec
-from conftest import FIXTURES, install_on_path
 
 #: variant -> (status of each of its queries, fragment of the reason)
 EXPECT = {
@@ -289,3 +289,30 @@ def test_cli_run_of_hostile_methods_is_clean(plugin, tmp_path):
         assert wait_until_gone(marker) == []
     finally:
         _kill_leftovers(marker)
+
+
+@pytest.mark.slow
+def test_every_json_file_cfbench_writes_is_strict(plugin, tmp_path):
+    """records.jsonl, run.json, summary.json, augment.json and a board: no NaN/Infinity tokens,
+    though the run has failed fits (NaN seconds), k = 1 (NaN diversity) and no-CF methods."""
+    from cfbench import augment, leaderboard
+
+    out = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "cfbench", "run", "--task", "breast-cancer", "--methods",
+         "nearest-neighbour,faulty:fit-raises,faulty:not-found", "--n-queries", "2", "--out",
+         str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "NaN" in json.dumps(summarize(Task.load(resolve_spec("breast-cancer")),
+                                         load_records(out)))  # there is something to convert
+    aug = subprocess.run(
+        [sys.executable, "-m", "cfbench", "augment", "--task", "breast-cancer", "--methods",
+         "nearest-neighbour", "--scenarios", "A", "--seeds", "0", "--max-per-class", "2",
+         "--out", str(tmp_path / "aug"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert aug.returncode == 0, aug.stderr
+    board = leaderboard.build_board(out, tmp_path / "aug")
+    leaderboard.write_board(board, tmp_path / "board")
+    files = {p.name for p in strict_json_files(tmp_path)}
+    assert {"records.jsonl", "run.json", "summary.json", "augment.json", "breast-cancer.json"} <= files
+    assert augment.to_markdown(augment.load(tmp_path / "aug")["aggregate"])  # reads nulls back
+    assert leaderboard.to_markdown(leaderboard.load_summary(out))
