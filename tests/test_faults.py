@@ -56,6 +56,7 @@ EXPECT = {
     "prints": ("ok", ""),
     "spawns": ("ok", ""),
     "spawns-hangs": ("timeout", "hard timeout"),
+    "semaphore-hangs": ("timeout", "hard timeout"),
     "exits": ("error", "SystemExit"),
     "os-exit": ("error", "exit code 7"),
     "keyboard-interrupt": ("error", "KeyboardInterrupt"),
@@ -267,17 +268,18 @@ def test_cli_run_of_hostile_methods_is_clean(plugin, tmp_path):
     marker = f"cfbench-cli-{uuid.uuid4().hex}"
     out = tmp_path / "run"
     variants = ("prints", "huge", "circular-extra", "unpicklable-extra", "spawns", "kills-group",
-                "exits", "not-found", "fit-raises")
+                "exits", "not-found", "fit-raises", "semaphore-hangs")
     env_print = {"CFBENCH_FAULTY_IMPORT_PRINT": "1"}
     try:
         r = subprocess.run(
             [sys.executable, "-m", "cfbench", "run", "--task", "breast-cancer", "--methods",
              ",".join(f"faulty:{v}" for v in variants) + ",nearest-neighbour", "--n-queries", "1",
-             "--timeout", "5", "--jobs", "2", "--out", str(out), "--quiet"],
+             "--timeout", "1", "--jobs", "2", "--out", str(out), "--quiet"],
             capture_output=True, text=True, timeout=300,
             env={**os.environ, "CFBENCH_TEST_MARKER": marker, **env_print})
         assert r.returncode == 0, r.stderr
         assert r.stdout == ""  # --quiet: nothing of ours, nothing of the plugin's
+        assert "leaked semaphore" not in r.stderr  # from the killed worker's lock
         files = {p.name for p in strict_json_files(out)}
         assert {"records.jsonl", "run.json", "summary.json"} <= files
         summary = json.loads((out / "summary.json").read_text())
