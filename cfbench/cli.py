@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -377,10 +377,9 @@ def _warm(methods: str | None) -> None:
 
 def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, Any]:
     """Load the task of a checked config (``_check_run``): (task, choices, skipped, console)."""
+    from cfbench.plugins import registry
     from cfbench.progress import PhaseStatus
     from cfbench.task import Task
-
-    from cfbench.plugins import registry
 
     spec, pairs, skipped = checked
     console = _console(quiet)
@@ -508,7 +507,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = [{"name": n, "description": d} for n, d in METRICS.items()]
     fmt = "json" if args.json else (args.format or "table")
     if fmt == "json":
-        print(json.dumps(rows, indent=2))
+        from cfbench.strict_json import dumps
+
+        print(dumps(rows, indent=2))
         return 0
     if args.what == "methods" and (args.params or fmt == "markdown"):
         return _list_params(fmt, args.params)
@@ -617,7 +618,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         summary = leaderboard.load_summary(run_dir)
     if args.format == "json":
-        print(json.dumps(summary, indent=2))
+        from cfbench.strict_json import dumps
+
+        print(dumps(summary, indent=2))
     elif args.format == "markdown":
         print(leaderboard.to_markdown(summary))
     else:
@@ -625,18 +628,36 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers are killed, finished records kept."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        parser = build_parser()
+        with contextlib.redirect_stdout(sys.stderr):  # a plugin printing at import time
+            parser = build_parser()
         args = parser.parse_args(argv)
         args._argv = list(sys.argv[1:] if argv is None else argv)[1:]  # after the command name
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cfbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("cfbench: interrupted; finished records are kept (re-run with --resume)", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ imports and task load, so the first worker is ready when the parent is.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import sys
+import threading
 from typing import Any
 
 #: modules the fork server imports once, so that a worker starts in milliseconds, not seconds
@@ -18,10 +21,42 @@ PRELOAD = ["cfbench.runner", "cfbench.task", "cfbench.plugins", "sklearn.ensembl
 
 
 _extra: list[str] = []
+_tracker_lock = threading.Lock()
+_tracker_started = False
+
+
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once) with its stderr sent to ``/dev/null``.
+
+    Workers are killed on timeout; a semaphore a killed generator held is still unlinked by the
+    tracker, but at exit the tracker would print "There appear to be N leaked semaphore
+    objects" into cfbench's output.  Only that message is lost, not the clean-up.
+    """
+    global _tracker_started
+    with _tracker_lock:
+        if _tracker_started or os.name != "posix":
+            return
+        _tracker_started = True
+        from multiprocessing import resource_tracker
+
+        try:
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a closed stderr must not stop the run
+            pass
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            resource_tracker.ensure_running()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 def context() -> Any:
     """``forkserver`` with :data:`PRELOAD` where the platform has it, else ``spawn``."""
+    quiet_resource_tracker()
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD + _extra)

@@ -391,7 +391,11 @@ def _fmt(v: Any) -> str:
 
 
 def _num(v: float | None) -> str:
-    return "–" if v is None or v != v else f"{v:.2f}"
+    return "–" if v is None or v != v else f"{v:.2f}"  # None: NaN read back from strict JSON
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None or p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
 
 
 def _p(p: float | None) -> str:

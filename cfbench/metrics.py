@@ -17,6 +17,28 @@ from cfbench.schema import FeatureSchema
 
 #: two values closer than this fraction of the feature's training range count as unchanged
 CHANGE_TOL = 1e-6
+#: the sane envelope of a feature: its training range widened by this many ranges each side.
+#: A CF value outside it is not a value of the feature at all; the runner rejects it as
+#: ``invalid_output`` (values outside the declared bounds but inside it are scored).
+ENVELOPE = 1e6
+#: no envelope reaches beyond +-this, so scaled values and their squares stay finite in float32
+ENVELOPE_LIMIT = 1e30
+
+
+def envelope(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature ``(lo, hi)``: ``[min - E * range, max + E * range]``, range 1 where it is 0."""
+    X = np.asarray(X_train, float)
+    lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    return (np.clip(lo - ENVELOPE * span, -ENVELOPE_LIMIT, ENVELOPE_LIMIT),
+            np.clip(hi + ENVELOPE * span, -ENVELOPE_LIMIT, ENVELOPE_LIMIT))
+
+
+def outside_envelope(C: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per CF: ``True`` if any value is non-finite or outside the envelope ``[lo, hi]``."""
+    C = np.asarray(C, float)
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(C).all(axis=1) | ((C < lo) | (C > hi)).any(axis=1)
 
 
 def validity(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -112,6 +134,13 @@ def pairwise_diversity(
     """
     if len(C) == 0:
         return np.zeros(0, int), np.zeros(0), np.zeros(0)
+    with np.errstate(all="ignore"):  # huge values give inf distances, never an exception
+        return _pairwise_diversity(C, qidx, mad_, cont, change_scale)
+
+
+def _pairwise_diversity(
+    C: np.ndarray, qidx: np.ndarray, mad_: np.ndarray, cont: np.ndarray, change_scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.argsort(qidx, kind="stable")
     C, qidx = C[order], qidx[order]
     uq, start, counts = np.unique(qidx, return_index=True, return_counts=True)
@@ -166,6 +195,7 @@ class Scorer:
         self.min_ = X.min(axis=0)
         span = X.max(axis=0) - self.min_
         self.span_ = np.where(span > 0, span, 1.0)
+        self.lo_, self.hi_ = envelope(X)
         self.cont_ = ~self.schema.mask("kind", "categorical")
         self.cat_ = ~self.cont_
         self.actionable_ = self.schema.mask("actionable")
@@ -176,11 +206,23 @@ class Scorer:
         self.nn_ = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(X))).fit(Xs)
         return self
 
+    def clip(self, C: np.ndarray) -> np.ndarray:
+        """``C`` clipped into the features' envelope, for the model and the neighbour searches.
+
+        A value beyond the envelope (possible only in records not written by the runner) then
+        neither overflows float32 inside scikit-learn nor raises; distances still see the value.
+        """
+        return np.clip(np.nan_to_num(np.asarray(C, float)), self.lo_, self.hi_)
+
     def score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
-        """One row per CF with every per-CF metric."""
+        """One row per CF with every per-CF metric (huge values give inf distances, never raise)."""
+        with np.errstate(all="ignore"):
+            return self._score(X, C, target, pred)
+
+    def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
         change = changed(X, C, self.span_)
         n_changed, unchanged = sparsity(change)
-        Cs = (C - self.min_) / self.span_
+        Cs = (self.clip(C) - self.min_) / self.span_
         flags = constraint_violations(X, C, change, self.schema)
         out = pd.DataFrame(
             {

@@ -14,24 +14,28 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from cfbench import phase, schedule
+from cfbench import phase, schedule, workerproc
 from cfbench.errors import UserError
 from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult, validate_params
+from cfbench.metrics import envelope, outside_envelope
 from cfbench.plugins import registry
 from cfbench.provenance import environment, module_dists
+from cfbench.redact import redact_data
 from cfbench.store import RUN_INFO, RunStore, write_json_atomic
+from cfbench.strict_json import json_safe
 from cfbench.task import Task, TaskSpec
 
 DEFAULT_VARIANT = "default"
@@ -229,16 +233,30 @@ def _available_variants(name: str, spec: Any, variants: Sequence[str],
 # ----------------------------------------------------------------------------- worker side
 
 
-def _normalise(res: Any, columns: list[str], k: int) -> dict[str, Any]:
-    """Turn whatever a generator returned for one query into a checked, JSON-ready record."""
+def _normalise(res: Any, columns: list[str], k: int,
+               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Turn whatever a generator returned for one query into a checked, JSON-ready record.
+
+    CFs must be real numbers (numeric strings, complex numbers and other objects are
+    ``invalid_output``), finite and, given ``bounds`` (the features' sane envelope, see
+    ``metrics.envelope``), inside them; identical CFs are kept once.  ``extra`` is made strict
+    JSON data; anything dropped from it is said in the reason.
+    """
     if not isinstance(res, QueryResult):
         return _invalid(f"generator returned {type(res).__name__}, expected QueryResult")
     raw = res.raw if isinstance(res.raw, str) else None
-    extra = res.extra if isinstance(res.extra, dict) else {}
-    if res.status not in STATUSES:
+    notes: list[str] = []
+    extra = json_safe(res.extra, notes) if isinstance(res.extra, dict) else {}
+    try:
+        reason = str(res.reason) if res.reason is not None else ""
+    except Exception as exc:  # noqa: BLE001 - a reason whose __str__ raises
+        return _invalid(f"reason cannot be turned into text: {type(exc).__name__}", raw)
+    if notes:
+        reason = _join(reason, "extra made JSON-safe: " + "; ".join(notes))
+    if not isinstance(res.status, str) or res.status not in STATUSES:
         return _invalid(f"unknown status {res.status!r}; expected one of {', '.join(STATUSES)}", raw)
     if res.status != "ok":
-        return {"status": res.status, "cfs": [], "reason": str(res.reason), "raw": raw, "extra": extra}
+        return {"status": res.status, "cfs": [], "reason": reason, "raw": raw, "extra": extra}
     cfs = res.cfs
     if cfs is None:
         return _invalid("status ok but no CFs returned", raw)
@@ -253,9 +271,14 @@ def _normalise(res: Any, columns: list[str], k: int) -> dict[str, Any]:
             if missing:
                 return _invalid(f"CFs miss feature {missing[0]!r}", raw)
             cfs = cfs[columns]
-        arr = np.asarray(cfs, dtype=float)
-    except (TypeError, ValueError) as exc:
-        return _invalid(f"CFs are not numeric: {exc}", raw)
+            bad = [c for c in columns if cfs[c].dtype.kind not in "biuf"]
+            if bad:
+                return _invalid(f"CFs are not numeric: column {bad[0]!r} has dtype "
+                                f"{cfs[bad[0]].dtype}", raw)
+            cfs = cfs.to_numpy()
+        arr = _real_array(cfs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return _invalid(f"CFs are not numeric: {exc}"[:500], raw)
     if arr.ndim == 1 and arr.size == len(columns):
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != len(columns):
@@ -264,11 +287,41 @@ def _normalise(res: Any, columns: list[str], k: int) -> dict[str, Any]:
         return _invalid("CFs contain NaN or infinite values", raw)
     if len(arr) == 0:
         return {"status": "not_found", "cfs": [], "reason": "generator returned no rows", "raw": raw, "extra": extra}
-    reason = str(res.reason)
+    if bounds is not None:
+        out = outside_envelope(arr, *bounds)
+        if out.any():
+            i = int(np.argmax(out))
+            j = int(np.argmax((arr[i] < bounds[0]) | (arr[i] > bounds[1])))
+            return _invalid(
+                f"CF value {arr[i, j]:.6g} of {columns[j]!r} is outside the feature's sane "
+                f"envelope [{bounds[0][j]:.6g}, {bounds[1][j]:.6g}] (training range widened "
+                "by 10^6 ranges each side)", raw)
+    _, first = np.unique(arr, axis=0, return_index=True)
+    if len(first) < len(arr):
+        reason = _join(reason, f"dropped {len(arr) - len(first)} duplicate CFs")
+        arr = arr[np.sort(first)]
     if len(arr) > k:
-        reason = (reason + "; " if reason else "") + f"returned {len(arr)} CFs, kept the first {k}"
+        reason = _join(reason, f"returned {len(arr)} CFs, kept the first {k}")
         arr = arr[:k]
     return {"status": "ok", "cfs": arr.tolist(), "reason": reason, "raw": raw, "extra": extra}
+
+
+def _join(reason: str, note: str) -> str:
+    return (reason + "; " if reason else "") + note
+
+
+def _real_array(cfs: Any) -> np.ndarray:
+    """``cfs`` as a float array, refusing strings, complex numbers and other objects."""
+    arr = np.asarray(cfs)
+    if arr.dtype.kind == "O":
+        for v in arr.ravel():
+            if isinstance(v, (complex, np.complexfloating)) or not isinstance(
+                    v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"value {str(v)[:40]!r} of type {type(v).__name__} is not a real number")
+        return arr.astype(float)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"values of dtype {arr.dtype} are not real numbers")
+    return arr.astype(float)
 
 
 def _invalid(reason: str, raw: str | None = None) -> dict[str, Any]:
@@ -284,13 +337,18 @@ def _seed_everything(seed: int) -> None:
 
 
 def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params: dict,
-            sys_path: list[str], environ: dict[str, str]) -> None:
+            sys_path: list[str], environ: dict[str, str], lifeline: Any = None,
+            log_path: str | None = None) -> None:
     """Worker process: fit once, then answer ``("batch", …)`` messages until ``("stop",)``.
 
     The parent's loaded task (data, split, fitted classifier) arrives pickled with the process
     arguments, so a worker never re-reads data or retrains.  The parent's ``sys.path`` and
     environment are applied first: a fork-server child would otherwise see the server's.
+    The worker leads its own process group, dies with the run and writes its output to
+    ``log_path`` (see ``workerproc``).  Whatever the generator raises (``SystemExit`` and
+    ``KeyboardInterrupt`` included) or returns is turned into records of the queries concerned.
     """
+    workerproc.setup_worker(lifeline, Path(log_path) if log_path else None)
     sys.path[:] = sys_path
     os.environ.clear()
     os.environ.update(environ)
@@ -305,9 +363,10 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
         gen = spec.build(variant, params).fit(task.fit_context(seed, params))
         conn.send(("fitted", time.perf_counter() - t0))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        conn.send(("fit_error", _describe(exc)))
+        conn.send(("fit_error", redact_data(_describe(exc))))
         return
     columns = task.schema.names
+    bounds = envelope(task.X_train[columns].to_numpy(float))
     while True:
         msg = conn.recv()
         if msg[0] == "stop":
@@ -323,24 +382,47 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
             if len(results) != len(rows):
                 out = [_invalid(f"generator returned {len(results)} results for {len(rows)} queries")] * len(rows)
             else:
-                out = [_normalise(r, columns, k) for r in results]
-        except Exception as exc:
+                out = [_normalise_safely(r, columns, k, bounds) for r in results]
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
             elapsed = time.perf_counter() - t0
-            out = [{"status": "error", "cfs": [], "reason": _describe(exc), "raw": None, "extra": {}}] * len(rows)
-        conn.send(("results", batch_id, out, elapsed))
+            out = [_error(_describe(exc))] * len(rows)
+        out = [redact_data(o) for o in out]
+        try:  # send pickles completely before writing: a failure sends nothing
+            conn.send(("results", batch_id, out, elapsed))
+        except (OSError, EOFError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - unpicklable or unbounded content
+            conn.send(("results", batch_id,
+                       [_error(f"result could not be sent: {_describe(exc)}")] * len(rows), elapsed))
+
+
+def _normalise_safely(res: Any, columns: list[str], k: int,
+                      bounds: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    try:
+        return _normalise(res, columns, k, bounds)
+    except Exception as exc:  # noqa: BLE001 - a result object hostile enough to break the checks
+        return _invalid(f"result could not be checked: {_describe(exc)}")
+
+
+def _error(reason: str) -> dict[str, Any]:
+    return {"status": "error", "cfs": [], "reason": reason, "raw": None, "extra": {}}
 
 
 def _describe(exc: BaseException) -> str:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"[:2000]
+    try:
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+        where, text = "", "<unprintable>"
+    return f"{type(exc).__name__}: {text}{where}"[:2000]
 
 
 # ----------------------------------------------------------------------------- parent side
 
 
 class _Worker:
-    """A spawned worker process and the parent's end of its pipe."""
+    """A spawned worker process (leading its own process group) and the parent's end of its pipe."""
 
     def __init__(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
                  on_phase: Callable[[str], None] | None = None) -> None:
@@ -348,10 +430,11 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.on_phase = on_phase
         environ = schedule.worker_env(threads) if threads else dict(os.environ)
+        self.log = Path(cfg.out) / "logs" / workerproc.log_name(cell.label, cell.seed)
         self.proc = ctx.Process(
             target=_worker,
             args=(child, task, cell.method, cell.variant, cell.seed, dict(cell.params), list(sys.path),
-                  environ),
+                  environ, workerproc.lifeline(ctx), str(self.log)),
             daemon=True,
         )
         self.proc.start()
@@ -387,10 +470,14 @@ class _Worker:
                 return "died", self.proc.exitcode
 
     def kill(self) -> None:
+        """Kill the worker and every process it started (its process group)."""
+        workerproc.kill_group(self.proc.pid)
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(10)
+        workerproc.kill_group(self.proc.pid)  # children started just before the kill
         self.conn.close()
+        workerproc.drop_if_empty(self.log)
 
     def stop(self) -> None:
         try:
@@ -413,6 +500,30 @@ class Runner:
     observer: Any = None
     #: CPU threads per worker (0: leave the environment as it is)
     threads: int = 0
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _live: set = field(default_factory=set, repr=False)
+    _live_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def abort(self) -> None:
+        """Stop all cells now (interrupt, SIGTERM): kill every live worker, record nothing more."""
+        self._stopping.set()
+        with self._live_lock:
+            live = list(self._live)
+        for w in live:
+            w.kill()
+
+    def _start(self, cell: Cell) -> _Worker:
+        obs = self.observer
+        on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
+        w = _Worker(self.task, cell, self.cfg, self.threads, on_phase)
+        with self._live_lock:
+            self._live.add(w)
+        return w
+
+    def _end(self, w: _Worker, kill: bool) -> None:
+        w.kill() if kill else w.stop()
+        with self._live_lock:
+            self._live.discard(w)
 
     def provenance(self, cell: Cell) -> dict[str, Any]:
         spec = registry().generator(cell.method)
@@ -436,11 +547,6 @@ class Runner:
             if obs is not None:
                 obs.finish(cell)
 
-    def _new_worker(self, cell: Cell) -> _Worker:
-        obs = self.observer
-        on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
-        return _Worker(self.task, cell, self.cfg, self.threads, on_phase)
-
     def _run_cell(self, cell: Cell, queries: pd.DataFrame) -> None:
         spec = registry().generator(cell.method)
         bs = spec.capabilities.batch_size or len(queries)
@@ -450,20 +556,25 @@ class Runner:
         fit_seconds = float("nan")
         try:
             for batch_no, batch in enumerate(batches):
+                if self._stopping.is_set():
+                    return
                 if worker is None:
-                    worker = self._new_worker(cell)
+                    worker = self._start(cell)
                     prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
+                    if self._stopping.is_set():
+                        return
                     if kind == "msg" and msg[0] == "fitted":
                         fit_seconds = msg[1]
                     else:
                         reason = (
                             f"fit failed: {msg[1]}" if kind == "msg"
                             else f"fit exceeded {self.cfg.fit_timeout:g} s" if kind == "timeout"
-                            else f"worker process died during fit (exit code {msg})"
+                            else f"worker process died during fit (exit code {msg}; its output "
+                                 f"is in logs/{worker.log.name})"
                         )
                         status = "timeout" if kind == "timeout" else "error"
-                        worker.kill()
+                        self._end(worker, kill=True)
                         worker = None
                         for b in batches[batch_no:]:
                             self._record_all(cell, b, status, reason, prov, float("nan"), fit_seconds)
@@ -476,6 +587,8 @@ class Runner:
                 limit = schedule.hard_limit(self.cfg.timeout, self.cfg.budget, len(batch),
                                             self.cfg.grace)
                 kind, msg = worker.recv(limit)
+                if self._stopping.is_set():
+                    return
                 if kind == "msg":
                     _, _, outs, elapsed = msg
                     per_query = elapsed / len(batch)
@@ -486,13 +599,19 @@ class Runner:
                     reason = f"no answer within the hard timeout of {limit:g} s for {len(batch)} queries"
                     self._record_all(cell, batch, "timeout", reason, prov, limit / len(batch), fit_seconds)
                 else:
-                    reason = f"worker process died (exit code {msg})"
+                    reason = (f"worker process died (exit code {msg}; its output is in "
+                              f"logs/{worker.log.name})")
                     self._record_all(cell, batch, "error", reason, prov, float("nan"), fit_seconds)
-                worker.kill()
+                self._end(worker, kill=True)
                 worker = None
+        except BaseException:
+            if worker is not None:  # interrupted: no waiting for a worker that may hang
+                self._end(worker, kill=True)
+                worker = None
+            raise
         finally:
             if worker is not None:
-                worker.stop()
+                self._end(worker, kill=self._stopping.is_set())
 
     def _record_all(self, cell: Cell, batch: pd.DataFrame, status: str, reason: str, prov: dict,
                     seconds: float, fit_seconds: float) -> None:
@@ -619,13 +738,20 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             observer.plan(work, cfg)
         threads = schedule.threads_per_cell(cfg.jobs, len(work))
         runner = Runner(cfg, task, store, on_progress, observer, threads)
-        if cfg.jobs == 1:
-            for cell, todo in work:
-                runner.run_cell(cell, todo)
-        else:
-            with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        try:
+            if pool is None:
+                for cell, todo in work:
+                    runner.run_cell(cell, todo)
+            else:
                 for f in [pool.submit(runner.run_cell, c, q) for c, q in work]:
                     f.result()
+        except BaseException:  # Ctrl-C, SIGTERM: no worker (or what it spawned) lives on
+            runner.abort()
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         store.close()
     return store

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from cfbench.errors import UserError
+from cfbench.strict_json import dumps
 
 RECORDS = "records.jsonl"
 RUN_INFO = "run.json"
@@ -153,7 +154,7 @@ class RunStore:
             fh.truncate(cut)
 
     def append(self, rec: dict[str, Any]) -> None:
-        line = json.dumps(rec, default=_json_default, allow_nan=True) + "\n"
+        line = dumps(rec) + "\n"  # strict JSON: NaN/inf as null, never raises
         with self._lock:
             self._fh.write(line)
             self._fh.flush()
@@ -216,23 +217,16 @@ def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
     rows = []
     for r in records:
         row = dict(r)
-        row["cfs"] = json.dumps(r.get("cfs"))
-        row["provenance"] = json.dumps(r.get("provenance"), sort_keys=True)
-        row["extra"] = json.dumps(r.get("extra"), default=str)
-        row["params"] = json.dumps(r.get("params") or {}, sort_keys=True)
+        row["cfs"] = dumps(r.get("cfs"))
+        row["provenance"] = dumps(r.get("provenance"), sort_keys=True)
+        row["extra"] = dumps(r.get("extra"))
+        row["params"] = dumps(r.get("params") or {}, sort_keys=True)
         rows.append(row)
     pd.DataFrame(rows).to_parquet(path, index=False)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (NaN/inf as ``null``), replacing ``path`` atomically."""
     tmp = Path(f"{path}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n")
+    tmp.write_text(dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)

@@ -44,21 +44,43 @@ def score_records(task: Task, records: list[dict[str, Any]], scorer: Scorer | No
     X_test = task.X_test[names]
     q_rows, c_rows = [], []
     for i, r in enumerate(records):
-        for c in r["cfs"]:
+        for c in _distinct_cfs(r.get("cfs") or [], len(names), int(r["k"])):
             q_rows.append(i)
             c_rows.append(c)
-    if not c_rows:
-        return pd.DataFrame(columns=["qidx"]), qtab
-    qi = np.asarray(q_rows)
-    C = np.asarray(c_rows, float)
+    qi = np.asarray(q_rows, dtype=int)
+    qtab["n_cfs"] = np.bincount(qi, minlength=len(qtab))  # the CFs scored, as coverage counts them
+    C = np.asarray(c_rows, float).reshape(len(c_rows), len(names))
     X = X_test.loc[qtab["query_id"].to_numpy()[qi]].to_numpy(float)
     target = qtab["target"].to_numpy()[qi]
-    pred = task.predict(pd.DataFrame(C, columns=names))
+    pred = (task.predict(pd.DataFrame(scorer.clip(C), columns=names)) if len(C)
+            else np.zeros(0, int))
     cf = scorer.score(X, C, target, pred)
     cf.insert(0, "qidx", qi)
     div = scorer.diversity(C, qi)
     qtab = qtab.merge(div, on="qidx", how="left")
     return cf, qtab
+
+
+def _distinct_cfs(cfs: list, d: int, k: int) -> list[list[float]]:
+    """The record's distinct, finite CFs of ``d`` values, at most ``k`` (the slots of the query).
+
+    The runner already guarantees this for the records it writes; repeating the check here keeps
+    a hand-edited or older records file from inflating the all-scope shares (one CF repeated k
+    times counts once) or from crashing the scoring.
+    """
+    out: list[list[float]] = []
+    seen: set[tuple] = set()
+    for c in cfs:
+        try:
+            row = [float(v) for v in c]
+        except (TypeError, ValueError, OverflowError):
+            continue
+        key = tuple(row)
+        if len(row) != d or key in seen or not all(np.isfinite(row)):
+            continue
+        seen.add(key)
+        out.append(row)
+    return out[:k]
 
 
 def _agg(cf: pd.DataFrame, q: pd.DataFrame, names: list[str], actionable: list[str]) -> dict[str, Any]:

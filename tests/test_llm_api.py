@@ -7,6 +7,7 @@ not parse: they must come back as ``invalid_output`` with the raw text, never as
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 
@@ -139,6 +141,137 @@ def test_real_openai_compatible_server(server, monkeypatch, mode, variant):
         assert len(gen.examples_) == 6
         msgs = gen.builder_.api_messages(q[task.schema.names].to_numpy(float)[0], 0, 1, gen.examples_)
         assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * 6 + ["user"]
+
+
+class HostileServer:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 that answers from a script, in order.
+
+    Each scripted answer is the message content (a string) or, for a dict, the whole JSON body.
+    Requests are bounded (1 MB) and the server lives in a thread for the test only.
+    """
+
+    def __init__(self, answers: list) -> None:
+        import http.server
+        import threading
+
+        self.answers, self.requests = list(answers), 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                n = min(int(self.headers.get("Content-Length", 0)), 1 << 20)
+                self.rfile.read(n)
+                with lock:
+                    i = outer.requests
+                    outer.requests += 1
+                answer = outer.answers[i % len(outer.answers)]
+                if isinstance(answer, dict):
+                    body = json.dumps(answer)
+                else:
+                    body = json.dumps({
+                        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": "CONTENT"}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }).replace('"CONTENT"', json.dumps(answer))
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> HostileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _answer(task, override: dict | None = None, raw_value: str | None = None) -> str:
+    """A parseable JSON answer (every mutable feature), with values overridden or raw text."""
+    names = [f.name for f in task.schema.features if f.mutable]
+    values = {n: json.dumps(float(task.X_train[n].median())) for n in names}
+    values.update({k: json.dumps(v) for k, v in (override or {}).items()})
+    if raw_value is not None:
+        values[names[0]] = raw_value
+    return "{" + ", ".join(f'"{n}": {v}' for n, v in values.items()) + "}"
+
+
+def test_one_bad_api_answer_fails_only_its_own_query(monkeypatch):
+    """A 5000-digit integer, a broken body and a good answer: each query gets its own outcome."""
+    pytest.importorskip("openai")
+    from cfbench_llm.api import ApiLLM
+
+    task = Task.load(resolve_spec("heart"))
+    q = task.queries(n_per_class=2)
+    answers = [
+        _answer(task, raw_value="1" * 5000),  # json raises ValueError, not JSONDecodeError
+        _answer(task),  # good
+        {"id": "x", "object": "chat.completion", "created": 0, "model": "m",  # message: null
+         "choices": [{"index": 0, "finish_reason": "stop", "message": None}]},
+        _answer(task, raw_value="1" + "0" * 400),  # an integer too large for a float
+    ]
+    with HostileServer(answers) as srv:
+        monkeypatch.setenv("CFBENCH_API_BASE", f"http://127.0.0.1:{srv.port}/v1")
+        monkeypatch.setenv("CFBENCH_API_MODEL", "m")
+        gen = ApiLLM("zeroshot", concurrency=1).fit(task.fit_context(0))
+        res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 10.0)
+    assert [r.status for r in res] == ["invalid_output", "ok", "error", "invalid_output"]
+    assert "invalid JSON" in res[0].reason and "not a finite number" in res[3].reason
+
+
+@pytest.mark.slow
+def test_huge_api_values_and_leaked_credentials_through_a_run(monkeypatch, tmp_path):
+    """``"thalach": 1e308`` from the server is invalid_output and the summary is written; a
+    3-character key and the credentials of the base URL appear in no record."""
+    pytest.importorskip("openai")
+    from cfbench.runner import RunConfig, execute, resolve_methods
+    from cfbench.store import load_records
+    from cfbench.summary import summarize
+
+    task = Task.load(resolve_spec("heart"))
+    key, password, token = "Zq9", "s3cretpw", "QQtokenQQ"
+    answers = [_answer(task, {"thalach": 1e308}), _answer(task),
+               f"leaking Zq9 / {password} / {token} / http://u:{password}@h/x {{not json"]
+    with HostileServer(answers) as srv:
+        monkeypatch.setenv("CFBENCH_API_BASE",
+                           f"http://user:{password}@127.0.0.1:{srv.port}/v1?api_key={token}")
+        monkeypatch.setenv("CFBENCH_API_MODEL", "m")
+        monkeypatch.setenv("CFBENCH_API_KEY", key)
+        cfg = RunConfig(task="heart", methods="api-zeroshot", n_queries=3, timeout=20.0,
+                        out=tmp_path / "run", params={"concurrency": 1})
+        execute(cfg, task, resolve_methods("api-zeroshot")[0])
+    recs = sorted(load_records(cfg.out), key=lambda r: r["query_id"])
+    statuses = Counter(r["status"] for r in recs)
+    assert statuses["invalid_output"] >= 2 and statuses["ok"] >= 1, statuses
+    assert any("envelope" in r["reason"] and "thalach" in r["reason"] for r in recs)
+    summary = summarize(task, recs)
+    assert summary["methods"]["api-zeroshot"]["all"]["n_cfs"] == statuses["ok"]
+    text = (cfg.out / "records.jsonl").read_text()
+    for secret in (key, password, token):
+        assert secret not in text
+    assert "leaking ***" in text
+
+
+def test_redact_short_keys_and_url_credentials(monkeypatch):
+    from cfbench_llm.api import redact
+
+    monkeypatch.setenv("CFBENCH_API_KEY", "k1")
+    monkeypatch.setenv("CFBENCH_API_BASE", "https://bob:hunter2@api.example/v1?api_key=T0K&x=1")
+    text = redact("key k1; url https://bob:hunter2@api.example/v1?api_key=T0K&x=1; pw hunter2 T0K")
+    assert "k1" not in text and "hunter2" not in text and "T0K" not in text and "bob" not in text
+    assert "x=1" in text and "api.example/v1" in text  # what is not secret stays readable
 
 
 if __name__ == "__main__":  # pragma: no cover

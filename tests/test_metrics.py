@@ -107,3 +107,22 @@ def test_scorer_end_to_end_on_a_tiny_task():
     assert res["changed::steps"].tolist() == [False, True]
     assert res["l1_mad"][1] == pytest.approx(1000 / s.mad_[1])
     assert res["lof_inlier"].dtype == bool
+
+
+def test_scoring_never_raises_on_huge_values():
+    """1e308 in a CF overflows float32 inside scikit-learn and squares to inf: scored, no error."""
+    rng = np.random.default_rng(0)
+    X_train = pd.DataFrame({"age": rng.uniform(40, 90, 60), "steps": rng.uniform(0, 30000, 60),
+                            "site": rng.integers(0, 3, 60).astype(float)})
+    y = (X_train["steps"] > 15000).to_numpy(int)
+    scorer = M.Scorer(SCHEMA).fit(X_train, y)
+    X = np.array([[50.0, 1000, 0]] * 3)
+    C = np.array([[50.0, 1e308, 0], [50.0, -1e308, 2], [50.0, 4000, 1]])
+    with np.errstate(all="raise"):  # no floating-point exception may escape
+        out = scorer.score(X, C, np.ones(3, int), np.ones(3, int))
+        scorer.diversity(np.r_[C, C], np.array([0, 0, 0, 1, 1, 1]))
+    assert out["out_of_bounds"].tolist() == [True, True, False]
+    assert np.isinf(out["l2_minmax"][0]) and np.isfinite(out["l2_minmax"][2])
+    lo, hi = M.envelope(X_train[SCHEMA.names].to_numpy())
+    assert M.outside_envelope(C, lo, hi).tolist() == [True, True, False]
+    assert (np.abs(scorer.clip(C)) <= M.ENVELOPE_LIMIT).all()

@@ -96,6 +96,58 @@ def test_normalise_rejects_garbage():
         "status": "not_found", "cfs": [], "reason": "none", "raw": None, "extra": {}}
 
 
+def test_normalise_accepts_only_real_finite_distinct_cfs():
+    import numpy as np
+    import pandas as pd
+
+    from cfbench.generator import QueryResult
+
+    cols = ["a", "b"]
+    df = pd.DataFrame([["1.5", "2"]], columns=cols)
+    assert _normalise(QueryResult.ok(df), cols, 1)["status"] == "invalid_output"  # numeric strings
+    assert _normalise(QueryResult.ok([["1.5", "2"]]), cols, 1)["status"] == "invalid_output"
+    assert _normalise(QueryResult.ok(np.array([[1 + 0j, 2]])), cols, 1)["status"] == "invalid_output"
+    assert _normalise(QueryResult.ok([[1 + 2j, 2]]), cols, 1)["status"] == "invalid_output"
+    assert _normalise(QueryResult.ok([[10**400, 2]]), cols, 1)["status"] == "invalid_output"
+    bounds = (np.array([-10.0, -10]), np.array([10.0, 10]))
+    huge = _normalise(QueryResult.ok([[1e308, 2]]), cols, 1, bounds)
+    assert huge["status"] == "invalid_output" and "envelope" in huge["reason"]
+    assert _normalise(QueryResult.ok([[9.5, 2]]), cols, 1, bounds)["status"] == "ok"
+    dup = _normalise(QueryResult.ok([[1, 2], [1, 2], [3, 4], [1, 2]]), cols, 3)
+    assert dup["cfs"] == [[1, 2], [3, 4]] and "dropped 2 duplicate CFs" in dup["reason"]
+
+
+def test_normalise_makes_extra_strict_json():
+    import threading
+
+    from cfbench.generator import QueryResult
+    from cfbench.strict_json import loads_strict
+
+    loop: dict = {"n": float("nan")}
+    loop["me"] = loop
+    extra = {"lock": threading.Lock(), (1, 2): "t", 3: float("inf"), "loop": loop,
+             "big": 10**5000, "fine": [1, "x"]}
+    out = _normalise(QueryResult.ok([[1, 2]], extra=extra), ["a", "b"], 1)
+    assert out["status"] == "ok" and "extra made JSON-safe" in out["reason"]
+    text = json.dumps(out, allow_nan=False)  # raises on anything that is not strict JSON
+    back = loads_strict(text)["extra"]
+    assert back["fine"] == [1, "x"] and back["3"] is None and back["loop"]["n"] is None
+    assert back["loop"]["me"] == "<circular reference>" and back["lock"] == "<lock>"
+
+
+def test_store_writes_strict_json(tmp_path):
+    from cfbench.strict_json import loads_strict
+
+    store = RunStore(tmp_path)
+    loop: dict = {}
+    loop["loop"] = loop
+    store.append({"method": "m", "variant": "v", "seed": 0, "query_id": 1, "seconds": float("nan"),
+                  "x": float("-inf"), "extra": {(1, 2): loop}})
+    store.close()
+    rec = loads_strict((tmp_path / "records.jsonl").read_text())
+    assert rec["seconds"] is None and rec["x"] is None and rec["extra"]["(1, 2)"]["loop"]
+
+
 def test_store_drops_a_torn_last_line(tmp_path):
     store = RunStore(tmp_path)
     store.append({"method": "m", "variant": "v", "seed": 0, "query_id": 1})

@@ -3,7 +3,8 @@
 Configured by environment variables only: ``CFBENCH_API_BASE`` (base URL, e.g.
 ``http://127.0.0.1:8000/v1``), ``CFBENCH_API_MODEL`` and, if the endpoint needs one,
 ``CFBENCH_API_KEY``.  The key is passed to the client and nowhere else: every message that leaves
-this module (reasons, raw text, errors) has it replaced by ``***``.
+this module (reasons, raw text, errors) has it, and any credentials in the base URL, replaced by
+``***``.  One bad answer (unparsable, absurd numbers, an exception) fails only its own query.
 A chat API gives no control of the logits, so these variants are free text (JSON), and answers
 that do not parse are ``invalid_output`` with the raw text kept.
 """
@@ -38,11 +39,14 @@ def available() -> tuple[bool, str]:
 
 
 def redact(text: str, secret: str | None = None) -> str:
-    """``text`` with the API key (from the environment, or ``secret``) replaced by ``***``."""
+    """``text`` with the API key (from the environment, or ``secret``), however short, and any
+    credentials of ``CFBENCH_API_BASE`` (``user:pass@``, ``?api_key=``) replaced by ``***``."""
+    from cfbench import redact as r
+
     secret = secret if secret is not None else os.environ.get(ENV_KEY, "")
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text
+    extra = [secret] if secret else []
+    extra += r.url_secrets(os.environ.get(ENV_BASE, ""))
+    return r.redact(text, extra)
 
 
 class ApiLLM:
@@ -90,7 +94,14 @@ class ApiLLM:
         sources = np.asarray(self.predict_(queries[self.names_]), dtype=int)
         jobs = list(zip(X, sources, np.asarray(targets, dtype=int), strict=True))
         with ThreadPoolExecutor(max_workers=int(self.params["concurrency"])) as pool:
-            return list(pool.map(lambda job: self._one(*job, budget=budget), jobs))
+            return list(pool.map(lambda job: self._guarded(*job, budget=budget), jobs))
+
+    def _guarded(self, x: np.ndarray, source: int, target: int, budget: float) -> QueryResult:
+        """``_one``, with anything it raises turned into an ``error`` of this query alone."""
+        try:
+            return self._one(x, source, target, budget)
+        except Exception as exc:  # noqa: BLE001 - one bad answer must not fail the batch
+            return QueryResult("error", None, redact(f"{type(exc).__name__}: {exc}")[:500])
 
     def _one(self, x: np.ndarray, source: int, target: int, budget: float) -> QueryResult:
         examples = self.examples_ or []

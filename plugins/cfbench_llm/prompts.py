@@ -388,6 +388,8 @@ class PromptBuilder:
             obj, _ = json.JSONDecoder().raw_decode(text[start:])
         except json.JSONDecodeError as exc:
             return None, f"invalid JSON ({exc.msg} at char {exc.pos})"
+        except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer, deep nesting
+            return None, f"invalid JSON ({type(exc).__name__}: {str(exc)[:120]})"
         if not isinstance(obj, dict):
             return None, f"expected a JSON object, got {type(obj).__name__}"
         out = np.asarray(x, dtype=float).copy()
@@ -411,8 +413,12 @@ class PromptBuilder:
                     v = float(v)
                 except ValueError:
                     return None, f"feature {name!r}: not a number ({v!r})"
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                return None, f"feature {name!r}: not a finite number ({v!r})"
+            try:
+                ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            except OverflowError:  # an integer too large for a float
+                ok = False
+            if not ok:
+                return None, f"feature {name!r}: not a finite number ({str(v)[:40]!r})"
             out[i] = float(v)
         return out, ""
 
