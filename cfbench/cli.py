@@ -70,6 +70,10 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p.add_argument("--executor", default=None, help="where cells run: local (default) or ray; "
+                   "default $CFBENCH_EXECUTOR, else local")
+    p.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to use "
+                   "(host:port); default: start a local Ray cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _warm(args.methods)
+    where = _executor(args)
+    if where["executor"] == "local":
+        _warm(args.methods)
     from cfbench import runner
     from cfbench.store import load_records, write_json_atomic, write_parquet
     from cfbench.summary import summarize
@@ -129,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
         k=args.k, timeout=args.timeout, fit_timeout=args.fit_timeout, jobs=args.jobs,
-        out=args.out, resume=args.resume, data_dir=args.data_dir,
+        out=args.out, resume=args.resume, data_dir=args.data_dir, **where,
     )
     acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
     task, pairs, skipped, console = _prepare(cfg, args.quiet, require_methods=True)
@@ -156,18 +162,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    _warm(args.methods)
+    where = _executor(args)
+    if where["executor"] == "local":
+        _warm(args.methods)
     from cfbench import runner
 
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
         fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out, resume=args.resume,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, **where,
     )
     acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
     task, pairs, _, console = _prepare(cfg, args.quiet, require_methods=False)
     _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
+
+
+def _executor(args: argparse.Namespace) -> dict[str, Any]:
+    """``--executor`` (else $CFBENCH_EXECUTOR, else local) and ``--ray-address``, checked."""
+    from cfbench.executor import executor_name, get_executor
+
+    name = executor_name(args.executor)
+    if name == "local":
+        get_executor(name, address=args.ray_address)  # refuses a --ray-address
+    return {"executor": name, "ray_address": args.ray_address}
 
 
 def _warm(methods: str) -> None:

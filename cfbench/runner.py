@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from cfbench.errors import UserError
+from cfbench.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult
 from cfbench.plugins import registry
-from cfbench.provenance import environment, module_dists
+from cfbench.provenance import environment, module_dists, runtime_provenance
 from cfbench.store import RUN_INFO, RunStore, write_json_atomic
 from cfbench.task import Task, TaskSpec
 
@@ -69,6 +70,9 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     #: (scenario, fraction, seed): run on the task with training labels removed (augmentation)
     scarcity: tuple[str, float, int] | None = None
+    #: where cells run: ``local`` processes or a ``ray`` cluster (see cfbench.executor)
+    executor: str = "local"
+    ray_address: str | None = None
 
     def validate(self) -> None:
         if self.k < 1:
@@ -192,7 +196,7 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
         _seed_everything(seed)
         t0 = time.perf_counter()
         gen = spec.factory(variant, **params).fit(task.fit_context(seed, params))
-        conn.send(("fitted", time.perf_counter() - t0))
+        conn.send(("fitted", time.perf_counter() - t0, runtime_provenance(spec)))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
         conn.send(("fit_error", _describe(exc)))
         return
@@ -287,6 +291,7 @@ class Runner:
     task: Task
     store: RunStore
     on_progress: Callable[[Cell, int], None] | None = None
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def provenance(self, cell: Cell) -> dict[str, Any]:
         spec = registry().generator(cell.method)
@@ -305,21 +310,22 @@ class Runner:
         bs = spec.capabilities.batch_size or len(queries)
         batches = [queries.iloc[i : i + bs] for i in range(0, len(queries), bs)]
         prov: dict[str, Any] = {}
-        worker: _Worker | None = None
+        worker: WorkerHandle | None = None
         fit_seconds = float("nan")
         try:
             for batch_no, batch in enumerate(batches):
                 if worker is None:
-                    worker = _Worker(self.task, cell, self.cfg)
+                    worker = self.executor.start(self.task, cell, self.cfg)
                     prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
                     if kind == "msg" and msg[0] == "fitted":
                         fit_seconds = msg[1]
+                        prov = {**prov, **(msg[2] if len(msg) > 2 else {})}  # where it runs
                     else:
                         reason = (
                             f"fit failed: {msg[1]}" if kind == "msg"
                             else f"fit exceeded {self.cfg.fit_timeout:g} s" if kind == "timeout"
-                            else f"worker process died during fit (exit code {msg})"
+                            else f"worker process died during fit ({msg})"
                         )
                         status = "timeout" if kind == "timeout" else "error"
                         worker.kill()
@@ -331,7 +337,7 @@ class Runner:
                 rows = batch[cols].to_numpy(float).tolist()
                 targets = batch["target"].astype(int).tolist()
                 first_qid = int(batch["query_id"].iloc[0])
-                worker.conn.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.timeout))
+                worker.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.timeout))
                 limit = self.cfg.timeout * len(batch) + self.cfg.grace
                 kind, msg = worker.recv(limit)
                 if kind == "msg":
@@ -344,7 +350,7 @@ class Runner:
                     reason = f"no answer within the hard timeout of {limit:g} s for {len(batch)} queries"
                     self._record_all(cell, batch, "timeout", reason, prov, limit / len(batch), fit_seconds)
                 else:
-                    reason = f"worker process died (exit code {msg})"
+                    reason = f"worker process died ({msg})"
                     self._record_all(cell, batch, "error", reason, prov, float("nan"), fit_seconds)
                 worker.kill()
                 worker = None
@@ -435,13 +441,15 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]],
     task's test-set queries, e.g. with training rows for augmentation.
     """
     info = check_resume(cfg, task.spec)
+    executor = get_executor(cfg.executor, address=cfg.ray_address)
+    executor.open(task, cfg)  # first: a cluster out of reach leaves no run folder behind
     store = RunStore(cfg.out)
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg)})
         work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set(), queries)
         if on_plan:
             on_plan(work)
-        runner = Runner(cfg, task, store, on_progress)
+        runner = Runner(cfg, task, store, on_progress, executor)
         if cfg.jobs == 1:
             for cell, todo in work:
                 runner.run_cell(cell, todo)
@@ -450,6 +458,7 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[tuple[str, str]],
                 for f in [pool.submit(runner.run_cell, c, q) for c, q in work]:
                     f.result()
     finally:
+        executor.close()
         store.close()
     return store
 
