@@ -137,17 +137,20 @@ class CellActor:
 
     def fit(self) -> tuple:
         """``("fitted", seconds, provenance)`` or ``("fit_error", why)``."""
-        from cfbench.errors import UserError
         from cfbench.plugins import registry
         from cfbench.provenance import runtime_provenance
 
         registry.cache_clear()
         host = socket.gethostname()
         try:
-            spec = registry().generator(self.method)
-        except UserError:
+            reg = registry()
+        except BaseException as exc:  # noqa: BLE001 - e.g. two plugins claiming one method
+            return ("fit_error", f"plugins failed to load on Ray worker {host}: {_describe(exc)}")
+        spec = reg.generators.get(self.method)
+        if spec is None:
+            broken = "".join(f"; plugin {k!r} failed to load there: {v}" for k, v in reg.broken.items())
             return ("fit_error", f"method {self.method!r} is not installed on Ray worker {host}: "
-                                 f"{self.install_hint} there")
+                                 f"{self.install_hint} there{broken}")
         ok, hint = spec.status()
         if not ok:
             return ("fit_error", f"method {self.method!r} is unavailable on Ray worker {host}: {hint}")
