@@ -113,6 +113,10 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out (without --out: the latest run of the task)")
     p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
     p.add_argument("--quiet", action="store_true", help="no progress display or tables")
+    p.add_argument("--executor", default=None, help="where cells run: local (default) or ray; "
+                   "default $CFBENCH_EXECUTOR, else local")
+    p.add_argument("--ray-address", default=None, help="with --executor ray: the cluster to use "
+                   "(host:port); default: start a local Ray cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,11 +196,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_suite(args, params)
     if not args.task:
         raise UserError("cfbench run: give --task (or a suite file with --config)")
-    _warm(args.methods)
+    where = _executor(args)
+    if where["executor"] == "local":
+        _warm(args.methods)
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
         k=args.k, timeout=args.timeout, budget=args.budget, fit_timeout=args.fit_timeout,
         jobs=args.jobs, out=args.out, resume=args.resume, data_dir=args.data_dir, params=params,
+        **where,
     )
     acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
     _run_one(cfg, acfg, None, args.quiet, _check_run(cfg, True), wide=args.wide)
@@ -248,6 +255,7 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
 
     suite = load_suite(args.config)
     given = _given_flags(args)
+    where = _executor(args)
     suite_name = Path(args.config).name.split(".")[0]
     base = args.out if args.out is not None else (
         runs.new_run_dir(suite_name) if len(suite.runs) > 1 else None)
@@ -268,7 +276,7 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
             out=args.out if len(suite.runs) == 1 else (base or runs.new_run_dir(suite_name)) / srun.name,
             resume=args.resume,
             data_dir=args.data_dir if "data_dir" in given else s.get("data_dir"),
-            params=params, suite=suite.identity(),
+            params=params, suite=suite.identity(), **where,
         )
         a = srun.augment
         acfg, aug_cfg = None, None
@@ -289,7 +297,8 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
     if len({str(p[0].out) for p in plans}) < len(plans):
         raise UserError(f"{args.config}: two runs would share the folder {base}; "
                         "remove --task or give the runs distinct names")
-    _warm(",".join(p[0].methods for p in plans))
+    if where["executor"] == "local":
+        _warm(",".join(p[0].methods for p in plans))
     for cfg, acfg, aug_cfg, checked in plans:
         _run_one(cfg, acfg, aug_cfg, args.quiet, checked, wide=args.wide)
     return 0
@@ -347,17 +356,30 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
     if not args.task:
         raise UserError("cfbench augment: give --task")
+    where = _executor(args)
     cfg = runner.RunConfig(
         task=args.task, methods=args.methods, seeds=tuple(args.seeds), timeout=args.timeout,
         budget=args.budget, fit_timeout=args.fit_timeout, jobs=args.jobs, out=args.out,
         resume=args.resume, data_dir=args.data_dir, params=group_params(args.params),
+        **where,
     )
     acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
     checked = _check_run(cfg, require_methods=False, marker="augment")
-    _warm(args.methods)
+    if where["executor"] == "local":
+        _warm(args.methods)
     task, pairs, _, console = _prepare(cfg, args.quiet, checked)
     _augment(cfg, acfg, task, pairs, console, args.quiet)
     return 0
+
+
+def _executor(args: argparse.Namespace) -> dict[str, Any]:
+    """``--executor`` (else $CFBENCH_EXECUTOR, else local) and ``--ray-address``, checked."""
+    from cfbench.executor import executor_name, get_executor
+
+    name = executor_name(args.executor)
+    if name == "local":
+        get_executor(name, address=args.ray_address)  # refuses a --ray-address
+    return {"executor": name, "ray_address": args.ray_address}
 
 
 def _warm(methods: str | None) -> None:

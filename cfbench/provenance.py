@@ -56,3 +56,13 @@ def environment() -> dict[str, object]:
         "host": socket.gethostname(),
         "libraries": {d: v for d in CORE_DISTS if (v := dist_version(d))},
     }
+
+
+def runtime_provenance(spec: object) -> dict[str, object]:
+    """What a cell's worker reports about itself: versions and host where it runs, its plugin."""
+    env = environment()
+    return {
+        **env,
+        "libraries": {**env["libraries"], **module_dists(tuple(spec.requires))},  # type: ignore[attr-defined]
+        "plugin": spec.plugin,  # type: ignore[attr-defined]
+    }

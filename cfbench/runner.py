@@ -28,11 +28,12 @@ import pandas as pd
 
 from cfbench import phase, schedule, workerproc
 from cfbench.errors import UserError
+from cfbench.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult, validate_params
 from cfbench.metrics import envelope, outside_envelope
 from cfbench.plugins import registry
-from cfbench.provenance import environment, module_dists
+from cfbench.provenance import environment, module_dists, runtime_provenance
 from cfbench.redact import redact_data
 from cfbench.store import RUN_INFO, RunStore, write_json_atomic
 from cfbench.strict_json import json_safe
@@ -123,6 +124,9 @@ class RunConfig:
     suite: dict[str, str] | None = None
     #: (scenario, fraction, seed): run on the task with training labels removed (augmentation)
     scarcity: tuple[str, float, int] | None = None
+    #: where cells run: ``local`` processes or a ``ray`` cluster (see cfbench.executor)
+    executor: str = "local"
+    ray_address: str | None = None
 
     def validate(self) -> None:
         if self.k < 1:
@@ -345,8 +349,7 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
     arguments, so a worker never re-reads data or retrains.  The parent's ``sys.path`` and
     environment are applied first: a fork-server child would otherwise see the server's.
     The worker leads its own process group, dies with the run and writes its output to
-    ``log_path`` (see ``workerproc``).  Whatever the generator raises (``SystemExit`` and
-    ``KeyboardInterrupt`` included) or returns is turned into records of the queries concerned.
+    ``log_path`` (see ``workerproc``).
     """
     workerproc.setup_worker(lifeline, Path(log_path) if log_path else None)
     sys.path[:] = sys_path
@@ -356,44 +359,71 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
     schedule.apply_worker_threads()
     phase.set_sink(lambda text: conn.send(("phase", text)))
     registry.cache_clear()
+    gen, fitted = fit_generator(task, method, variant, seed, params)
+    conn.send(fitted)
+    if gen is None:
+        return
+    bounds = envelope(task.X_train[task.schema.names].to_numpy(float))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            return
+        out = answer_batch(gen, task, seed, msg, bounds)
+        try:  # send pickles completely before writing: a failure sends nothing
+            conn.send(out)
+        except (OSError, EOFError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - unpicklable or unbounded content
+            conn.send(unsendable(msg, out, exc))
+
+
+def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
+                  ) -> tuple[Any, tuple]:
+    """``(generator, ("fitted", seconds, provenance))`` or ``(None, ("fit_error", why))``.
+
+    One home for what every executor's worker does first; whatever ``fit`` raises
+    (``SystemExit`` and ``KeyboardInterrupt`` included) is reported, never raised.
+    """
     try:
         spec = registry().generator(method)
         _seed_everything(seed)
         t0 = time.perf_counter()
         gen = spec.build(variant, params).fit(task.fit_context(seed, params))
-        conn.send(("fitted", time.perf_counter() - t0))
+        return gen, ("fitted", time.perf_counter() - t0, runtime_provenance(spec))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        conn.send(("fit_error", redact_data(_describe(exc))))
-        return
+        return None, ("fit_error", redact_data(_describe(exc)))
+
+
+def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
+                 bounds: tuple[np.ndarray, np.ndarray]) -> tuple:
+    """``("results", first_query_id, outputs, seconds)`` for one ``("batch", …)`` message.
+
+    Whatever the generator raises or returns is turned into checked, redacted records of the
+    queries concerned; the batch's seed depends only on the cell's seed and the first query.
+    """
+    _, batch_id, rows, targets, k, budget = msg
     columns = task.schema.names
-    bounds = envelope(task.X_train[columns].to_numpy(float))
-    while True:
-        msg = conn.recv()
-        if msg[0] == "stop":
-            return
-        _, batch_id, rows, targets, k, budget = msg
-        queries = pd.DataFrame(rows, columns=columns)
-        _seed_everything(seed * 1_000_003 + batch_id)
-        t0 = time.perf_counter()
-        try:
-            results = gen.generate(queries, np.asarray(targets, dtype=int), k, budget)
-            elapsed = time.perf_counter() - t0
-            results = list(results) if results is not None else []
-            if len(results) != len(rows):
-                out = [_invalid(f"generator returned {len(results)} results for {len(rows)} queries")] * len(rows)
-            else:
-                out = [_normalise_safely(r, columns, k, bounds) for r in results]
-        except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
-            elapsed = time.perf_counter() - t0
-            out = [_error(_describe(exc))] * len(rows)
-        out = [redact_data(o) for o in out]
-        try:  # send pickles completely before writing: a failure sends nothing
-            conn.send(("results", batch_id, out, elapsed))
-        except (OSError, EOFError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - unpicklable or unbounded content
-            conn.send(("results", batch_id,
-                       [_error(f"result could not be sent: {_describe(exc)}")] * len(rows), elapsed))
+    queries = pd.DataFrame(rows, columns=columns)
+    _seed_everything(seed * 1_000_003 + batch_id)
+    t0 = time.perf_counter()
+    try:
+        results = gen.generate(queries, np.asarray(targets, dtype=int), k, budget)
+        elapsed = time.perf_counter() - t0
+        results = list(results) if results is not None else []
+        if len(results) != len(rows):
+            out = [_invalid(f"generator returned {len(results)} results for {len(rows)} queries")] * len(rows)
+        else:
+            out = [_normalise_safely(r, columns, k, bounds) for r in results]
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
+        elapsed = time.perf_counter() - t0
+        out = [_error(_describe(exc))] * len(rows)
+    return ("results", batch_id, [redact_data(o) for o in out], elapsed)
+
+
+def unsendable(msg: tuple, out: tuple, exc: BaseException) -> tuple:
+    """The results message to send instead of one that could not be pickled."""
+    return ("results", msg[1], [_error(f"result could not be sent: {_describe(exc)}")] * len(msg[2]),
+            out[3])
 
 
 def _normalise_safely(res: Any, columns: list[str], k: int,
@@ -500,6 +530,8 @@ class Runner:
     observer: Any = None
     #: CPU threads per worker (0: leave the environment as it is)
     threads: int = 0
+    #: where cells' workers run (``cfbench.executor``): local processes or Ray actors
+    executor: Executor = field(default_factory=LocalExecutor)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _live: set = field(default_factory=set, repr=False)
     _live_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -512,15 +544,15 @@ class Runner:
         for w in live:
             w.kill()
 
-    def _start(self, cell: Cell) -> _Worker:
+    def _start(self, cell: Cell) -> WorkerHandle:
         obs = self.observer
         on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
-        w = _Worker(self.task, cell, self.cfg, self.threads, on_phase)
+        w = self.executor.start(self.task, cell, self.cfg, threads=self.threads, on_phase=on_phase)
         with self._live_lock:
             self._live.add(w)
         return w
 
-    def _end(self, w: _Worker, kill: bool) -> None:
+    def _end(self, w: WorkerHandle, kill: bool) -> None:
         w.kill() if kill else w.stop()
         with self._live_lock:
             self._live.discard(w)
@@ -552,7 +584,7 @@ class Runner:
         bs = spec.capabilities.batch_size or len(queries)
         batches = [queries.iloc[i : i + bs] for i in range(0, len(queries), bs)]
         prov: dict[str, Any] = {}
-        worker: _Worker | None = None
+        worker: WorkerHandle | None = None
         fit_seconds = float("nan")
         try:
             for batch_no, batch in enumerate(batches):
@@ -566,12 +598,12 @@ class Runner:
                         return
                     if kind == "msg" and msg[0] == "fitted":
                         fit_seconds = msg[1]
+                        prov = {**prov, **(msg[2] if len(msg) > 2 else {})}  # where it runs
                     else:
                         reason = (
                             f"fit failed: {msg[1]}" if kind == "msg"
                             else f"fit exceeded {self.cfg.fit_timeout:g} s" if kind == "timeout"
-                            else f"worker process died during fit (exit code {msg}; its output "
-                                 f"is in logs/{worker.log.name})"
+                            else f"worker process died during fit ({msg})"
                         )
                         status = "timeout" if kind == "timeout" else "error"
                         self._end(worker, kill=True)
@@ -583,7 +615,7 @@ class Runner:
                 rows = batch[cols].to_numpy(float).tolist()
                 targets = batch["target"].astype(int).tolist()
                 first_qid = int(batch["query_id"].iloc[0])
-                worker.conn.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.budget))
+                worker.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.budget))
                 limit = schedule.hard_limit(self.cfg.timeout, self.cfg.budget, len(batch),
                                             self.cfg.grace)
                 kind, msg = worker.recv(limit)
@@ -599,8 +631,7 @@ class Runner:
                     reason = f"no answer within the hard timeout of {limit:g} s for {len(batch)} queries"
                     self._record_all(cell, batch, "timeout", reason, prov, limit / len(batch), fit_seconds)
                 else:
-                    reason = (f"worker process died (exit code {msg}; its output is in "
-                              f"logs/{worker.log.name})")
+                    reason = f"worker process died ({msg})"
                     self._record_all(cell, batch, "error", reason, prov, float("nan"), fit_seconds)
                 self._end(worker, kill=True)
                 worker = None
@@ -726,6 +757,8 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
     and end.
     """
     info = check_resume(cfg, task.spec)
+    executor = get_executor(cfg.executor, address=cfg.ray_address)
+    executor.open(task, cfg)  # first: a cluster out of reach leaves no run folder behind
     store = RunStore(cfg.out)
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),
@@ -737,7 +770,7 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
         if observer is not None:
             observer.plan(work, cfg)
         threads = schedule.threads_per_cell(cfg.jobs, len(work))
-        runner = Runner(cfg, task, store, on_progress, observer, threads)
+        runner = Runner(cfg, task, store, on_progress, observer, threads, executor)
         pool = ThreadPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
         try:
             if pool is None:
@@ -753,6 +786,7 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
+        executor.close()
         store.close()
     return store
 

@@ -66,6 +66,7 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
 def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     """Run one smoke configuration; returns {"summary": ..., "augmentation": ...}."""
     from cfbench import augment, runner
+    from cfbench.executor import executor_name
     from cfbench.store import load_records
     from cfbench.summary import summarize
     from cfbench.task import Task, resolve_spec
@@ -73,7 +74,8 @@ def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     out = workdir / run.task
     cfg = runner.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
                            n_queries=run.n_queries, k=run.k, timeout=run.timeout,
-                           budget=run.timeout, out=out)  # the budget the committed numbers used
+                           budget=run.timeout,  # the budget the committed numbers used
+                           out=out, executor=executor_name(None))  # $CFBENCH_EXECUTOR, else local
     task = Task.load(resolve_spec(run.task))
     pairs, _ = runner.resolve_methods(run.methods)
     runner.execute(cfg, task, pairs)

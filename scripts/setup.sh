@@ -8,6 +8,9 @@ PYTHON="${PYTHON:-python}"
 STAMP=".setup.stamp"
 TORCH="torch==2.13.0"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# `make run` needs every generator's extra; `make test` also the Ray executor's, for its tests
+EXTRAS="all,dev"
+[ "${1-}" = "test" ] && EXTRAS="all,dev,ray"
 
 # `setup.sh test` also needs the system Chromium: the HTML report's browser test drives it through
 # Playwright (the `dev` extra); never `playwright install`, which would download a browser.
@@ -18,11 +21,11 @@ if [ "${1-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
 fi
 
-want="$("$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest(), sys.executable)')"
+want="$("$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest(), sys.executable)') $EXTRAS"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$PYTHON" - <<'PY' 2>/dev/null
 import importlib.util, sys
 need = ["cfbench", "cfbench_dice", "cfbench_cfnow", "cfbench_nice", "cfbench_llm", "torch",
-        "dice_ml", "cfnow", "transformers", "peft", "imblearn", "pytest", "ruff", "jsonschema", "playwright"]
+        "dice_ml", "cfnow", "transformers", "peft", "imblearn", "pytest", "ruff", "jsonschema", "playwright", "skops"]
 if any(importlib.util.find_spec(m) is None for m in need):
     sys.exit(1)
 # the installed plugins must be this checkout's (an editable install of another clone is not)
@@ -54,7 +57,7 @@ else
         "$PYTHON" -m pip install -q "$TORCH"
     fi
 fi
-echo "setup: installing cfbench with every extra (pip install -e '.[all,dev]')"
-"$PYTHON" -m pip install -q -e '.[all,dev]'
+echo "setup: installing cfbench with its extras (pip install -e '.[$EXTRAS]')"
+"$PYTHON" -m pip install -q -e ".[$EXTRAS]"
 echo "$want" > "$STAMP"
 echo "setup: done"
