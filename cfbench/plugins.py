@@ -44,6 +44,8 @@ class Registry:
     conflicts: list[str] = field(default_factory=list)
     builtin: frozenset[str] = frozenset()
     loader_plugin: dict[str, str] = field(default_factory=dict)
+    #: the distribution each entry-point plugin came from (for install hints)
+    dists: dict[str, str] = field(default_factory=dict)
 
     def generator(self, name: str) -> GeneratorSpec:
         if name not in self.generators:
@@ -87,21 +89,20 @@ def _entry_points() -> tuple[list[tuple[str, importlib.metadata.EntryPoint]], di
 
 
 def make_plugin_manager(extra_plugins: tuple[Any, ...] = ()
-                        ) -> tuple[pluggy.PluginManager, dict[str, str], list[str], frozenset[str]]:
+                        ) -> tuple[pluggy.PluginManager, dict[str, str], list[str], dict[str, str]]:
     """A manager with the hookspecs, every ``cfbench`` entry point, and ``extra_plugins``.
 
     Each entry point is imported on its own, built-in ones first: one that fails to import,
     even with ``SystemExit`` or another ``BaseException``, is recorded in ``broken`` and every
     other plugin still loads (only ``KeyboardInterrupt`` goes through).  An entry point whose
     name is taken already is refused and listed in ``conflicts``.  Returns
-    ``(pm, broken, conflicts, builtin plugin names)``.
+    ``(pm, broken, conflicts, {plugin name: the distribution it came from})``.
     """
     pm = pluggy.PluginManager("cfbench")
     pm.add_hookspecs(hookspecs)
     eps, broken = _entry_points()
     conflicts: list[str] = []
     owner: dict[str, str] = {}
-    builtin: set[str] = set()
     for dist_name, ep in eps:
         if ep.name in owner:
             conflicts.append(f"plugin {ep.name!r} of {dist_name} ignored: the name belongs to "
@@ -116,15 +117,13 @@ def make_plugin_manager(extra_plugins: tuple[Any, ...] = ()
             broken[ep.name] = _describe(exc)
             continue
         owner[ep.name] = dist_name
-        if dist_name == BUILTIN_DIST:
-            builtin.add(ep.name)
     for plugin in extra_plugins:
         try:
             pm.register(plugin)
         except Exception as exc:
             broken[str(getattr(plugin, "__name__", plugin))] = _describe(exc)
     conflicts += _unknown_hooks(pm)
-    return pm, broken, conflicts, frozenset(builtin)
+    return pm, broken, conflicts, owner
 
 
 def _unknown_hooks(pm: pluggy.PluginManager) -> list[str]:
@@ -198,8 +197,9 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> Registry:
     type, an invalid method, or a name that an earlier plugin (built-in plugins come first)
     already registered is reported in ``broken`` or ``conflicts`` and skipped.
     """
-    pm, broken, conflicts, builtin = make_plugin_manager(extra_plugins)
-    reg = Registry(pm=pm, broken=broken, conflicts=conflicts, builtin=builtin)
+    pm, broken, conflicts, dists = make_plugin_manager(extra_plugins)
+    builtin = frozenset(n for n, d in dists.items() if d == BUILTIN_DIST)
+    reg = Registry(pm=pm, broken=broken, conflicts=conflicts, builtin=builtin, dists=dists)
     for plugin_name, specs in _call_each(reg, "cfbench_generators"):
         if specs is None:
             continue

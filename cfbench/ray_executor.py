@@ -110,11 +110,7 @@ def _install_hint(method: str) -> str:
 
     reg = registry()
     spec = reg.generator(method)
-    dist = None
-    for plugin, info in reg.pm.list_plugin_distinfo():
-        if reg.pm.get_name(plugin) == spec.plugin:
-            dist = info.project_name
-    dist = dist or (DISTRIBUTION if spec.extra else None)
+    dist = reg.dists.get(spec.plugin) or (DISTRIBUTION if spec.extra else None)
     if dist is None:
         return f"install the plugin {spec.plugin!r} that provides it"
     return f"pip install '{dist}[{spec.extra}]'" if spec.extra else f"pip install {dist}"

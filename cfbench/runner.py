@@ -756,9 +756,13 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
     ``cfbench.progress.RunObserver``) hears the plan and each cell's start, phases, records
     and end.
     """
-    info = check_resume(cfg, task.spec)
     executor = get_executor(cfg.executor, address=cfg.ray_address)
     executor.open(task, cfg)  # first: a cluster out of reach leaves no run folder behind
+    try:
+        info = check_resume(cfg, task.spec)
+    except BaseException:
+        executor.close()
+        raise
     store = RunStore(cfg.out)
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),

@@ -242,7 +242,7 @@ def test_killing_the_run_leaves_no_process(plugin, tmp_path, sig, code):
     marker = f"cfbench-kill-{uuid.uuid4().hex}"
     out = tmp_path / "run"
     proc = _cli(["run", "--task", "breast-cancer", "--methods",
-                 "nearest-neighbour,faulty:spawns-hangs,faulty:hangs", "--jobs", "2", "--n-queries", "1",
+                 "nearest-neighbour,faulty:spawns-hangs,faulty:hangs", "--jobs", "3", "--n-queries", "1",
                  "--timeout", "300", "--out", str(out), "--quiet"], marker, tmp_path / "log")
     try:
         # the neighbour is done, and both hanging workers run (one with its `sleep 300`)
