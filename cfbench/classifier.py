@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +35,7 @@ import cfbench
 from cfbench.errors import UserError
 from cfbench.notices import warn
 from cfbench.schema import FeatureSchema
+from cfbench.table import same_value
 
 MODELS = {
     "random-forest": RandomForestClassifier,
@@ -329,7 +329,7 @@ def adapt_user_model(model: Any, names: list[str], positive: Any, where: str) ->
     if len(classes) != 2:
         raise UserError(f"{where}: the model has classes {classes}; cfbench needs a binary classifier")
     as_array = fin is None
-    matches = [i for i, c in enumerate(classes) if positive is not None and _same_value(c, positive)]
+    matches = [i for i, c in enumerate(classes) if positive is not None and same_value(c, positive)]
     if matches:
         return UserModel(model, matches[0], as_array)
     if [str(c) for c in classes] in (["0", "1"], ["False", "True"]):  # fit on the 0/1 label
@@ -338,12 +338,3 @@ def adapt_user_model(model: Any, names: list[str], positive: Any, where: str) ->
                     f"value {positive!r} (fit the model on the label column's own values, or on "
                     "0/1 with 1 = positive)")
 
-
-def _same_value(a: Any, b: Any) -> bool:
-    if str(a) == str(b):
-        return True
-    try:
-        fa, fb = float(a), float(b)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(fa) and fa == fb

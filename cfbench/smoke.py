@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
+from cfbench.strict_json import dumps
 
 SUITE = "smoke.suite.toml"
 IGNORED = ("seconds_median", "seconds_p95")
@@ -105,6 +106,8 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, float]:
                                     if k not in ("scenario", "method", "cfs")}, f"{prefix}/{key}"))
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         out[prefix] = float(obj)
+    elif obj is None and prefix:
+        out[prefix] = math.nan  # an undefined number, written as null in strict JSON
     return out
 
 
@@ -137,7 +140,7 @@ def check(config: Path, committed_dir: Path, write: bool = False) -> tuple[bool,
             path = Path(committed_dir) / f"{run.task}.json"
             if write:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+                path.write_text(dumps(result, indent=2, sort_keys=True) + "\n")
                 report.append(f"{run.task}: wrote {path}")
                 continue
             if not path.exists():

@@ -59,15 +59,23 @@ def lock_run_dir(out_dir: Path) -> None:
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write the run folder ({exc.strerror or exc})") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        _flock_or_refuse(fd, out)
+    except UserError:
         os.close(fd)
-        raise UserError(f"run folder {out} is in use by another cfbench process (pid {holder})"
-                        ) from None
+        raise
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = fd
+
+
+def _flock_or_refuse(fd: int, out: Path) -> None:
+    """Take the run folder's exclusive lock on ``fd``, or one line naming the holder's pid."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        raise UserError(f"run folder {out} is in use by another cfbench process (pid {holder})"
+                        ) from None
 
 
 def probe_run_dir(out_dir: Path) -> None:
@@ -87,11 +95,7 @@ def probe_run_dir(out_dir: Path) -> None:
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write the run folder ({exc.strerror or exc})") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        raise UserError(f"run folder {out} is in use by another cfbench process (pid {holder})"
-                        ) from None
+        _flock_or_refuse(fd, out)
     finally:
         os.close(fd)  # closing drops a lock we took just to look
 
