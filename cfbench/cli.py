@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +20,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows each flag's default, except where there is none to show."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or "(default" in (action.help or ""):
+        if action.default in (None, False, []) or "(default" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -677,6 +678,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("cfbench: interrupted; finished records are kept (re-run with --resume)", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # `cfbench leaderboard | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+        return 0
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
