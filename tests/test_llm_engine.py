@@ -12,7 +12,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from cfbench_llm import models  # noqa: E402
-from cfbench_llm.engine import Choice, Engine, build_program, edits_program, free_program  # noqa: E402
+from cfbench_llm.engine import (  # noqa: E402
+    Choice,
+    Engine,
+    build_program,
+    can_differ,
+    edits_program,
+    free_program,
+)
 from cfbench_llm.prompts import Segment, ValueFormat  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
@@ -180,3 +187,60 @@ def test_choice_trie_forces_the_rest_of_a_unique_option():
     assert c.allowed() == [2, 4] and c.resolved() is None
     c.consumed.append(2)
     assert c.resolved() == 0  # one candidate left: its last token is forced
+
+
+# ----------------------------------------------------------------------------- must change
+
+
+def test_can_differ_masks_only_completions_that_spell_the_query():
+    fmt = ValueFormat("x", 2, False, 1)
+    assert can_differ(fmt, "5.5", 5.5)  # 5.51 .. 5.59 differ
+    assert not can_differ(fmt, "5.50", 5.5)  # the only completion is the query's value
+    assert can_differ(fmt, "", 5.5)
+    one = ValueFormat("c", 0, False, 1, ("3",))
+    assert not can_differ(one, "", 3.0)  # a feature with one possible value cannot change
+
+
+def test_forbidden_value_masks_its_last_token_and_the_terminator(engine):
+    fmt = ValueFormat("x", 2, False, 1)
+    term = (engine.tok.convert_tokens_to_ids(","),)
+    ids, texts = engine._allowed_for(fmt, "5.5", term)
+    assert "0" in texts and term[0] in ids  # unconstrained: "5.50" and "5.5" may end here
+    ids, texts = engine._allowed_for(fmt, "5.5", term, forbid=5.5)
+    assert sorted(texts) == list("123456789") and term[0] not in ids
+
+
+def _copy_bias(engine) -> torch.Tensor:
+    """Output bias that makes the model write "0" for every value and end it at once."""
+    bias = torch.zeros(engine.lm_weight.shape[0])
+    bias[engine.tok.convert_tokens_to_ids("0")] = 1000.0
+    for c in ",;\n}":
+        bias[engine.tok.convert_tokens_to_ids(c)] = 500.0
+    return bias
+
+
+@pytest.mark.parametrize("must_change", [False, True])
+def test_full_row_cannot_copy_the_query(engine, monkeypatch, must_change):
+    monkeypatch.setattr(engine, "lm_bias", _copy_bias(engine))
+    query = [0.0, 0.0, 0.0]
+    progs = [build_program(engine.vocab, h, SEGS, FORMATS, query=query if must_change else None) for h in HEADS]
+    out = engine.run(engine.prefix(PREFIX), progs, batch_size=3)
+    for dec in out:
+        same = [float(v) == q for v, q in zip(dec.values, query, strict=True)]
+        if must_change:
+            assert not all(same) and dec.values[:2] == ["0", "0"] and dec.values[2] in ("1", "2")
+        else:  # the biased model copies the query: what the rule exists to stop
+            assert all(same)
+
+
+@pytest.mark.parametrize("must_change", [False, True])
+def test_edits_cannot_write_the_query_value(engine, monkeypatch, must_change):
+    monkeypatch.setattr(engine, "lm_bias", _copy_bias(engine))
+    query = [0.0, 0.0, 0.0]
+    progs = [edits_program(engine.vocab, h, NAMES, [0, 1, 2], FORMATS, "\n", query=query if must_change else None)
+             for h in HEADS]
+    engine.run(engine.prefix(PREFIX), progs, batch_size=5)
+    for prog in progs:
+        assert prog.edits
+        changed = [float(v) != query[j] for j, v in prog.edits]
+        assert all(changed) if must_change else not any(changed)

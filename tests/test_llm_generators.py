@@ -159,3 +159,84 @@ def test_finetune_command_is_registered(capsys):
     assert "--task" in capsys.readouterr().out
     assert main(["finetune", "--task", "no-such-task"]) == 2
     assert "unknown task 'no-such-task'" in capsys.readouterr().err
+
+
+def _copying(monkeypatch):
+    """Make the engine prefer, wherever the grammar allows it, the query's own value: a model
+    that copies the patient (what the zero-shot variant did on the board)."""
+    from cfbench_llm.engine import Engine, Slot
+
+    orig = Engine._choose
+
+    def choose(self, hidden, row, need, progs, slot_i, text):
+        out = orig(self, hidden, row, need, progs, slot_i, text)
+        for b in need:
+            slot = progs[b].slots[slot_i[b]]
+            if not isinstance(slot, Slot) or slot.fmt is None or slot.query is None:
+                continue
+            want = slot.fmt.format(slot.query)
+            ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators, progs[b].forbidden(slot))
+            if text[b] == want and slot.terminators[0] in ids:
+                out[b] = (slot.terminators[0], "")
+            elif want.startswith(text[b]) and want[len(text[b])] in texts:
+                j = texts.index(want[len(text[b])])
+                out[b] = (ids[j], texts[j])
+        return out
+
+    monkeypatch.setattr(Engine, "_choose", choose)
+
+
+@pytest.mark.parametrize("cf_style", ["full", "edits"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_copying_model_still_changes_a_mutable_feature(heart, tiny, tmp_path, monkeypatch, cf_style, k):
+    task, q = heart
+    _copying(monkeypatch)
+    ctx = task.fit_context(seed=0)
+    ctx.cache_dir = tmp_path
+    gen = LocalLLM("zeroshot", model=tiny, batch_size=8, cf_style=cf_style).fit(ctx)
+    res = gen.generate(q[task.schema.names], q.target.to_numpy(), k, 10.0)
+    mutable = task.schema.mutable
+    for (_, row), r in zip(q.iterrows(), res, strict=True):
+        assert r.status == "ok"
+        for _, cf in r.cfs.iterrows():
+            assert any(cf[f] != row[f] for f in mutable), r.raw
+    from cfbench_llm.engine import Program
+
+    monkeypatch.setattr(Program, "forbidden", lambda self, slot: None)  # the rule off: copies
+    res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 10.0)
+    assert all(r.cfs[mutable].iloc[0].tolist() == row[mutable].tolist() for (_, row), r in zip(q.iterrows(), res,
+                                                                                              strict=True))
+
+
+def test_k_above_one_samples_distinct_seeded_cfs(heart, tiny, tmp_path):
+    task, q = heart
+    names = task.schema.names
+
+    def run(seed, k=3):
+        ctx = task.fit_context(seed=seed)
+        ctx.cache_dir = tmp_path
+        gen = LocalLLM("fewshot", model=tiny, batch_size=16, cf_style="edits", max_edits=2).fit(ctx)
+        return gen.generate(q[names], q.target.to_numpy(), k, 10.0)
+
+    a, b, c = run(0), run(0), run(1)
+    many = 0
+    for r in a:
+        assert r.status == "ok" and 1 <= len(r.cfs) <= 3
+        rows = [tuple(v) for v in r.cfs.to_numpy()]
+        assert len(set(rows)) == len(rows)  # distinct
+        assert r.extra["samples"] == 9 and r.extra["distinct"] >= len(rows)
+        many += len(rows) > 1
+    assert many >= len(a) // 2  # a random model at temperature 1 rarely repeats itself
+    for r1, r2 in zip(a, b, strict=True):
+        assert r1.cfs.equals(r2.cfs) and r1.raw == r2.raw  # same seed, same CFs
+    assert any(not r1.cfs.equals(r3.cfs) for r1, r3 in zip(a, c, strict=True))  # another seed, others
+    greedy = run(0, k=1)
+    assert all(len(r.cfs) == 1 and "samples" not in r.extra for r in greedy)
+
+
+def test_sampling_parameters_are_validated():
+    with pytest.raises(UserError, match="temperature: expected a number >= 0"):
+        LocalLLM("zeroshot", temperature=-1.0)
+    with pytest.raises(UserError, match="samples: expected a non-negative integer"):
+        LocalLLM("zeroshot", samples=-2)
+    assert registry().generator("llm-fewshot").capabilities.multiple

@@ -58,8 +58,9 @@ def cfbench_generators() -> list[GeneratorSpec]:
     from cfbench_llm import params
     from cfbench_llm.descriptions import API, LOCAL
 
-    # immutables are copied by construction, but bounds and directions are not enforced
-    local_caps = Capabilities(multiple=False, constraints=False, needs_training_data=True,
+    # immutables are copied by construction, but bounds and directions are not enforced;
+    # k > 1 samples candidates (seeded by the run's seed and the query) and keeps distinct ones
+    local_caps = Capabilities(multiple=True, constraints=False, needs_training_data=True,
                               stochastic=False, batch_size=BATCH)
     specs = [
         GeneratorSpec(

@@ -19,8 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
@@ -93,6 +95,40 @@ class Slot:
     terminators: tuple[int, ...]
     after: list[int]  # literal tokens forced after the terminator, before the next slot
     max_tokens: int
+    query: float | None = None  # the query's value as written in the prompt (None: not tracked)
+    forbid: bool = False  # the slot may not end on a value equal to ``query``
+
+
+def query_value(fmt: ValueFormat, x: float) -> float | None:
+    """``x`` as the prompt writes it, as a number: a slot value equal to it means "unchanged"."""
+    try:
+        return float(fmt.format(x)) if np.isfinite(x) else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _same(text: str, value: float) -> bool:
+    """Whether a slot's text spells ``value`` (text that is not a number counts as different)."""
+    try:
+        return float(text) == value
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=200_000)
+def can_differ(fmt: ValueFormat, text: str, forbid: float) -> bool:
+    """Whether the prefix ``text`` can still be completed to a value of ``fmt`` other than ``forbid``.
+
+    A depth-first search over one character at a time, which stops at the first such completion,
+    so it is short: a dead end exists only where every completion spells ``forbid``.
+    """
+    if not fmt.prefix_ok(text):
+        return False
+    if fmt.complete(text) and not _same(text, forbid):
+        return True
+    if len(text) >= fmt.max_chars:
+        return False
+    return any(can_differ(fmt, text + c, forbid) for c in "0123456789.-" if fmt.prefix_ok(text + c))
 
 
 @dataclass
@@ -130,16 +166,31 @@ class Program:
 
     head: list[int]
     slots: list[Slot | Choice]
+    rng: torch.Generator | None = None  # set: sample (at the engine's temperature) with this generator
+    #: the value slot that must differ from the query if every earlier tracked slot kept its value
+    last_changeable: int = -1
+    unchanged: bool = True  # every tracked slot so far wrote the query's value
 
     @property
     def max_new(self) -> int:
         return sum(s.max_tokens + 1 + len(s.after) for s in self.slots)
+
+    def forbidden(self, slot: Slot | Choice) -> float | None:
+        """The value ``slot`` may not end on (the query's), or None: the "must change" rule."""
+        if not isinstance(slot, Slot) or slot.query is None:
+            return None
+        if slot.forbid or (self.unchanged and self.last_changeable >= 0
+                           and slot is self.slots[self.last_changeable]):
+            return slot.query
+        return None
 
     def advance(self, slot: Slot | Choice, token: int, text: str) -> list[int]:
         """``slot`` has ended (with ``token``, having written ``text``): the tokens to force next.
 
         May append slots; a program whose last slot has ended is finished.
         """
+        if isinstance(slot, Slot) and slot.query is not None and slot.fmt is not None:
+            self.unchanged = self.unchanged and _same(text, slot.query)
         return list(slot.after)
 
 
@@ -149,10 +200,20 @@ class EditsProgram(Program):
     The model chooses which features to change (each at most once, at least one) and their
     values; the harness writes the keys and punctuation.  Features not named keep the query's
     values, so immutables are never touched.  ``edits`` collects ``(feature index, text)``.
+
+    With ``query`` (the query's values as written, per feature), an edit may not write the
+    query's own value, so the (at least one) edit always changes something; features whose format
+    admits no other value are not offered.
     """
 
     def __init__(self, head: list[int], start: dict[int, tuple[int, ...]], cont: dict[int, tuple[int, ...]],
-                 end: tuple[int, ...], formats: Sequence[ValueFormat], max_edits: int = 0) -> None:
+                 end: tuple[int, ...], formats: Sequence[ValueFormat], max_edits: int = 0,
+                 query: dict[int, float | None] | None = None) -> None:
+        self.query = query or {}
+        ok = [j for j in start if self.query.get(j) is None or can_differ(formats[j], "", self.query[j])]
+        if ok and len(ok) < len(start):
+            start = {j: start[j] for j in ok}
+            cont = {j: cont[j] for j in ok}
         super().__init__(head, [Choice([start[j] for j in start], list(start))])
         self.cont, self.end, self.formats = cont, end, formats
         self.max_edits = max_edits or len(start)
@@ -173,6 +234,7 @@ class EditsProgram(Program):
 
     def advance(self, slot: Slot | Choice, token: int, text: str) -> list[int]:
         if isinstance(slot, Slot):  # a value ended with the first token of what follows
+            self.unchanged = self.unchanged and (slot.query is None or _same(text, slot.query))
             self.edits.append((self.used[-1], text))
             options, keys = self._next_options()
             choice = Choice(options, keys, consumed=[token])
@@ -192,7 +254,8 @@ class EditsProgram(Program):
         options, _ = self._next_options()
         terms = tuple(sorted({o[0] for o in options}))
         fmt = self.formats[j]
-        self.slots.append(Slot(fmt, terms, [], max_tokens=fmt.max_chars))
+        q = self.query.get(j)
+        self.slots.append(Slot(fmt, terms, [], max_tokens=fmt.max_chars, query=q, forbid=q is not None))
         return rest
 
 
@@ -209,8 +272,12 @@ class Decoded:
 
 
 def build_program(vocab: NumberVocab, head_text: str, segments: Sequence[Any],
-                  formats: Sequence[ValueFormat]) -> Program:
-    """Tokenize a query's head and counterfactual segments (from ``PromptBuilder.cf_segments``)."""
+                  formats: Sequence[ValueFormat], query: Sequence[float] | None = None) -> Program:
+    """Tokenize a query's head and counterfactual segments (from ``PromptBuilder.cf_segments``).
+
+    With ``query`` (the query row), the answer must change something: the last value slot that
+    can differ from the query may not repeat the query's value when every earlier slot did.
+    """
     tok = vocab.tokenizer
     segments = list(segments)
     while segments and segments[0].slot < 0:  # leading literal text belongs to the head
@@ -223,7 +290,8 @@ def build_program(vocab: NumberVocab, head_text: str, segments: Sequence[Any],
             if pending is not None:
                 raise ValueError("two value slots with no literal text between them")
             fmt = formats[seg.slot]
-            pending = Slot(fmt, (), [], max_tokens=fmt.max_chars)
+            q = query_value(fmt, query[seg.slot]) if query is not None else None
+            pending = Slot(fmt, (), [], max_tokens=fmt.max_chars, query=q)
             continue
         if pending is None:
             raise ValueError("two literal segments in a row; merge them first")
@@ -236,7 +304,8 @@ def build_program(vocab: NumberVocab, head_text: str, segments: Sequence[Any],
         pending = None
     if pending is not None:
         raise ValueError("the counterfactual line must end with literal text after its last value")
-    return Program(head=head, slots=slots)
+    changeable = [i for i, sl in enumerate(slots) if sl.query is not None and can_differ(sl.fmt, "", sl.query)]
+    return Program(head=head, slots=slots, last_changeable=changeable[-1] if changeable else -1)
 
 
 def free_program(vocab: NumberVocab, head_text: str, max_tokens: int) -> Program:
@@ -257,9 +326,10 @@ def encode_after(tokenizer: Any, context: str, text: str) -> list[int]:
 
 
 def edits_program(vocab: NumberVocab, head_text: str, names: Sequence[str], mutable: Sequence[int],
-                  formats: Sequence[ValueFormat], tail: str, max_edits: int = 0) -> EditsProgram:
+                  formats: Sequence[ValueFormat], tail: str, max_edits: int = 0,
+                  query: Sequence[float] | None = None) -> EditsProgram:
     """Tokenize a query for the edits format (see ``EditsProgram``); ``max_edits`` caps the
-    features changed (0 = no cap)."""
+    features changed (0 = no cap); with ``query`` (the query row) no edit may repeat its value."""
     tok = vocab.tokenizer
     head = tok.encode(head_text, add_special_tokens=False)
     ctx = head_text[-16:]
@@ -269,7 +339,8 @@ def edits_program(vocab: NumberVocab, head_text: str, names: Sequence[str], muta
     for opt in [*cont.values(), end]:
         if opt[0] in vocab.id_set:
             raise ValueError(f"the text after a value ({tok.decode(list(opt))!r}) starts with a token a number can use")
-    return EditsProgram(head, start, cont, end, formats, max_edits)
+    qv = {j: query_value(formats[j], query[j]) for j in mutable} if query is not None else None
+    return EditsProgram(head, start, cont, end, formats, max_edits, qv)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -440,7 +511,7 @@ class Prefix:
 
 
 class Engine:
-    """Greedy batched decoding of ``Program``s after a shared prefix, on any causal LM."""
+    """Greedy (or per-sequence seeded sampled) batched decoding of ``Program``s after a shared prefix, on any causal LM."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
@@ -457,6 +528,7 @@ class Engine:
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else _as_list(tokenizer.eos_token_id)[0])
         self._allowed: dict[tuple, tuple[list[int], list[str]]] = {}
+        self.temperature = 1.0
         self.stats = {"forward_tokens": 0, "forward_calls": 0}
 
     # -- prefix
@@ -478,8 +550,12 @@ class Engine:
         return out.last_hidden_state
 
     # -- decoding
-    def run(self, prefix: Prefix, programs: Sequence[Program], batch_size: int = 16) -> list[Decoded]:
-        """Decode every program (greedy), ``batch_size`` at a time, in the input order."""
+    def run(self, prefix: Prefix, programs: Sequence[Program], batch_size: int = 16,
+            temperature: float = 1.0) -> list[Decoded]:
+        """Decode every program, ``batch_size`` at a time, in the input order: greedy, or sampled
+        at ``temperature`` from its allowed tokens for a program with its own ``rng`` (so what a
+        sequence draws does not depend on what it is batched with)."""
+        self.temperature = temperature
         order = sorted(range(len(programs)), key=lambda i: len(programs[i].head))
         out: list[Decoded | None] = [None] * len(programs)
         n_batches = -(-len(order) // batch_size)
@@ -490,16 +566,20 @@ class Engine:
                 out[i] = dec
         return out  # type: ignore[return-value]
 
-    def _allowed_for(self, fmt: ValueFormat, text: str, terms: tuple[int, ...]) -> tuple[list[int], list[str]]:
-        key = (fmt, text, terms)
+    def _allowed_for(self, fmt: ValueFormat, text: str, terms: tuple[int, ...],
+                     forbid: float | None = None) -> tuple[list[int], list[str]]:
+        """The tokens that keep ``text`` a valid prefix of a ``fmt`` value, plus the terminators
+        once it is complete; with ``forbid``, only those that can still end on another value."""
+        key = (fmt, text, terms, forbid)
         hit = self._allowed.get(key)
         if hit is None:
             ids, texts = [], []
             for tid, t in zip(self.vocab.ids, self.vocab.texts, strict=True):
-                if fmt.prefix_ok(text + t):
+                if fmt.prefix_ok(text + t) and (forbid is None or can_differ(fmt, text + t, forbid)):
                     ids.append(tid)
                     texts.append(t)
-            if fmt.complete(text) or not ids:
+            done = fmt.complete(text) and (forbid is None or not _same(text, forbid))
+            if done or not ids:
                 ids.extend(terms)
                 texts.extend([""] * len(terms))
             hit = (ids, texts)
@@ -661,8 +741,8 @@ class Engine:
             logits = hidden[[row[b] for b in free]] @ self.lm_weight.T
             if self.lm_bias is not None:
                 logits = logits + self.lm_bias
-            for b, tid in zip(free, logits.argmax(-1).tolist(), strict=True):
-                out[b] = (int(tid), "")
+            for r, b in enumerate(free):
+                out[b] = (self._pick(logits[r], progs[b].rng), "")
         if cons:
             allowed = []
             union: dict[int, int] = {}
@@ -672,7 +752,7 @@ class Engine:
                     ids = slot.allowed()
                     texts = [""] * len(ids)
                 else:
-                    ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators)
+                    ids, texts = self._allowed_for(slot.fmt, text[b], slot.terminators, progs[b].forbidden(slot))
                 allowed.append((ids, texts))
                 for tid in ids:
                     union.setdefault(tid, len(union))
@@ -683,6 +763,13 @@ class Engine:
             logits = logits.float().cpu()
             for row, (b, (ids, texts)) in enumerate(zip(cons, allowed, strict=True)):
                 idx = torch.tensor([union[t] for t in ids])
-                j = int(logits[row, idx].argmax())
+                j = self._pick(logits[row, idx], progs[b].rng)
                 out[b] = (ids[j], texts[j])
         return out
+
+    def _pick(self, logits: torch.Tensor, rng: torch.Generator | None) -> int:
+        """The index of the chosen token: the argmax, or a draw at ``self.temperature`` from ``rng``."""
+        if rng is None or self.temperature <= 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=rng))

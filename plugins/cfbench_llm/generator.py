@@ -7,6 +7,7 @@ queries through ``engine.Engine``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,8 @@ class Settings:
     digits: int = 3  # significant digits of values in prompts
     clip: bool = False  # clip generated values to the schema bounds (counted in extra["clipped"])
     max_new_tokens: int = 0  # free text cap; 0 = 12 per mutable feature + 16
+    temperature: float = 1.0  # k > 1: sampling temperature (0 or k = 1: greedy)
+    samples: int = 0  # k > 1: candidates drawn per query (0 = 3k); the distinct ones are kept
     tune_malloc: bool = True  # see models.tune_malloc
     threads: int | None = None  # torch CPU threads; default $CFBENCH_LLM_THREADS or torch's default
     # fine-tuning (llm-finetuned)
@@ -91,6 +94,12 @@ class Settings:
             raise UserError(f"llm parameter quantize: got {s.quantize!r}; valid choices: {', '.join(QUANTIZE)}")
         if s.row_style not in ROW_STYLES:
             raise UserError(f"llm parameter row_style: got {s.row_style!r}; valid choices: {', '.join(ROW_STYLES)}")
+        for name in ("max_new_tokens", "samples"):
+            v = getattr(s, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UserError(f"llm parameter {name}: expected a non-negative integer, got {v!r}")
+        if isinstance(s.temperature, bool) or not (isinstance(s.temperature, float | int) and s.temperature >= 0):
+            raise UserError(f"llm parameter temperature: expected a number >= 0, got {s.temperature!r}")
         if not (isinstance(s.lr, float | int) and s.lr > 0):
             raise UserError(f"llm parameter lr: expected a positive number, got {s.lr!r}")
         return s
@@ -124,6 +133,7 @@ class LocalLLM:
             models.tune_malloc()
         models.set_threads(s.threads)
         self.schema_ = context.schema
+        self.seed_ = int(context.seed)
         self.names_ = context.schema.names
         self.predict_ = context.predict
         self.formats_ = value_formats(context.schema, context.X_train, s.digits)
@@ -178,7 +188,9 @@ class LocalLLM:
 
     # ------------------------------------------------------------------ generate
     def generate(self, queries: pd.DataFrame, targets: np.ndarray, k: int, budget: float) -> list[QueryResult]:
-        """One counterfactual per query (greedy decoding is deterministic, so ``k`` > 1 gives one)."""
+        """Counterfactuals for each query: one, greedy, when ``k`` = 1; else up to ``k`` distinct
+        ones from ``samples`` candidates sampled at ``temperature``, seeded by the run's seed and
+        the query (the same run gives the same CFs, whatever the batching)."""
         from cfbench_llm.engine import build_program, edits_program, free_program
 
         t0 = time.perf_counter()
@@ -188,54 +200,97 @@ class LocalLLM:
         b = self.builder_
         n_mut = len(b.mutable)
         cap = self.settings.max_new_tokens or 12 * n_mut + 16
+        k = max(int(k), 1)
+        n_draw = 1 if k == 1 else (self.settings.samples or 3 * k)
         programs, lines = [], []
         for x, src, tgt in zip(X, sources, targets, strict=True):
             head, tail = b.query_text(x, src, tgt, json_format=self.freetext)
             if self.retrieval:
                 picks = self.pool_.nearest(x, int(src), self.settings.examples)
                 head = b.examples_block([self._example(i) for i in picks]).lstrip("\n") + "\n" + head
-            if self.freetext:
-                # end at ":" so the model writes ' {"' itself, tokenized as in the examples
-                programs.append(free_program(self.engine_.vocab, head.rstrip(" "), cap))
-                lines.append(None)
-            elif self.cf_style == "edits":
-                programs.append(edits_program(self.engine_.vocab, head, self.names_, b.mutable, self.formats_, tail,
-                                              self.settings.max_edits))
-                lines.append(None)
-            else:
-                segs = b.cf_segments(x, tail)
-                programs.append(build_program(self.engine_.vocab, head, segs, self.formats_))
+            for draw in range(n_draw):
+                if self.freetext:
+                    # end at ":" so the model writes ' {"' itself, tokenized as in the examples
+                    prog = free_program(self.engine_.vocab, head.rstrip(" "), cap)
+                    segs = None
+                elif self.cf_style == "edits":
+                    prog = edits_program(self.engine_.vocab, head, self.names_, b.mutable, self.formats_, tail,
+                                         self.settings.max_edits, query=x)
+                    segs = None
+                else:
+                    segs = b.cf_segments(x, tail)
+                    prog = build_program(self.engine_.vocab, head, segs, self.formats_, query=x)
+                if n_draw > 1:
+                    prog.rng = self._rng(x, int(tgt), draw)
+                programs.append(prog)
                 lines.append(segs)
-        decoded = self.engine_.run(self.prefix_, programs, self.settings.batch_size)
+        decoded = self.engine_.run(self.prefix_, programs, self.settings.batch_size,
+                                   temperature=float(self.settings.temperature))
         out = []
-        for x, segs, dec, prog in zip(X, lines, decoded, programs, strict=True):
-            extra = {"prompt_tokens": dec.prompt_tokens, "new_tokens": dec.new_tokens}
-            if self.freetext:
-                raw = dec.values[0] if dec.values else ""
-                cf, why = b.parse_json(raw, x)
-                if cf is None:
-                    out.append(QueryResult("invalid_output", None, f"free-text answer not parsed: {why}", raw=raw, extra=extra))
-                    continue
-            elif segs is None:  # edits: the features the model chose, each value a complete number
-                cf, raw = x.copy(), dec.raw
-                for j, text in prog.edits:
-                    cf[j] = self._value(j, text, x)
-                extra["edited"] = [self.names_[j] for j, _ in prog.edits]
-            else:
-                try:
-                    cf, raw = self._assemble(x, segs, dec.values)
-                except (ValueError, StopIteration):  # not reachable through the grammar; kept honest
-                    out.append(QueryResult("invalid_output", None, "constrained value did not parse",
-                                           raw=dec.raw, extra=extra))
-                    continue
-            if self.settings.clip:
-                clipped = np.clip(cf, np.nan_to_num(self.lower_, nan=-np.inf), np.nan_to_num(self.upper_, nan=np.inf))
-                extra["clipped"] = int(np.sum(clipped != cf))
-                cf = clipped
-            out.append(QueryResult.ok(pd.DataFrame([cf], columns=self.names_), raw=raw, extra=extra))
+        for q, x in enumerate(X):
+            got = [self._one(x, lines[i], decoded[i], programs[i])
+                   for i in range(q * n_draw, (q + 1) * n_draw)]
+            out.append(got[0] if n_draw == 1 else self._distinct(got, k))
         self.stats_["generate_seconds"] += time.perf_counter() - t0
         self.stats_["queries"] += len(X)
         return out
+
+    def _rng(self, x: np.ndarray, target: int, draw: int) -> Any:
+        """A torch generator for one candidate, seeded by the run's seed, the query and ``draw``."""
+        import torch
+
+        h = hashlib.sha256(np.asarray(x, dtype="<f8").tobytes())
+        h.update(f"|{self.seed_}|{target}|{draw}".encode())
+        return torch.Generator().manual_seed(int.from_bytes(h.digest()[:8], "little") >> 1)
+
+    def _distinct(self, got: list[QueryResult], k: int) -> QueryResult:
+        """Up to ``k`` distinct CFs from the candidates, in draw order; with none parsed, the first
+        candidate's failure.  ``extra`` counts the draws and the distinct CFs among them."""
+        ok = [r for r in got if r.status == "ok"]
+        if not ok:
+            return got[0]
+        keep, seen = [], set()
+        for r in ok:
+            row = tuple(r.cfs.to_numpy(float)[0].tolist())
+            if row not in seen:
+                seen.add(row)
+                keep.append(r)
+        first = keep[0]
+        extra = {**first.extra, "samples": len(got), "parsed": len(ok), "distinct": len(keep),
+                 "new_tokens": sum(r.extra.get("new_tokens", 0) for r in got)}
+        if any("edited" in r.extra for r in keep[:k]):
+            extra["edited"] = [r.extra.get("edited") for r in keep[:k]]
+        cfs = pd.concat([r.cfs for r in keep[:k]], ignore_index=True)
+        raw = "".join(r.raw or "" for r in keep[:k])
+        return QueryResult.ok(cfs, raw=raw, extra=extra)
+
+    def _one(self, x: np.ndarray, segs: list | None, dec: Any, prog: Any) -> QueryResult:
+        """One decoded answer as a ``QueryResult`` (one CF, or why it is not one)."""
+        b = self.builder_
+        extra = {"prompt_tokens": dec.prompt_tokens, "new_tokens": dec.new_tokens}
+        if self.freetext:
+            raw = dec.values[0] if dec.values else ""
+            cf, why = b.parse_json(raw, x)
+            if cf is None:
+                return QueryResult("invalid_output", None, f"free-text answer not parsed: {why}", raw=raw, extra=extra)
+            # free text is not constrained: a copy of the query is returned as written (and
+            # counted invalid by the metrics), flagged here so it is easy to find
+            extra["unchanged"] = bool(np.array_equal(cf, np.asarray(x, dtype=float), equal_nan=True))
+        elif segs is None:  # edits: the features the model chose, each value a complete number
+            cf, raw = x.copy(), dec.raw
+            for j, text in prog.edits:
+                cf[j] = self._value(j, text, x)
+            extra["edited"] = [self.names_[j] for j, _ in prog.edits]
+        else:
+            try:
+                cf, raw = self._assemble(x, segs, dec.values)
+            except (ValueError, StopIteration):  # not reachable through the grammar; kept honest
+                return QueryResult("invalid_output", None, "constrained value did not parse", raw=dec.raw, extra=extra)
+        if self.settings.clip:
+            clipped = np.clip(cf, np.nan_to_num(self.lower_, nan=-np.inf), np.nan_to_num(self.upper_, nan=np.inf))
+            extra["clipped"] = int(np.sum(clipped != cf))
+            cf = clipped
+        return QueryResult.ok(pd.DataFrame([cf], columns=self.names_), raw=raw, extra=extra)
 
     def _assemble(self, x: np.ndarray, segs: list, values: list[str]) -> tuple[np.ndarray, str]:
         """The CF row from the slot strings, and the line as written (literals + values).

@@ -40,6 +40,10 @@ LOCAL = (
     Param("clip", bool, False, "clip generated values to the schema bounds"),
     Param("max_new_tokens", int, 0, "free-text token cap (0 = 12 per mutable feature + 16)",
           minimum=0),
+    Param("temperature", float, 1.0, "k > 1: sampling temperature of the candidates (k = 1 "
+          "decodes greedily)", minimum=0),
+    Param("samples", int, 0, "k > 1: candidates sampled per query, the distinct ones kept "
+          "(0 = 3k)", minimum=0),
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
     Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
           minimum=1),
