@@ -96,6 +96,17 @@ def _get(table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], defau
     return value
 
 
+SEED_MAX = 2**32 - 1
+
+
+def _seed(table: Mapping[str, Any], where: str) -> int:
+    """A seed key (default 0), checked against the range numpy's generators accept."""
+    value = _get(table, "seed", int, 0, where)
+    if not 0 <= value <= SEED_MAX:
+        raise UserError(f"{where}.seed: expected an integer in 0..{SEED_MAX}, got {value}")
+    return value
+
+
 def _as_tuple(typ: type | tuple[type, ...]) -> tuple[type, ...]:
     return typ if isinstance(typ, tuple) else (typ,)
 
@@ -128,6 +139,8 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     if not loader:
         raise UserError(f"{path}: dataset.loader: missing (expected a registered loader name)")
     options = _get(ds, "options", dict, {}, f"{path}: dataset")
+    if isinstance(options.get("seed"), int):  # a loader's seed (e.g. a synthetic release's)
+        _seed(options, f"{path}: dataset.options")
     split = _table(raw, "split", path)
     test_size = _get(split, "test_size", (float, int), 0.3, f"{path}: split")
     if not 0 < test_size < 1:
@@ -176,13 +189,13 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
         loader=loader,
         loader_options=dict(options),
         test_size=float(test_size),
-        split_seed=_get(split, "seed", int, 0, f"{path}: split"),
+        split_seed=_seed(split, f"{path}: split"),
         model=model,
         model_params=model_params,
-        model_seed=_get(clf, "seed", int, 0, f"{path}: classifier"),
+        model_seed=_seed(clf, f"{path}: classifier"),
         target=target,
         n_per_class=n_per_class,
-        query_seed=_get(queries, "seed", int, 0, f"{path}: queries"),
+        query_seed=_seed(queries, f"{path}: queries"),
         schema=schema,
         path=path,
         raw=raw,

@@ -123,8 +123,9 @@ def test_a_refused_run_leaves_nothing_that_blocks_a_rerun(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(spec.replace('name = "breast-cancer"', 'name = "neg-seed"'))
     out = tmp_path / "out"
-    assert cli("run", "--task", str(bad), "--methods", "nearest-neighbour", "--quiet",
-               "--out", str(out)).returncode != 0
+    line = one_error_line(cli("run", "--task", str(bad), "--methods", "nearest-neighbour",
+                              "--quiet", "--out", str(out)))
+    assert f"{bad}: queries.seed: expected an integer in 0..4294967295, got -1" in line
     r = cli(*RUN, "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert len(load_records(out)) == 6

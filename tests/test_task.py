@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from cfbench.errors import UserError
@@ -58,6 +61,39 @@ def test_bad_specs_name_file_and_key(tmp_path, bad, fragment):
     with pytest.raises(UserError) as e:
         load_spec(p)
     assert str(p) in str(e.value) and fragment in str(e.value)
+
+
+SEED_TABLES = {"split": "[split]\nseed = {}\n", "queries": "[queries]\nseed = {}\n",
+               "classifier": "[classifier]\nseed = {}\n",
+               "dataset.options": None}
+
+
+def _with_seed(table: str, value: int) -> str:
+    if table == "dataset.options":
+        return GOOD.replace('loader = "sklearn-breast-cancer"',
+                            f'loader = "sklearn-breast-cancer"\noptions = {{ seed = {value} }}')
+    return GOOD + SEED_TABLES[table].format(value)
+
+
+@pytest.mark.parametrize("table", list(SEED_TABLES))
+@pytest.mark.parametrize("value", [-1, 2**32])
+def test_out_of_range_seed_is_one_line_exit_2(tmp_path, table, value):
+    """A seed numpy would refuse is a user error at parse time, for every seed key."""
+    p = write(tmp_path, _with_seed(table, value))
+    r = subprocess.run([sys.executable, "-m", "cfbench", "run", "--task", str(p), "--methods",
+                        "nearest-neighbour", "--n-queries", "1", "--quiet",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"cfbench: error: {p}: {table}.seed: expected an integer in "
+                     f"0..4294967295, got {value}"], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("table", ["split", "queries", "classifier"])
+def test_seed_range_edges_are_accepted(tmp_path, table):
+    for value in (0, 2**32 - 1):
+        assert load_spec(write(tmp_path, _with_seed(table, value))) is not None
 
 
 def test_unknown_loader_and_column(tmp_path):

@@ -67,6 +67,8 @@ class SynthParams:
             raise UserError(f"release {self.release!r}: valid choices: {', '.join(RELEASES)}")
         if not 1 <= self.participants <= 2000:  # IDs are 4 digits: at most 999 per site
             raise UserError(f"participants={self.participants}: expected an integer in 1..2000")
+        if not 0 <= self.seed <= 2**32 - 1:
+            raise UserError(f"seed={self.seed}: expected an integer in 0..{2**32 - 1}")
         if not 1 <= self.days <= 30:
             raise UserError(f"days={self.days}: expected an integer in 1..30")
         if self.garmin_interval_min not in (1, 2, 5, 10, 15):
