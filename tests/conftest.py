@@ -23,6 +23,20 @@ def install_on_path(target: Path, module_file: Path, dist: str, entry_name: str)
     return target
 
 
+def in_ci() -> bool:
+    """True when the environment variable CI is set (and not "0" or "false")."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when ``what`` is missing; under CI (which installs it) fail instead."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI is set but {what} is missing; run scripts/setup.sh test", pytrace=False)
+    pytest.skip(f"needs {what}", allow_module_level=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep each test session's classifier cache apart from the user's, unless CI shares one."""

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from cfbench.runner import Cell, RunConfig, Runner, execute, resolve_methods
 from cfbench.store import RunStore, load_records
 from cfbench.task import Task, resolve_spec
 
-if importlib.util.find_spec("ray") is None:
-    pytest.skip("needs the ray extra", allow_module_level=True)
+require(importlib.util.find_spec("ray") is not None, "the ray extra (pip install -e '.[ray]')")
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from cfbench import report
 from cfbench.leaderboard import board_markdown, print_table, to_markdown
@@ -229,9 +231,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("no system Chromium (apt-get install chromium); the browser test needs one")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    require(CHROMIUM is not None, "a system Chromium (apt-get install chromium)")
+    require(importlib.util.find_spec("playwright") is not None, "playwright (pip install playwright)")
+    from playwright import sync_api
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
