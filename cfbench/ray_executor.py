@@ -36,6 +36,7 @@ from cfbench.runner import (
     unsendable,
 )
 from cfbench.task import Task
+from cfbench.workerproc import own_group_with_reaper
 
 #: (address, num_cpus) of the Ray connection this process made, if any
 _connected: dict[str, Any] = {}
@@ -122,6 +123,7 @@ class CellActor:
 
     def __init__(self, task: Task, method: str, variant: str, seed: int, params: dict,
                  install_hint: str, env: dict[str, Any] | None) -> None:
+        own_group_with_reaper()  # what the cell starts dies with the actor, as a local worker's
         if env is not None and (env["host"], env["node"]) == (
                 socket.gethostname(), ray.get_runtime_context().get_node_id()):
             # the driver's own node: its plugins found through PYTHONPATH, its settings

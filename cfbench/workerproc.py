@@ -84,6 +84,50 @@ def redirect_output(path: Path) -> None:
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
 
 
+#: the reaper of a group whose leader may be killed by someone else (a Ray actor): it outlives
+#: the leader as a grandchild (not a child, which Ray kills with the actor), waits for the
+#: leader's death and then kills what is left of the group, itself included
+_REAPER = """
+import os, select, signal, sys, time
+pg = int(sys.argv[1])
+try:
+    fd = os.pidfd_open(pg)
+except (AttributeError, OSError):
+    fd = None
+if os.fork():
+    os._exit(0)
+if fd is not None:
+    select.select([fd], [], [])
+else:
+    while True:
+        try:
+            os.kill(pg, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+os.killpg(pg, signal.SIGKILL)
+"""
+
+
+def own_group_with_reaper() -> bool:
+    """Lead a new process group, reaped when this process dies however it dies.
+
+    For a worker killed by someone who kills only it (``ray.kill`` kills an actor and its
+    direct children): whatever the generator started, at any depth, dies with it.
+    """
+    import subprocess
+
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    if not hasattr(os, "killpg") or os.getpgrp() != os.getpid():
+        return False
+    subprocess.run([sys.executable, "-c", _REAPER, str(os.getpid())], check=False,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return True
+
+
 def kill_group(pid: int | None) -> None:
     """SIGKILL the process group led by worker ``pid`` (the worker and all it spawned).
 

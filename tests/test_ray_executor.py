@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from conftest import require
+from test_faults import _kill_leftovers, wait_until_gone
 
 from cfbench.runner import Cell, RunConfig, Runner, execute, resolve_methods
 from cfbench.store import RunStore, load_records
@@ -62,8 +64,10 @@ def cluster() -> str:
          "--disable-usage-stats", "--temp-dir", temp, "--block"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         # no memory-pressure kills on a shared CI machine: a cell dying of that is recorded
-        # as `error` (correctly) but would make the comparisons here flaky
-        env={**os.environ, "RAY_memory_monitor_refresh_ms": "0"})
+        # as `error` (correctly) but would make the comparisons here flaky.  Ray's own cleanup
+        # of a dead worker's process group is off (as in older Ray): the one tested is cfbench's
+        env={**os.environ, "RAY_memory_monitor_refresh_ms": "0",
+             "RAY_process_group_cleanup_enabled": "0"})
     deadline = time.time() + 180
     while "Ray runtime started" not in Path(log.name).read_text():
         if head.poll() is not None or time.time() > deadline:
@@ -102,11 +106,13 @@ def _rows(records: list[dict]) -> list[tuple]:
 
 
 def test_ray_records_equal_local_records(cluster, heart, tmp_path):
-    kw = {"n_queries": 2, "seeds": (0, 1)}
-    methods = "nearest-neighbour,nice:sparsity"
+    # dice:random is seeded (DiCE's random_seed = the cell's seed): the same CFs on either side.
+    # A roomy budget, so a busy machine cannot turn one side's query into a timeout.
+    kw = {"n_queries": 2, "seeds": (0, 1), "budget": 20.0}
+    methods = "nearest-neighbour,nice:sparsity,dice:random"
     local = _run(heart, methods, tmp_path / "local", **kw)
     remote = _run(heart, methods, tmp_path / "ray", executor="ray", ray_address=cluster, jobs=2, **kw)
-    assert len(local) == 2 * 2 * 4  # methods × seeds × (2 queries per class)
+    assert len(local) == 3 * 2 * 4  # methods × seeds × (2 queries per class)
     assert _rows(remote) == _rows(local), [r["reason"] for r in remote if r["status"] != "ok"]
     assert {r["status"] for r in remote} == {"ok"}
     prov = remote[0]["provenance"]
@@ -150,6 +156,22 @@ def test_hung_and_crashing_cells_are_recorded_and_the_run_goes_on(cluster, fault
         assert r["status"] == "error", r["reason"]
         assert "method 'faulty' is not installed on Ray worker" in r["reason"]
         assert "pip install cfbench_faulty" in r["reason"]
+
+
+def test_a_cells_processes_die_with_its_actor(cluster, faulty_plugin, tmp_path, monkeypatch):
+    """What a generator starts (a child and a grandchild ``sleep 300``) is killed with its actor:
+    on the hard timeout of a hung cell and at the end of a finished one."""
+    marker = f"cfbench-ray-{uuid.uuid4().hex}"
+    monkeypatch.setenv("CFBENCH_TEST_MARKER", marker)  # shipped to the actors, inherited below
+    task = Task.load(resolve_spec("breast-cancer"))
+    try:
+        recs = _run(task, "faulty:spawns-hangs,faulty:spawns", tmp_path / "run", n_queries=1,
+                    timeout=1.0, grace=2.0, jobs=2, executor="ray", ray_address=cluster)
+        assert sorted((r["variant"], r["status"]) for r in recs) == [
+            ("spawns", "ok"), ("spawns", "ok"), ("spawns-hangs", "timeout"), ("spawns-hangs", "timeout")]
+        assert wait_until_gone(marker) == []
+    finally:
+        _kill_leftovers(marker)
 
 
 def _cli(*args: str) -> subprocess.Popen:
