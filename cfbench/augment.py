@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from cfbench.errors import UserError
-from cfbench.runner import Choice, RunConfig, execute, method_label, params_key
+from cfbench.runner import Choice, RunConfig, canonical_params, execute, method_label
 from cfbench.store import load_records, write_json_atomic
 from cfbench.task import Task
 
@@ -153,7 +153,7 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
             records = load_records(cfg.out)
             for method, variant, params in pairs:
                 recs = [r for r in records if r["method"] == method and r["variant"] == variant
-                        and params_key(r.get("params")) == params and r["seed"] == seed and r["cfs"]]
+                        and canonical_params(method, variant, r.get("params")) == params and r["seed"] == seed and r["cfs"]]
                 label = method_label(method, variant, params)
                 C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
                 tgt = np.asarray([r["target"] for r in recs], int)

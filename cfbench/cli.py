@@ -256,13 +256,13 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
 
     suite = load_suite(args.config)
     given = _given_flags(args)
-    where = _executor(args)
     suite_name = Path(args.config).name.split(".")[0]
     base = args.out if args.out is not None else (
         runs.new_run_dir(suite_name) if len(suite.runs) > 1 else None)
     plans = []
     for srun in suite.runs:
         s = srun.settings
+        where = _executor(args, s, given, str(args.config))
         cfg = runner.RunConfig(
             task=args.task if "task" in given else srun.task,
             methods=args.methods if "methods" in given else srun.methods,
@@ -298,8 +298,9 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
     if len({str(p[0].out) for p in plans}) < len(plans):
         raise UserError(f"{args.config}: two runs would share the folder {base}; "
                         "remove --task or give the runs distinct names")
-    if where["executor"] == "local":
-        _warm(",".join(p[0].methods for p in plans))
+    local = [p[0].methods for p in plans if p[0].executor == "local"]
+    if local:
+        _warm(",".join(local))
     for cfg, acfg, aug_cfg, checked in plans:
         _run_one(cfg, acfg, aug_cfg, args.quiet, checked, wide=args.wide)
     return 0
@@ -373,14 +374,27 @@ def cmd_augment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _executor(args: argparse.Namespace) -> dict[str, Any]:
-    """``--executor`` (else $CFBENCH_EXECUTOR, else local) and ``--ray-address``, checked."""
-    from cfbench.executor import executor_name, get_executor
+def _executor(args: argparse.Namespace, settings: dict[str, Any] | None = None,
+              given: set[str] = frozenset(), source: str = "") -> dict[str, Any]:
+    """``--executor`` (else a suite's ``executor``, else $CFBENCH_EXECUTOR, else local) and
+    ``--ray-address`` (else the suite's ``ray_address``), checked.  ``source`` names the suite
+    file the settings come from."""
+    from cfbench.executor import ENV_VAR, executor_name, get_executor
 
-    name = executor_name(args.executor)
+    s = settings or {}
+    flag, address = args.executor, args.ray_address
+    if "executor" not in given and s.get("executor") is not None:
+        flag = s["executor"]
+    suite_address = "ray_address" not in given and s.get("ray_address") is not None
+    if suite_address:
+        address = s["ray_address"]
+    name = executor_name(flag)
     if name == "local":
-        get_executor(name, address=args.ray_address)  # refuses a --ray-address
-    return {"executor": name, "ray_address": args.ray_address}
+        if suite_address:
+            raise UserError(f"{source}: ray_address {address!r} needs executor = \"ray\" "
+                            f"(in the file, --executor ray or {ENV_VAR}=ray)")
+        get_executor(name, address=address)  # refuses a --ray-address
+    return {"executor": name, "ray_address": address}
 
 
 def _warm(methods: str | None) -> None:
@@ -460,7 +474,7 @@ def _display(console: Any, quiet: bool, indent: str = "", task: Any = None) -> A
 
 
 def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bool) -> None:
-    from cfbench import augment
+    from cfbench import augment, runner
 
     display = _display(console, quiet, indent="  ")
 
@@ -475,7 +489,7 @@ def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bo
         "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
         "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
         "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout,
-        "budget": cfg.budget, "params": [[t, dict(v)] for t, v in cfg.params]})
+        "budget": cfg.budget, "params": runner.canonical_groups(cfg.params)})
     if not quiet:
         print(augment.to_markdown(doc["aggregate"]))
     console.print(f"wrote {cfg.out / 'augment.json'}")

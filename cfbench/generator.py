@@ -97,7 +97,9 @@ class Param:
 
     ``type`` is ``int``, ``float``, ``str`` or ``bool``; a ``None`` default means "unset" (the
     method picks), and ``None`` is then also accepted as a value.  ``choices`` closes the set of
-    values; ``minimum``/``maximum`` bound numbers (inclusive).
+    values; ``minimum``/``maximum`` bound numbers (inclusive); ``exclusive_minimum`` is a lower
+    bound the value must exceed (``exclusive_minimum=0``: a positive number), for parameters
+    whose constructor refuses the bound itself.
     """
 
     name: str
@@ -107,6 +109,7 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    exclusive_minimum: float | None = None
 
     def type_name(self) -> str:
         return self.type.__name__ + (" or unset" if self.default is None else "")
@@ -115,17 +118,24 @@ class Param:
         """The valid values beyond the type, e.g. ``binary, linear`` or ``>= 1``."""
         if self.choices is not None:
             return ", ".join(map(str, self.choices))
-        if self.minimum is not None and self.maximum is not None:
+        lower = (f"> {self.exclusive_minimum:g}" if self.exclusive_minimum is not None
+                 else f">= {self.minimum:g}" if self.minimum is not None else "")
+        if self.minimum is not None and self.maximum is not None and self.exclusive_minimum is None:
             return f"{self.minimum:g} to {self.maximum:g}"
-        if self.minimum is not None:
-            return f">= {self.minimum:g}"
-        return f"<= {self.maximum:g}" if self.maximum is not None else ""
+        upper = f"<= {self.maximum:g}" if self.maximum is not None else ""
+        return ", ".join(b for b in (lower, upper) if b)
+
+    def below_lower_bound(self, value: float) -> bool:
+        """Whether a number is under ``minimum`` or not above ``exclusive_minimum``."""
+        return ((self.minimum is not None and value < self.minimum)
+                or (self.exclusive_minimum is not None and value <= self.exclusive_minimum))
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type.__name__, "default": self.default,
                 "description": self.description,
                 "choices": list(self.choices) if self.choices is not None else None,
-                "minimum": self.minimum, "maximum": self.maximum}
+                "minimum": self.minimum, "exclusive_minimum": self.exclusive_minimum,
+                "maximum": self.maximum}
 
 
 def params_markdown(specs: Sequence[GeneratorSpec]) -> str:
@@ -182,20 +192,42 @@ def validate_params(spec: GeneratorSpec, values: Mapping[str, Any]) -> dict[str,
         if not _well_typed(p, value):
             raise UserError(f"{where}: expected {p.type_name()}, got {value!r} "
                             f"({type(value).__name__})")
+        given = value  # as the user wrote it, for the messages below
         if p.type is float and value is not None:
             value = float(value)
         if p.choices is not None and value is not None and value not in p.choices:
             raise UserError(f"{where}: got {value!r}; valid choices: "
                             f"{', '.join(map(str, p.choices))}")
         if value is not None and p.type in (int, float) and (
-            (p.minimum is not None and value < p.minimum)
-            or (p.maximum is not None and value > p.maximum)
+            p.below_lower_bound(value) or (p.maximum is not None and value > p.maximum)
         ):
-            lo = "-inf" if p.minimum is None else f"{p.minimum:g}"
-            hi = "inf" if p.maximum is None else f"{p.maximum:g}"
-            raise UserError(f"{where}: got {value!r}; expected a number in [{lo}, {hi}]")
+            if p.exclusive_minimum is not None:
+                lo = f"({p.exclusive_minimum:g}"
+            else:
+                lo = "[-inf" if p.minimum is None else f"[{p.minimum:g}"
+            hi = "inf]" if p.maximum is None else f"{p.maximum:g}]"
+            raise UserError(f"{where}: got {given!r}; expected a number in {lo}, {hi}")
         out[key] = value
     return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as parameter values: ``True`` is not ``1``, ``1`` is ``1.0``."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def explicit_params(spec: GeneratorSpec, variant: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` validated, without those equal to the default ``variant`` runs with.
+
+    The default is the declared one, or the variant's own (``spec.variant_defaults``).  Leaving
+    such a value out changes nothing the factory does, so a cell's identity and label list only
+    the parameters that make it differ from the method's defaults (``dice:random`` and
+    ``dice:random[posthoc_sparsity_algorithm=binary]`` are one cell).
+    """
+    defaults = {p.name: p.default for p in spec.params}
+    defaults.update(spec.variant_defaults.get(variant, {}))
+    return {k: v for k, v in validate_params(spec, values).items()
+            if not _same(v, defaults.get(k))}
 
 
 @dataclass(frozen=True)
@@ -210,6 +242,9 @@ class GeneratorSpec:
     ``(ok, hint)`` for conditions beyond imports (for example, an API endpoint configured).
     ``params`` declares every keyword the factory accepts besides ``variant``; ``build`` checks
     values against it (``validate_params``), so a factory never sees an unknown key.
+    ``variant_defaults`` holds, per variant, the parameters whose default that variant changes
+    (e.g. a ``fast`` preset), so a value equal to the variant's default is recognised as one
+    (``explicit_params``).
 
     ``variant_requires`` adds modules that only some variants need (e.g. NICE's ``plausibility``
     needs torch): such a variant is listed as unavailable on its own.  ``cost`` is the expected
@@ -229,6 +264,7 @@ class GeneratorSpec:
     available: Callable[[], tuple[bool, str]] | None = None
     plugin: str = ""
     params: tuple[Param, ...] = ()
+    variant_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     anytime: tuple[str, ...] = ()

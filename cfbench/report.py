@@ -202,7 +202,7 @@ def _libraries(records: list[dict[str, Any]]) -> dict[str, str]:
 def _examples(board: dict[str, Any], records: list[dict[str, Any]], n: int
               ) -> tuple[dict[str, Any], str]:
     """Per method: up to ``n`` answered queries (directions alternating) and failure reasons."""
-    from cfbench.runner import method_label
+    from cfbench.runner import record_label
 
     n_feat = next((len(c) for r in records for c in r.get("cfs") or [] if isinstance(c, list)),
                   len(next(iter(r["query"] for r in records if r.get("query")), [])))
@@ -210,7 +210,7 @@ def _examples(board: dict[str, Any], records: list[dict[str, Any]], n: int
     out: dict[str, Any] = {}
     by_method: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        by_method.setdefault(method_label(r["method"], r["variant"]), []).append(r)
+        by_method.setdefault(record_label(r), []).append(r)  # the board's label, params included
     for label, recs in sorted(by_method.items()):
         recs = sorted(recs, key=lambda r: (r["seed"], r["direction"], r["query_id"]))
         ok = [r for r in recs if r.get("status") == "ok" and r.get("cfs")]

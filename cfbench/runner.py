@@ -30,7 +30,7 @@ from cfbench import phase, schedule, workerproc
 from cfbench.errors import UserError
 from cfbench.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.forkserver import context
-from cfbench.generator import STATUSES, QueryResult, validate_params
+from cfbench.generator import STATUSES, QueryResult, explicit_params
 from cfbench.metrics import envelope, outside_envelope
 from cfbench.plugins import registry
 from cfbench.provenance import environment, module_dists, runtime_provenance
@@ -95,9 +95,58 @@ def method_label(method: str, variant: str, params: Any = None) -> str:
     return base + ("[" + ",".join(f"{k}={_fmt(v)}" for k, v in items) + "]" if items else "")
 
 
+def canonical_params(method: str, variant: str, params: Any) -> Params:
+    """A cell's parameters without those equal to the defaults its variant runs with.
+
+    Cells get this form when they are resolved; it also reads back stored records and pairs
+    (which may list defaults, written before they were left out) so that their labels and
+    ``--resume`` keys agree with new cells.  Parameters of a method that is not installed, or
+    that no longer validate, are kept as they are.
+    """
+    items = params_key(params)
+    if not items:
+        return ()
+    spec = registry().generators.get(method)
+    if spec is None:
+        return items
+    try:
+        return params_key(explicit_params(spec, variant, dict(items)))
+    except UserError:
+        return items
+
+
+def canonical_key(key: tuple) -> tuple:
+    """A ``store.record_key`` with its parameters in ``canonical_params`` form."""
+    method, variant, *rest, params = key
+    return (method, variant, *rest, canonical_params(method, variant, params))
+
+
+def canonical_groups(groups: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """``--param`` groups as run.json keeps them: a value equal to the default of every variant
+    its target names is left out (and a group left empty), so it does not change a run's
+    identity; the groups are otherwise kept as given."""
+    reg = registry()
+    out: list[list[Any]] = []
+    for target, values in groups:
+        name, _, variant = target.partition(":")
+        spec = reg.generators.get(name)
+        kept = dict(values)
+        if spec is not None and (not variant or variant in spec.variants):
+            try:
+                per_variant = [explicit_params(spec, v, values)
+                               for v in ([variant] if variant else spec.variants)]
+                kept = {k: v for k, v in values.items() if any(k in e for e in per_variant)}
+            except UserError:
+                pass
+        if kept:
+            out.append([target, kept])
+    return out
+
+
 def record_label(rec: dict[str, Any]) -> str:
     """``method_label`` of a stored record (records without ``params`` ran with the defaults)."""
-    return method_label(rec["method"], rec["variant"], rec.get("params"))
+    params = canonical_params(rec["method"], rec["variant"], rec.get("params"))
+    return method_label(rec["method"], rec["variant"], params)
 
 
 @dataclass
@@ -205,7 +254,9 @@ def with_params(items: Sequence[tuple[str, str, dict[str, Any]]],
                 if t == target:
                     merged.update(values)
                     used.add(t)
-        choice = Choice(method, variant, params_key(validate_params(reg.generator(method), merged)))
+        # validated; values equal to the variant's defaults left out (they are the same cell)
+        choice = Choice(method, variant, params_key(explicit_params(reg.generator(method), variant,
+                                                                    merged)))
         if choice not in out:
             out.append(choice)
     for target, _ in groups:
@@ -717,7 +768,7 @@ def check_resume(cfg: RunConfig, spec: TaskSpec, lock: bool = True) -> dict[str,
 
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
             "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None,
-            "params": [[t, dict(v)] for t, v in cfg.params]}
+            "params": canonical_groups(cfg.params)}
     lock_run_dir(cfg.out) if lock else probe_run_dir(cfg.out)
     if not has_records(cfg.out):
         return info  # an empty folder, or one a refused run left without records: start afresh
@@ -727,6 +778,7 @@ def check_resume(cfg: RunConfig, spec: TaskSpec, lock: bool = True) -> dict[str,
         )
     old = read_run_info(cfg.out)
     old.setdefault("params", [])  # written before parameters were part of a run's identity
+    old["params"] = canonical_groups(old["params"])  # written before defaults were left out
     for key in info:
         if old.get(key) != info[key]:
             raise UserError(
@@ -767,7 +819,8 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
     try:
         write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),
                                                "pairs": [list(Choice(*p)) for p in pairs]})
-        work = plan(cfg, task, pairs, store.done_keys() if cfg.resume else set(), queries)
+        done = {canonical_key(k) for k in store.done_keys()} if cfg.resume else set()
+        work = plan(cfg, task, pairs, done, queries)
         work = schedule.longest_first(work, cfg.budget)
         if on_plan:
             on_plan(work)

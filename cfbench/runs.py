@@ -60,7 +60,7 @@ def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]
     ``None`` for a run folder written before the list was stored; otherwise ``runner.Choice`` s
     (method, variant and the cell's parameters).
     """
-    from cfbench.runner import Choice, params_key
+    from cfbench.runner import Choice, canonical_params
     from cfbench.store import has_records, read_run_info
 
     if not has_records(out) and not (Path(out) / "run.json").is_file():
@@ -75,8 +75,8 @@ def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]
     pairs = info.get("pairs")
     if pairs is None:
         return old or methods or "all", None
-    return old or methods or "all", [Choice(p[0], p[1], params_key(p[2] if len(p) > 2 else ()))
-                                     for p in pairs]
+    return old or methods or "all", [
+        Choice(p[0], p[1], canonical_params(p[0], p[1], p[2] if len(p) > 2 else ())) for p in pairs]
 
 
 def check_pairs(pairs: list[Any]) -> None:

@@ -11,6 +11,7 @@ tolerances of ``cfbench leaderboard --check``::
     n_queries = 20
     k = 1
     budget = 10
+    executor = "local"                     # or "ray", with ray_address = "host:port"
 
     [augment]                              # optional
     methods = ["nearest-neighbour"]        # default: the run's methods
@@ -49,6 +50,8 @@ SETTINGS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "fit_timeout": ((int, float), 3600.0),
     "jobs": (int, None),  # default: the usable CPU cores
     "data_dir": (str, None),
+    "executor": (str, None),  # default: $CFBENCH_EXECUTOR, else local
+    "ray_address": (str, None),  # with executor = "ray": the cluster (default: a local one)
 }
 AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "methods": (list, None),  # default: the run's
@@ -239,6 +242,20 @@ def methods_value(value: Any, where: str) -> str:
     return ",".join(items)
 
 
+def _check_executor(settings: dict[str, Any], where: str) -> None:
+    """``executor`` and ``ray_address`` checked as ``--executor`` and ``--ray-address`` are."""
+    from cfbench.executor import EXECUTORS
+
+    name = settings.get("executor")
+    if name is not None and name not in EXECUTORS:
+        raise UserError(f"{where} executor: unknown executor {name!r}; valid choices: "
+                        f"{', '.join(EXECUTORS)}")
+    address = settings.get("ray_address")
+    if address is not None and (name == "local" or not address.strip()):
+        raise UserError(f"{where} ray_address: {address!r} needs executor = \"ray\" and a "
+                        "cluster address (host:port or auto)")
+
+
 def _settings(table: dict[str, Any], spec: dict[str, tuple], where: str) -> dict[str, Any]:
     out = {}
     for key, (types, _) in spec.items():
@@ -310,6 +327,7 @@ def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: st
     settings = _settings(table, SETTINGS, where.rstrip(":"))
     if "seeds" in settings:
         settings["seeds"] = seeds_value(settings["seeds"], f"{where} seeds")
+    _check_executor(settings, where)
     augment = None
     if has_aug:
         bad = sorted(set(aug) - set(AUGMENT))

@@ -21,6 +21,16 @@ from cfbench.generator import GeneratorSpec, validate_params
 UNKNOWN_PARAM = "__cfbench_no_such_parameter__"
 
 
+def refuses_unknown(exc: BaseException, key: str) -> bool:
+    """Whether ``exc`` is a factory's refusal of the keyword ``key``: a ``UserError`` naming it,
+    or Python's ``TypeError: ... got an unexpected keyword argument 'key'``.  Anything else (an
+    ``ImportError`` of a missing dependency, a ``TypeError`` from inside the constructor) is
+    not a refusal: the factory may still swallow the key once it gets that far."""
+    if type(exc) is TypeError:
+        return f"unexpected keyword argument {key!r}" in str(exc)
+    return isinstance(exc, UserError) and repr(key) in str(exc)
+
+
 def _values(p: Any) -> list[Any]:
     """Non-default values a declared parameter accepts, for the acceptance check."""
     if p.choices is not None:
@@ -75,13 +85,17 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
     try:
         spec.build(variant, {UNKNOWN_PARAM: 1})
         failures.append(f"{name}: spec.build accepted an undeclared parameter")
-    except UserError:
-        pass
+    except UserError as exc:
+        if UNKNOWN_PARAM not in str(exc):
+            failures.append(f"{name}: spec.build refused an undeclared parameter without naming "
+                            f"it: {exc}")
     try:
         spec.factory(variant, **{UNKNOWN_PARAM: 1})
         failures.append(f"{name}: the factory swallows an unknown parameter; it must raise")
-    except Exception:  # noqa: BLE001 - TypeError or UserError: either refuses it
-        pass
+    except Exception as exc:  # noqa: BLE001 - sorted below: only a refusal of the key counts
+        if not refuses_unknown(exc, UNKNOWN_PARAM):
+            failures.append(f"{name}: the factory raised {type(exc).__name__} for an unknown "
+                            f"parameter instead of refusing it by name: {exc}")
     for p in spec.params:
         for value in [p.default, *_values(p)]:
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,6 +68,25 @@ def test_llm_generators_conform_with_the_tiny_model(heart, tiny, one_torch_threa
     check_generator(spec, variant, task=heart, params={"model": tiny, "batch_size": 4, **extra})
 
 
+@pytest.mark.parametrize("name, variant", [
+    ("api-zeroshot", "default"), ("api-fewshot", "default"), ("api-fewshot", "retrieval")])
+def test_api_generators_conform_with_a_scripted_server(heart, monkeypatch, name, variant):
+    """The api-* methods against test_llm_api's scripted OpenAI-compatible server on 127.0.0.1:
+    every answer is a target-class training row's mutable values, so it parses."""
+    pytest.importorskip("openai")
+    from test_llm_api import HostileServer
+
+    row = heart.X_train[heart.y_train == 1].iloc[0]
+    answer = json.dumps({f.name: float(row[f.name]) for f in heart.schema.features if f.mutable})
+    with HostileServer([answer]) as srv:
+        monkeypatch.setenv("CFBENCH_API_BASE", f"http://127.0.0.1:{srv.port}/v1")
+        monkeypatch.setenv("CFBENCH_API_MODEL", "m")
+        monkeypatch.delenv("CFBENCH_API_KEY", raising=False)
+        report = check_generator(_spec(name), variant, task=heart, params={"concurrency": 1},
+                                 budget=10.0)
+    assert "ok" in report["statuses"]
+
+
 # ----------------------------------------------------------------------------- the check can fail
 
 
@@ -115,3 +136,20 @@ def test_nondeterminism_is_caught(heart):
     spec = GeneratorSpec(name="noisy", factory=Noisy, capabilities=Capabilities(multiple=True))
     with pytest.raises(AssertionError, match="two runs with seed 0 gave different results"):
         check_generator(spec, task=heart)
+
+
+def test_an_import_error_is_not_a_refusal_of_an_unknown_key(heart):
+    """A factory that fails on a missing dependency has not refused the key: it may swallow it."""
+    from cfbench.builtin import _nearest_neighbour
+
+    def factory(variant: str = "default", **params: object):
+        if params:
+            raise ImportError("No module named 'somelib'")
+        return _nearest_neighbour(variant)
+
+    spec = GeneratorSpec(name="brittle", factory=factory,
+                         capabilities=Capabilities(multiple=True, constraints=True))
+    with pytest.raises(AssertionError, match="the factory raised ImportError for an unknown "
+                                             "parameter instead of refusing it by name"):
+        check_generator(spec, task=heart)
+    check_generator(registry().generator("nearest-neighbour"), task=heart)  # the real one passes

@@ -69,7 +69,7 @@ def test_unreachable_endpoint_is_an_error_per_query_without_the_key(monkeypatch)
 def test_bad_api_parameters():
     from cfbench_llm.api import ApiLLM
 
-    with pytest.raises(UserError, match="unknown api parameter 'examplez'"):
+    with pytest.raises(UserError, match="unknown parameter 'examplez' of method 'api-fewshot'"):
         ApiLLM("fewshot", examplez=2)
     with pytest.raises(UserError, match="valid choices: default, retrieval"):
         ApiLLM("fewshot", "freetext")

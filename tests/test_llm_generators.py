@@ -107,7 +107,7 @@ def test_clip_counts_what_it_changes(heart, tiny, tmp_path):
 
 
 def test_bad_parameters_are_user_errors():
-    with pytest.raises(UserError, match="unknown llm parameter 'temprature'"):
+    with pytest.raises(UserError, match="unknown parameter 'temprature' of method 'llm-zeroshot'"):
         LocalLLM("zeroshot", temprature=0.5)
     with pytest.raises(UserError, match="batch_size: expected a positive integer"):
         LocalLLM("zeroshot", batch_size=0)
@@ -117,7 +117,8 @@ def test_bad_parameters_are_user_errors():
         LocalLLM("fewshot", quantize="int4")
     with pytest.raises(UserError, match="max_edits: expected a non-negative integer"):
         LocalLLM("fewshot", max_edits=-1)
-    with pytest.raises(UserError, match="llm-finetuned writes full rows"):
+    # llm-finetuned's adapter is trained on full rows: it does not take cf_style at all
+    with pytest.raises(UserError, match="unknown parameter 'cf_style' of method 'llm-finetuned'"):
         LocalLLM("finetuned", cf_style="edits")
 
 

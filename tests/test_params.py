@@ -17,10 +17,13 @@ from cfbench.generator import GeneratorSpec, Param, params_markdown, validate_pa
 from cfbench.plugins import registry
 from cfbench.runner import (
     Cell,
+    Choice,
     RunConfig,
+    canonical_key,
     check_resume,
     method_label,
     plan,
+    record_label,
     resolve_methods,
     with_params,
 )
@@ -73,6 +76,64 @@ def test_validate_params_checks_names_types_choices_and_bounds():
         validate_params(SPEC, {"n": 0})
 
 
+def test_an_exclusive_minimum_refuses_the_bound_itself():
+    spec = GeneratorSpec(name="toy", factory=SPEC.factory, params=(
+        Param("step", float, None, "a positive step", exclusive_minimum=0),
+        Param("share", float, 0.5, "a share above 0", exclusive_minimum=0, maximum=1)))
+    assert validate_params(spec, {"step": 1e-9, "share": 1}) == {"step": 1e-9, "share": 1.0}
+    with pytest.raises(UserError, match=r"parameter 'step' of method 'toy': got 0; "
+                                        r"expected a number in \(0, inf\]$"):
+        validate_params(spec, {"step": 0})
+    with pytest.raises(UserError, match=r"expected a number in \(0, 1\]$"):
+        validate_params(spec, {"share": -1})
+    assert [p.allowed() for p in spec.params] == ["> 0", "> 0, <= 1"]
+    assert spec.params[0].as_dict()["exclusive_minimum"] == 0
+
+
+def _lower_bound(p: Param) -> float | None:
+    """The smallest value a declaration lets through (a hair above an exclusive minimum)."""
+    if p.exclusive_minimum is not None:
+        return p.exclusive_minimum + (1 if p.type is int else 1e-6)
+    return p.minimum
+
+
+@pytest.mark.parametrize("spec", in_tree_specs(), ids=lambda s: s.name)
+def test_every_declared_lower_bound_is_accepted_by_the_constructor(spec):
+    """What passes the upfront check must not fail in a worker: the bound a declaration lets
+    through is one its constructor accepts (``minimum=0`` where the constructor needs > 0 fails)."""
+    for p in spec.params:
+        low = _lower_bound(p)
+        if p.type not in (int, float) or low is None:
+            continue
+        value = p.type(low)
+        validate_params(spec, {p.name: value})
+        for variant in spec.variants:
+            try:
+                spec.build(variant, {p.name: value})
+            except UserError as exc:
+                pytest.fail(f"{spec.name}:{variant}: {p.name}={value!r} passes the declaration "
+                            f"({p.allowed()}) but the constructor refuses it: {exc}")
+
+
+@pytest.mark.parametrize("method, key", [("cfnow", "ft_change_factor"), ("llm-finetuned", "lr")])
+def test_zero_is_refused_upfront_where_the_constructor_needs_a_positive_number(method, key):
+    spec = registry().generator(method)
+    with pytest.raises(UserError) as err:
+        with_params([(method, spec.variants[0], {})], [(method, {key: 0})])
+    msg = str(err.value)
+    assert msg == f"parameter {key!r} of method {method!r}: got 0; expected a number in (0, inf]"
+
+
+def test_cli_refuses_a_zero_step_factor_in_one_line_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    r = cli("run", "--task", "heart", "--methods", "cfnow:greedy", "--param",
+            "cfnow.ft_change_factor=0", "--out", str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "parameter 'ft_change_factor' of method 'cfnow': got 0; expected a number in (0, inf]" \
+        in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
 def test_build_validates_before_the_factory_sees_anything():
     assert SPEC.build("default", {"n": 2}) == ("default", {"n": 2})
     with pytest.raises(UserError, match="unknown parameter"):
@@ -95,8 +156,29 @@ def test_a_misspelt_key_is_refused_with_the_valid_keys(spec):
 
 @pytest.mark.parametrize("spec", in_tree_specs(), ids=lambda s: s.name)
 def test_no_in_tree_factory_swallows_unknown_keys(spec):
-    with pytest.raises((TypeError, UserError)):
-        spec.factory(spec.variants[0], no_such_parameter=1)
+    """Only the refusal of the key counts: not an ImportError, not a TypeError from elsewhere."""
+    from cfbench.testing import refuses_unknown
+
+    for variant in spec.variants:
+        with pytest.raises((TypeError, UserError)) as err:
+            spec.factory(variant, no_such_parameter=1)
+        assert refuses_unknown(err.value, "no_such_parameter"), repr(err.value)
+
+
+def test_refuses_unknown_accepts_only_the_refusal_of_the_key():
+    from cfbench.testing import refuses_unknown
+
+    def strict(variant="default", *, n=1):
+        return n
+
+    with pytest.raises(TypeError) as err:
+        strict("default", typo=1)
+    assert refuses_unknown(err.value, "typo")
+    assert refuses_unknown(UserError("unknown parameter 'typo' of method 'x'; valid: n"), "typo")
+    assert not refuses_unknown(ImportError("No module named 'dice_ml'"), "typo")
+    assert not refuses_unknown(ModuleNotFoundError("No module named 'typo'"), "typo")
+    assert not refuses_unknown(TypeError("unsupported operand type(s) for +"), "typo")
+    assert not refuses_unknown(UserError("model folder not found"), "typo")
 
 
 @pytest.mark.parametrize("spec", in_tree_specs(), ids=lambda s: s.name)
@@ -130,6 +212,48 @@ def test_llm_declarations_match_settings_and_api():
     assert {p.name: p.default for p in params.API} == api.PARAMS
 
 
+LLM_UNUSED = [("llm-zeroshot", "examples"), ("llm-zeroshot", "pool"), ("llm-zeroshot", "pairs"),
+              ("llm-zeroshot", "lr"), ("llm-fewshot", "force_finetune"), ("llm-finetuned", "examples"),
+              ("llm-finetuned", "cf_style"), ("api-zeroshot", "examples"),
+              ("api-zeroshot", "example_seed"), ("api-zeroshot", "pool")]
+
+
+@pytest.mark.parametrize("method, key", LLM_UNUSED)
+def test_llm_methods_refuse_keys_their_mode_never_uses(method, key):
+    """Few-shot keys only for few-shot modes, fine-tuning keys only for llm-finetuned: upfront,
+    and in the factory too."""
+    pytest.importorskip("cfbench_llm")
+    from cfbench_llm import params
+
+    spec = registry().generator(method)
+    value = {p.name: p.default for p in params.LOCAL + params.API}[key]
+    value = 1 if value is None else value
+    with pytest.raises(UserError) as err:
+        with_params([(method, spec.variants[0], {})], [(method, {key: value})])
+    msg = str(err.value)
+    valid = ", ".join(sorted(p.name for p in spec.params))
+    assert msg == f"unknown parameter {key!r} of method {method!r}; valid parameters: {valid}"
+    assert key not in valid.split(", ")
+    with pytest.raises(UserError) as err:
+        spec.factory(spec.variants[0], **{key: value})
+    assert str(err.value) == msg
+
+
+def test_llm_declarations_per_mode():
+    pytest.importorskip("cfbench_llm")
+    from cfbench_llm import params
+
+    names = {m: {p.name for p in registry().generator(m).params} for m in (
+        "llm-zeroshot", "llm-fewshot", "llm-finetuned", "api-zeroshot", "api-fewshot")}
+    assert {"examples", "pool"} <= names["llm-fewshot"] and "pairs" not in names["llm-fewshot"]
+    assert {"pairs", "lr", "teacher"} <= names["llm-finetuned"]
+    assert names["api-fewshot"] == {p.name for p in params.API}
+    assert names["llm-zeroshot"] | names["llm-fewshot"] | names["llm-finetuned"] == \
+        {p.name for p in params.LOCAL}
+    # the fast preset names only keys llm-fewshot declares
+    assert set(params.FAST) <= names["llm-fewshot"]
+
+
 def test_param_flags_parse_as_toml_scalars():
     assert parse_param("dice:random.total_cfs=20") == ("dice:random", "total_cfs", 20)
     assert parse_param("dice.posthoc_sparsity_param=0.5") == ("dice", "posthoc_sparsity_param", 0.5)
@@ -149,7 +273,8 @@ def test_param_groups_merge_into_the_cells_they_name():
         ["dice.posthoc_sparsity_algorithm=linear", "dice:random.total_cfs=4",
          "dice:random.posthoc_sparsity_algorithm=binary"]))
     by = {c.variant: dict(c.params) for c in choices}
-    assert by["random"] == {"total_cfs": 4, "posthoc_sparsity_algorithm": "binary"}  # variant wins
+    # the variant's value wins; binary is the declared default, so it is no parameter of the cell
+    assert by["random"] == {"total_cfs": 4}
     assert by["genetic"] == by["kdtree"] == {"posthoc_sparsity_algorithm": "linear"}
     with pytest.raises(UserError, match="--param nice: method 'nice' is not among the methods run"):
         resolve_methods("dice", params=group_params(["nice.ae_epochs=3"]))
@@ -167,6 +292,67 @@ def test_labels_show_params_and_read_back_as_a_selection():
     assert item == "llm-fewshot" and params == {"sep": ", ", "clip": True, "lr": 0.5, "row_style": "true"}
     choices, _ = resolve_methods("dice:random[total_cfs=5],dice:random[total_cfs=20],dice:random")
     assert [dict(c.params) for c in choices] == [{"total_cfs": 5}, {"total_cfs": 20}, {}]
+
+
+def test_a_value_equal_to_the_default_is_the_default_cell():
+    """An explicit default is no parameter: same cell, same label, same --resume key."""
+    choices, _ = resolve_methods(
+        "dice:random[posthoc_sparsity_algorithm=binary],dice:random",
+        params=group_params(["dice:random.dice_precision=false"]))
+    assert choices == [Choice("dice", "random", ())] and Cell("dice", "random", 0).label == \
+        "dice:random"
+    # total_cfs defaults to unset (DiCE then optimises k): an explicit number is a parameter,
+    # even one equal to k, since the cell then no longer follows k
+    choices, _ = resolve_methods("dice:random[total_cfs=1,posthoc_sparsity_param=0.1]")
+    assert [method_label(*c) for c in choices] == \
+        ["dice:random[posthoc_sparsity_param=0.1,total_cfs=1]"]
+    # a variant's own defaults (llm-fewshot:fast batches 50) are its defaults; ints widen
+    choices = with_params([("llm-fewshot", "fast", {"batch_size": 50, "max_edits": 3}),
+                           ("llm-fewshot", "fast", {"batch_size": 32}),
+                           ("llm-fewshot", "default", {"batch_size": 32, "temperature": 1}),
+                           ("llm-fewshot", "default", {"batch_size": 50})], [])
+    assert [method_label(*c) for c in choices] == [
+        "llm-fewshot:fast", "llm-fewshot:fast[batch_size=32]", "llm-fewshot",
+        "llm-fewshot[batch_size=50]"]
+
+
+def test_records_and_resume_agree_with_explicit_defaults(tmp_path):
+    """Records and run.json written with an explicit default (before defaults were left out)
+    read back as the default cell: same label, done on --resume, same run identity."""
+    old = {"method": "dice", "variant": "random", "seed": 0, "query_id": 7,
+           "params": {"posthoc_sparsity_algorithm": "binary"}}
+    assert record_label(old) == "dice:random"
+    assert record_label({**old, "params": {"total_cfs": 3}}) == "dice:random[total_cfs=3]"
+    assert record_label({**old, "method": "gone"}) == "gone:random[posthoc_sparsity_algorithm=binary]"
+
+    class FakeTask:
+        def queries(self, n):
+            import pandas as pd
+
+            return pd.DataFrame({"query_id": [7, 8]})
+
+    choices, _ = resolve_methods("dice:random")
+    work = plan(RunConfig(task="x"), FakeTask(), choices, {canonical_key(record_key(old))})
+    assert [(c.label, list(q["query_id"])) for c, q in work] == [("dice:random", [8])]
+
+    spec = resolve_spec("breast-cancer")
+    cfg = RunConfig(task="breast-cancer", out=tmp_path, params=(
+        ("dice", {"posthoc_sparsity_algorithm": "binary"}), ("dice:random", {"total_cfs": 3})))
+    info = check_resume(cfg, spec)
+    assert info["params"] == [["dice:random", {"total_cfs": 3}]]
+    info["params"] = [[t, dict(v)] for t, v in cfg.params]  # as a run.json written before
+    info["pairs"] = [["dice", "random", {"posthoc_sparsity_algorithm": "binary", "total_cfs": 3}]]
+    info["config"] = {"methods": "dice:random"}
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    rec = {**old, "k": 1, "provenance": {"task_hash": spec.hash}}
+    (tmp_path / "records.jsonl").write_text(json.dumps(rec) + "\n")
+    resumed = dataclasses.replace(cfg, resume=True, params=(("dice:random", {"total_cfs": 3}),))
+    check_resume(resumed, spec)  # the explicit default does not change the run's identity
+    with pytest.raises(UserError, match="params was"):
+        check_resume(dataclasses.replace(resumed, params=(("dice:random", {"total_cfs": 4}),)), spec)
+    from cfbench.runs import pinned_pairs
+
+    assert pinned_pairs(tmp_path, None)[1] == [Choice("dice", "random", (("total_cfs", 3),))]
 
 
 def test_params_are_part_of_a_cells_identity():
@@ -242,7 +428,7 @@ def test_list_methods_params_json_and_table():
     assert [p["name"] for p in rows["nice"]["params"]] == ["ae_epochs", "ae_hidden"]
     assert rows["dice"]["params"][0] == {
         "name": "total_cfs", "type": "int", "default": None, "minimum": 1, "maximum": None,
-        "choices": None, "description": rows["dice"]["params"][0]["description"]}
+        "exclusive_minimum": None, "choices": None, "description": rows["dice"]["params"][0]["description"]}
     r = cli("list", "methods", "--params")
     assert r.returncode == 0 and "posthoc_sparsity_algorithm" in r.stdout
 

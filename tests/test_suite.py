@@ -63,6 +63,13 @@ max_per_class = 4
     ('task = "heart"\nmethods = ["nice"]\n[check]\natl = 1\n', "unknown key check.atl"),
     ('methods = ["nice"]\n[[runs]]\ntask = "heart"\n[[runs]]\ntask = "heart"\n', "two runs write to the folder 'heart'"),
     ('task = "heart"\nmethods = ["nice"\n', "not a valid TOML suite file"),
+    ('task = "heart"\nmethods = ["nice"]\nexecutor = "slurm"\n',
+     "executor: unknown executor 'slurm'; valid choices: local, ray"),
+    ('task = "heart"\nmethods = ["nice"]\nexecutor = 1\n', "executor: expected str, got 1"),
+    ('task = "heart"\nmethods = ["nice"]\nexecutor = "local"\nray_address = "h:6379"\n',
+     "ray_address: 'h:6379' needs executor = \"ray\""),
+    ('task = "heart"\nmethods = ["nice"]\n[[runs]]\nexecutor = "locl"\n',
+     "runs[0] executor: unknown executor 'locl'"),
 ])
 def test_mistakes_are_one_line_naming_file_and_key(tmp_path, text, fragment):
     p = write(tmp_path, text)
@@ -70,6 +77,33 @@ def test_mistakes_are_one_line_naming_file_and_key(tmp_path, text, fragment):
         load_suite(p)
     msg = str(err.value)
     assert fragment in msg and str(p) in msg, msg
+
+
+def test_executor_settings(tmp_path):
+    suite = load_suite(write(tmp_path, 'task = "heart"\nmethods = ["nice"]\nexecutor = "ray"\n'
+                                       'ray_address = "10.0.0.5:6379"\n[[runs]]\n[[runs]]\n'
+                                       'name = "here"\nray_address = "auto"\n'))
+    assert [r.settings for r in suite.runs] == [
+        {"executor": "ray", "ray_address": "10.0.0.5:6379"},
+        {"executor": "ray", "ray_address": "auto"}]
+
+
+def test_run_config_executor_is_checked_like_the_flags_and_flags_win(tmp_path, monkeypatch):
+    """A suite's ray_address without executor = "ray" is refused in one line, before any work,
+    and --executor local overrides the file's executor = "ray" (then its address is refused)."""
+    monkeypatch.delenv("CFBENCH_EXECUTOR", raising=False)
+    out = tmp_path / "out"
+    p = write(tmp_path, 'task = "breast-cancer"\nmethods = ["nearest-neighbour"]\nn_queries = 2\n'
+                        'ray_address = "10.0.0.5:6379"\n')
+    r = cli("run", "--config", str(p), "--out", str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{p}: ray_address '10.0.0.5:6379' needs executor = \"ray\"" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+    p = write(tmp_path, 'task = "breast-cancer"\nmethods = ["nearest-neighbour"]\nn_queries = 2\n'
+                        'executor = "ray"\nray_address = "10.0.0.5:6379"\n')
+    r = cli("run", "--config", str(p), "--out", str(out), "--executor", "local")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "ray_address '10.0.0.5:6379' needs executor" in r.stderr and not out.exists()
 
 
 def test_runs_override_the_top_level_settings(tmp_path):

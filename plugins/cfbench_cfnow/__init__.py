@@ -21,7 +21,7 @@ PARAMS = (
           "(unset: the whole per-query budget)", minimum=0),
     Param("it_max", int, None, "CFNOW's iteration cap of the search (unset: CFNOW's)", minimum=1),
     Param("ft_change_factor", float, None, "CFNOW's step factor in fine-tuning (unset: CFNOW's)",
-          minimum=0),
+          exclusive_minimum=0),
     Param("size_tabu", int, None, "length of CFNOW's tabu list (unset: CFNOW's, kept below the "
           "number of features that can move)", minimum=0),
 )

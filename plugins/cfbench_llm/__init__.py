@@ -71,7 +71,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="llm",
             requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
             preload=("torch", "transformers"),
-            params=params.LOCAL,
+            params=params.LOCAL_BY_MODE[mode],
+            variant_defaults={"fast": params.FAST} if "fast" in variants else {},
             description=LOCAL[mode],
             cost=COSTS[mode],
         )
@@ -90,7 +91,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
                                       stochastic=False, batch_size=BATCH),
             extra="llm",
             requires=("openai",),
-            params=params.API,
+            params=params.API_BY_MODE[mode],
             description=API[mode],
             available=_api_available,
         )

@@ -22,6 +22,7 @@ import pandas as pd
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
 from cfbench_llm.params import API as API_PARAMS
+from cfbench_llm.params import API_BY_MODE, refuse_unused
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, value_formats
 
 ENV_BASE, ENV_MODEL, ENV_KEY = "CFBENCH_API_BASE", "CFBENCH_API_MODEL", "CFBENCH_API_KEY"
@@ -57,9 +58,7 @@ class ApiLLM:
             raise choices_error("api mode", mode, VARIANTS)
         if variant not in VARIANTS[mode]:
             raise choices_error(f"variant of api-{mode}", variant, VARIANTS[mode])
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise UserError(f"unknown api parameter {unknown[0]!r}; valid parameters: {', '.join(sorted(PARAMS))}")
+        refuse_unused(f"api-{mode}", API_BY_MODE[mode], params)  # keys this mode never uses
         self.mode, self.variant = mode, variant
         self.params = {**PARAMS, **params}
         if int(self.params["concurrency"]) < 1:

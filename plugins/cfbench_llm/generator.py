@@ -18,6 +18,7 @@ import pandas as pd
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
 from cfbench_llm.models import QUANTIZE
+from cfbench_llm.params import FAST, LOCAL_BY_MODE, refuse_unused
 from cfbench_llm.prompts import (
     CF_STYLES,
     ROW_STYLES,
@@ -35,12 +36,6 @@ VARIANTS = {
 }
 
 
-#: the ``fast`` variant of llm-fewshot: fixed examples as ``default``, but bare values for the
-#: patient, only the changed features (at most 3) for the counterfactual, int8 linear layers and
-#: larger batches.  About 6x faster than ``default`` on a 2-core CPU, at lower validity
-#: (docs/llm.md has the measurements).  Parameters given explicitly still win.
-FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
-                        "batch_size": 50}
 
 
 @dataclass
@@ -100,6 +95,9 @@ class Settings:
                 raise UserError(f"llm parameter {name}: expected a non-negative integer, got {v!r}")
         if isinstance(s.temperature, bool) or not (isinstance(s.temperature, float | int) and s.temperature >= 0):
             raise UserError(f"llm parameter temperature: expected a number >= 0, got {s.temperature!r}")
+        if s.example_seed is not None and (isinstance(s.example_seed, bool)
+                                           or not isinstance(s.example_seed, int) or s.example_seed < 0):
+            raise UserError(f"llm parameter example_seed: expected an integer >= 0, got {s.example_seed!r}")
         if not (isinstance(s.lr, float | int) and s.lr > 0):
             raise UserError(f"llm parameter lr: expected a positive number, got {s.lr!r}")
         return s
@@ -113,6 +111,7 @@ class LocalLLM:
             raise choices_error("llm mode", mode, MODES)
         if variant not in VARIANTS[mode]:
             raise choices_error(f"variant of llm-{mode}", variant, VARIANTS[mode])
+        refuse_unused(f"llm-{mode}", LOCAL_BY_MODE[mode], params)  # keys this mode never uses
         self.mode = mode
         self.variant = variant
         preset = FAST if variant == "fast" else {}

@@ -2,9 +2,14 @@
 
 Kept apart from the generators so that listing and validating them imports no model code; the
 tests check these declarations against ``Settings`` and ``api.PARAMS`` field by field.
+``LOCAL`` and ``API`` are every field; each method declares (and its factory accepts) only the
+ones its mode uses (``LOCAL_BY_MODE``, ``API_BY_MODE``): few-shot keys for the few-shot modes,
+fine-tuning keys for llm-finetuned.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from cfbench.generator import Param
 from cfbench_llm.models import QUANTIZE
@@ -14,7 +19,8 @@ from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
 _PROMPT = (
     Param("examples", int, 3, "few-shot examples per direction (fixed) or per query (retrieval)",
           minimum=1),
-    Param("example_seed", int, None, "seed of the fixed few-shot examples (unset: the run's seed)"),
+    Param("example_seed", int, None, "seed of the fixed few-shot examples (unset: the run's seed)",
+          minimum=0),
     Param("pool", int, 400, "training rows whose nearest-unlike-neighbour CFs are example "
           "candidates", minimum=1),
     Param("prompt_dir", str, None, "folder overriding the prompt templates (unset: "
@@ -49,7 +55,7 @@ LOCAL = (
           minimum=1),
     Param("pairs", int, 64, "fine-tuning: training pairs", minimum=1),
     Param("epochs", int, 2, "fine-tuning: epochs", minimum=1),
-    Param("lr", float, 1e-3, "fine-tuning: learning rate", minimum=0),
+    Param("lr", float, 1e-3, "fine-tuning: learning rate", exclusive_minimum=0),
     Param("rank", int, 8, "fine-tuning: LoRA rank", minimum=1),
     Param("ft_batch", int, 8, "fine-tuning: batch size", minimum=1),
     Param("teacher", str, "nearest-neighbour", "fine-tuning: method whose CFs are the targets"),
@@ -62,3 +68,44 @@ API = (
     Param("concurrency", int, 4, "queries sent to the endpoint at once", minimum=1),
     Param("temperature", float, 0.0, "sampling temperature", minimum=0),
 )
+
+#: keys only the few-shot modes use (examples in the prompt)
+FEWSHOT_KEYS = ("examples", "example_seed", "pool")
+#: keys only llm-finetuned uses (its LoRA training)
+FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "force_finetune")
+#: keys llm-finetuned cannot use: its adapter is trained on full rows (cf_style must be full)
+EDIT_KEYS = ("cf_style", "max_edits")
+
+
+def _without(params: tuple[Param, ...], *drop: tuple[str, ...]) -> tuple[Param, ...]:
+    names = {n for keys in drop for n in keys}
+    return tuple(p for p in params if p.name not in names)
+
+
+LOCAL_BY_MODE: dict[str, tuple[Param, ...]] = {
+    "zeroshot": _without(LOCAL, FEWSHOT_KEYS, FINETUNE_KEYS),
+    "fewshot": _without(LOCAL, FINETUNE_KEYS),
+    "finetuned": _without(LOCAL, FEWSHOT_KEYS, EDIT_KEYS),
+}
+API_BY_MODE: dict[str, tuple[Param, ...]] = {
+    "zeroshot": _without(API, FEWSHOT_KEYS),
+    "fewshot": API,
+}
+
+#: the ``fast`` variant of llm-fewshot: fixed examples as ``default``, but bare values for the
+#: patient, only the changed features (at most 3) for the counterfactual, int8 linear layers and
+#: larger batches.  About 6x faster than ``default`` on a 2-core CPU, at lower validity
+#: (docs/llm.md has the measurements).  Parameters given explicitly still win.
+FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
+                        "batch_size": 50}
+
+
+def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:
+    """One line naming the first key ``method`` does not declare, and the keys it does."""
+    from cfbench.errors import UserError
+
+    names = {p.name for p in declared}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise UserError(f"unknown parameter {unknown[0]!r} of method {method!r}; "
+                        f"valid parameters: {', '.join(sorted(names))}")
