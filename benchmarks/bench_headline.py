@@ -17,6 +17,10 @@ the synthetic release, the model conversion and the default LoRA fine-tune are i
     python benchmarks/bench_headline.py --warm
     python benchmarks/bench_headline.py --cold
     python benchmarks/bench_headline.py --methods nearest-neighbour --n-queries 2   # a dry run
+    python benchmarks/bench_headline.py --keep runs/ai-readi -- --config leaderboard/ai-readi.suite.toml
+
+The last form is the committed board's run (the suite file holds the headline defaults); the
+augmentation the suite file adds after the run is timed on its own line, not as the run's time.
 """
 
 from __future__ import annotations
@@ -86,20 +90,30 @@ def cells(out: Path) -> list[dict]:
     return sorted(rows, key=lambda r: -r["cell_seconds"])
 
 
+def run_end(lines: list[tuple[float, str]], wall: float) -> float:
+    """Seconds until the run's summary was written: the run's own wall time, without an
+    augmentation that a suite file (``--config``) may add after it."""
+    return next((t for t, x in lines if x.startswith("wrote ") and "summary.json" in x), wall)
+
+
 def phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
     """Start-up + task load, cells, scoring + summary, from when the lines were printed."""
     plan = next((t for t, x in lines if x.startswith("plan:")), None)
-    finished = [t for t, x in lines if x.startswith(("✓", "✗"))]
+    end = run_end(lines, wall)
+    finished = [t for t, x in lines if x.startswith(("✓", "✗")) and t <= end]
     if plan is None or not finished:
         return {}
-    return {"start-up and task load": plan, "cells": max(finished) - plan,
-            "scoring, summary and table": wall - max(finished)}
+    out = {"start-up and task load": plan, "cells": max(finished) - plan,
+           "scoring, summary and table": end - max(finished)}
+    if wall - end > 1:
+        out["augmentation (suite file; not part of the run's time)"] = wall - end
+    return out
 
 
 def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) -> str:
     target = WARM_TARGET if mode == "warm" else COLD_TARGET
     out = [f"## headline run ({mode})", "",
-           f"wall time {wall / 60:.1f} min (target <= {target / 60:.0f} min: "
+           f"wall time of the run {wall / 60:.1f} min (target <= {target / 60:.0f} min: "
            f"{'met' if wall <= target else 'NOT met'})", "",
            "| cell | queries | ok | s/query | fit (s) | cell (s) |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -141,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd = command(out, args.methods, args.n_queries, extra)
         print("$ " + " ".join(cmd) + (f"   (CFBENCH_CACHE={env['CFBENCH_CACHE']})"
                                       if args.mode == "cold" else ""), file=sys.stderr)
-        wall, code, lines = run_timed(cmd, env)
+        total, code, lines = run_timed(cmd, env)
         if code != 0:
             print(f"cfbench run exited with {code}", file=sys.stderr)
             return code
+        wall = run_end(lines, total)
         rows = cells(out)
-        split = phases(lines, wall)
+        split = phases(lines, total)
     print(report(wall, rows, split, args.mode))
     if args.json:
         args.json.write_text(json.dumps({"mode": args.mode, "wall": wall, "cells": rows,

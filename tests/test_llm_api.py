@@ -249,15 +249,17 @@ def test_huge_api_values_and_leaked_credentials_through_a_run(monkeypatch, tmp_p
                            f"http://user:{password}@127.0.0.1:{srv.port}/v1?api_key={token}")
         monkeypatch.setenv("CFBENCH_API_MODEL", "m")
         monkeypatch.setenv("CFBENCH_API_KEY", key)
+        params = (("api-zeroshot", {"concurrency": 1}),)
         cfg = RunConfig(task="heart", methods="api-zeroshot", n_queries=3, timeout=20.0,
-                        out=tmp_path / "run", params={"concurrency": 1})
-        execute(cfg, task, resolve_methods("api-zeroshot")[0])
+                        out=tmp_path / "run", params=params)
+        execute(cfg, task, resolve_methods("api-zeroshot", params=params)[0])
     recs = sorted(load_records(cfg.out), key=lambda r: r["query_id"])
     statuses = Counter(r["status"] for r in recs)
     assert statuses["invalid_output"] >= 2 and statuses["ok"] >= 1, statuses
     assert any("envelope" in r["reason"] and "thalach" in r["reason"] for r in recs)
     summary = summarize(task, recs)
-    assert summary["methods"]["api-zeroshot"]["all"]["n_cfs"] == statuses["ok"]
+    assert list(summary["methods"]) == ["api-zeroshot[concurrency=1]"]
+    assert summary["methods"]["api-zeroshot[concurrency=1]"]["all"]["n_cfs"] == statuses["ok"]
     text = (cfg.out / "records.jsonl").read_text()
     for secret in (key, password, token):
         assert secret not in text
