@@ -62,12 +62,43 @@ def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, list[tup
             sys.stderr.write(line)
 
     threads = [threading.Thread(target=pump, args=(s,), daemon=True) for s in (proc.stdout, proc.stderr)]
+    threads.append(threading.Thread(target=sample_memory, args=(proc,), daemon=True))
     for t in threads:
         t.start()
     code = proc.wait()
     for t in threads:
         t.join(10)
     return time.perf_counter() - t0, code, sorted(lines)
+
+
+#: the largest resident memory of the command's whole process tree seen, in bytes
+PEAK = {"rss": 0}
+
+
+def sample_memory(proc: subprocess.Popen, every: float = 1.0) -> None:
+    """Sum the resident memory of ``proc`` and all its descendants every second; keep the peak
+    (psutil, from the ``dev`` extra; without it memory is not measured)."""
+    try:
+        import psutil
+    except ImportError:
+        PEAK["rss"] = -1
+        return
+    try:
+        root = psutil.Process(proc.pid)
+    except psutil.Error:
+        return
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            break
+        PEAK["rss"] = max(PEAK["rss"], total)
+        time.sleep(every)
 
 
 def cells(out: Path) -> list[dict]:
@@ -83,7 +114,9 @@ def cells(out: Path) -> list[dict]:
         fit = next((r["fit_seconds"] for r in recs if isinstance(r.get("fit_seconds"), (int, float))
                     and r["fit_seconds"] == r["fit_seconds"]), 0.0)
         label = method if variant == "default" else f"{method}:{variant}"
-        rows.append({"cell": f"{label} seed {seed}", "queries": len(recs),
+        # LLM cells: tokens decoded (the model's forward steps' output) per second of the cell
+        tokens = sum(int((r.get("extra") or {}).get("new_tokens") or 0) for r in recs)
+        rows.append({"cell": f"{label} seed {seed}", "queries": len(recs), "new_tokens": tokens,
                      "s_per_query": statistics.median(secs) if secs else float("nan"),
                      "fit_seconds": fit, "cell_seconds": fit + sum(secs),
                      "ok": sum(r["status"] == "ok" for r in recs)})
@@ -115,10 +148,16 @@ def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) ->
     out = [f"## headline run ({mode})", "",
            f"wall time of the run {wall / 60:.1f} min (target <= {target / 60:.0f} min: "
            f"{'met' if wall <= target else 'NOT met'})", "",
-           "| cell | queries | ok | s/query | fit (s) | cell (s) |", "|---|---|---|---|---|---|"]
+           "| cell | queries | ok | s/query | fit (s) | cell (s) | new tokens | tokens/s |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        rate = r["new_tokens"] / max(r["cell_seconds"] - r["fit_seconds"], 1e-9)
+        tok = (f"{r['new_tokens']} | {rate:.0f}" if r["new_tokens"] else "– | –")
         out.append(f"| {r['cell']} | {r['queries']} | {r['ok']} | {r['s_per_query']:.3g} | "
-                   f"{r['fit_seconds']:.1f} | {r['cell_seconds']:.1f} |")
+                   f"{r['fit_seconds']:.1f} | {r['cell_seconds']:.1f} | {tok} |")
+    peak = PEAK["rss"]
+    out += ["", "peak resident memory of the whole process tree (sampled each second): "
+            + (f"{peak / 2**30:.1f} GiB" if peak > 0 else "not measured (needs psutil)")]
     total = sum(r["cell_seconds"] for r in rows)
     out += ["", f"cells' own time together: {total:.0f} s "
             f"({total / max(wall, 1e-9):.2f} × the wall time)", ""]
@@ -139,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="all", help="as for cfbench run")
     ap.add_argument("--n-queries", type=int, default=None, help="queries per class (task default)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="with --cold: the fresh cache folder to fill and keep (must not exist "
+                         "or be empty; default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     ap.add_argument("extra", nargs=argparse.REMAINDER,
                     help="more cfbench run flags after --, e.g. -- --budget 5")
@@ -151,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         out = args.keep or Path(tmp) / "run"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if args.mode == "cold":
-            env["CFBENCH_CACHE"] = str(Path(tmp) / "cache")
+            if args.cache is not None and args.cache.exists() and any(args.cache.iterdir()):
+                ap.error(f"--cache {args.cache} is not empty; a cold run needs an empty folder")
+            env["CFBENCH_CACHE"] = str(args.cache or Path(tmp) / "cache")
         cmd = command(out, args.methods, args.n_queries, extra)
         print("$ " + " ".join(cmd) + (f"   (CFBENCH_CACHE={env['CFBENCH_CACHE']})"
                                       if args.mode == "cold" else ""), file=sys.stderr)
@@ -164,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         split = phases(lines, total)
     print(report(wall, rows, split, args.mode))
     if args.json:
-        args.json.write_text(json.dumps({"mode": args.mode, "wall": wall, "cells": rows,
+        args.json.write_text(json.dumps({"mode": args.mode, "wall": wall, "total": total,
+                                         "peak_rss": PEAK["rss"], "cells": rows,
                                          "phases": split}, indent=2) + "\n")
     return 0
 

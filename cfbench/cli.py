@@ -496,9 +496,10 @@ def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bo
 
 
 def _console(quiet: bool) -> Any:
+    """The display on stderr; into a file or pipe its lines are written whole, never wrapped."""
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet)
+    return Console(stderr=True, quiet=quiet, soft_wrap=not sys.stderr.isatty())
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -7,8 +7,9 @@ in, e.g. fine-tuning); a finished cell collapses into one printed result line (v
 CFs, ok count, s/query).  When the output is not a terminal: the plan line, one line per
 finished cell and at most one progress line every :data:`PLAIN_EVERY` seconds, no redraws.
 
-The ETA uses each running cell's observed seconds per query once it has answered some, the
-declared cost otherwise, so it improves as the run goes.
+The ETA uses each running cell's measured seconds per query once it has answered some (the
+worker's own per-query timings, so a long fit does not inflate it), the declared cost
+otherwise, so it improves as the run goes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ class _CellState:
     phase_printed: float = -1e9
 
     def rate(self, now: float) -> float:
-        """Observed seconds per query of this cell, else the expected one."""
+        """Seconds per query of this cell: the mean the worker measured for its answered queries
+        (not wall time since the start, which holds the fit, e.g. a model load or a fine-tune,
+        and for batched methods the wait for a whole batch); else the wall time per answered
+        query; else the expected one."""
+        if self.seconds:
+            return sum(self.seconds) / len(self.seconds)
         if self.done and self.started is not None:
             return (now - self.started) / self.done
         return self.expected

@@ -66,3 +66,29 @@ def faulty_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     yield site
     sys.modules.pop("cfbench_faulty", None)
     registry.cache_clear()
+
+
+class Evil:
+    """Unpickling this runs a shell command that creates ``marker`` (a code-execution probe)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def kill_mid_run(proc, records: Path, at_least: int = 6, within: float = 120) -> int:
+    """SIGKILL the process group of a running ``cfbench run`` once ``records`` holds
+    ``at_least`` lines (or ``within`` seconds have passed); returns the lines written then."""
+    import signal
+    import time
+
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if records.exists() and records.read_text().count("\n") >= at_least:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return records.read_text().count("\n")

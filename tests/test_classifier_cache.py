@@ -12,6 +12,7 @@ from pathlib import Path
 import joblib
 import pytest
 import skops.io as sio
+from conftest import Evil
 from sklearn.dummy import DummyClassifier
 from sklearn.preprocessing import FunctionTransformer
 
@@ -34,14 +35,6 @@ name = "worst area"
 '''
 
 
-class Evil:
-    """Unpickling this runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture()

@@ -197,6 +197,18 @@ def test_running_cells_eta_and_phases():
     assert "5/10 queries" in disp.status_line() and "ETA 10 s" in disp.status_line()
 
 
+def test_eta_is_not_inflated_by_a_long_fit():
+    """A cell that spent 5 min loading/fine-tuning before its first answer: the ETA extrapolates
+    the measured seconds per query, not (fit + answers) / answers."""
+    disp, _, clock = _display(plain=False)
+    cell = Cell("llm-finetuned", "default", 0)
+    disp.plan([(cell, list(range(100)))], RunConfig(task="t", jobs=1))
+    disp.start(cell, 100)
+    clock.t = 300.0
+    disp.record(cell, {"status": "ok", "cfs": [[1.0]], "target": 1, "k": 1, "seconds": 1.5})
+    assert disp.totals()[2] == pytest.approx(99 * 1.5)
+
+
 # ----------------------------------------------------------------------------- methods
 
 

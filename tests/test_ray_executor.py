@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import kill_mid_run, require
 from test_faults import _kill_leftovers, wait_until_gone
 
 from cfbench.runner import Cell, RunConfig, Runner, execute, resolve_methods
@@ -189,14 +189,7 @@ def test_kill_9_of_the_driver_then_resume_equals_a_clean_run(cluster, faulty_plu
     out = tmp_path / "killed"
     proc = _cli(*common, *ray_args, "--out", str(out))
     records = out / "records.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if records.exists() and records.read_text().count("\n") >= 6:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n_before = records.read_text().count("\n")
+    n_before = kill_mid_run(proc, records, within=180)
     assert 0 < n_before < 64, "the kill should land mid-run"
 
     resumed = _cli(*common, *ray_args, "--out", str(out), "--resume")

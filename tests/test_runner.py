@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_mid_run
 
 from cfbench.runner import RunConfig, _normalise, execute, resolve_methods
 from cfbench.store import RunStore, load_records
@@ -174,15 +172,8 @@ def test_kill_9_then_resume_equals_uninterrupted(faulty_plugin, tmp_path):
 
     out = tmp_path / "killed"
     proc = _cli(*common, "--out", str(out))
-    deadline = time.time() + 120
     records = out / "records.jsonl"
-    while time.time() < deadline:
-        if records.exists() and records.read_text().count("\n") >= 6:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n_before = records.read_text().count("\n")
+    n_before = kill_mid_run(proc, records)
     assert 0 < n_before < 64, "the kill should land mid-run"
 
     again = _cli(*common, "--out", str(out))
