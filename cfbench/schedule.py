@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 #: the per-query search budget in seconds (``--budget``): what anytime methods may spend.
-#: Provisional: to be set from the quality-versus-budget curve (benchmarks/bench_budget.py).
+#: Chosen from the quality-versus-budget curve of benchmarks/bench_budget.py (docs/baselines.md).
 DEFAULT_BUDGET = 2.0
 #: the hard timeout per query in seconds (``--timeout``): a safety net, not a budget.
 DEFAULT_TIMEOUT = 120.0
