@@ -40,8 +40,12 @@ WARM_TARGET, COLD_TARGET = 15 * 60, 20 * 60
 
 
 def command(out: Path, methods: str, n_queries: int | None, extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "cfbench", "run", "--task", "ai-readi", "--methods", methods,
-           "--out", str(out)]
+    """The ``cfbench run`` command line.  With a suite file (``-- --config FILE``) the file names
+    the task and the methods: flags given on the command line would override the file's (its
+    augmentation's method list included), so ``--task``/``--methods`` are then left out."""
+    cmd = [sys.executable, "-m", "cfbench", "run", "--out", str(out)]
+    if "--config" not in extra:
+        cmd[4:4] = ["--task", "ai-readi", "--methods", methods]
     if n_queries is not None:
         cmd += ["--n-queries", str(n_queries)]
     return cmd + extra

@@ -120,8 +120,8 @@ def _recomputed(path: Path, board: dict[str, Any], name: str) -> tuple[list[str]
         if rpath.exists():
             return [f"{path}: {rpath.name} is present but the board has no records_sha256; "
                     "regenerate both with `cfbench leaderboard RUN --update`"], []
-        return [], [f"{path}: not tied to a run (no records file); its numbers cannot be "
-                    "recomputed; regenerate with `cfbench leaderboard RUN --update`"]
+        return [f"{path}: not tied to a run (no records file); its numbers cannot be "
+                 "recomputed; regenerate with `cfbench leaderboard RUN --update`"], []
     if not rpath.exists():
         return [f"{path}: records_sha256 is set but {rpath.name} is missing"], []
     blob = rpath.read_bytes()

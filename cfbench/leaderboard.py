@@ -320,6 +320,21 @@ def _plain(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
+def run_command(cfg: dict[str, Any], task: str) -> str:
+    """The ``cfbench run`` command of a run's configuration: every flag that changes results
+    (the one home of this text, for boards, Markdown and HTML reports alike)."""
+    params = "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in cfg.get("params") or []
+                     for k, v in vals.items())
+    fit = cfg.get("fit_timeout")
+    return (f"cfbench run --task {task} --methods {cfg.get('methods', 'all')} "
+            f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
+            + (f"--budget {cfg['budget']:g} " if cfg.get("budget") else "")
+            + f"--timeout {cfg.get('timeout', 60):g}"
+            + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "")
+            + (f" --fit-timeout {fit:g}" if isinstance(fit, (int, float)) and fit != 3600 else "")
+            + (" --data-dir DATA_DIR" if cfg.get("data_dir") else "") + params)
+
+
 def board_markdown(board: dict[str, Any]) -> str:
     """The Markdown leaderboard, rendered from the board JSON only."""
     from cfbench import augment as aug
@@ -330,16 +345,10 @@ def board_markdown(board: dict[str, Any]) -> str:
     body = to_markdown(board).replace(f"# {name}", f"# Leaderboard: {name}", 1)
     head, sep, tail = body.partition("## Direction")
     suite = cfg.get("suite") or {}
-    params = "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in cfg.get("params") or []
-                     for k, v in vals.items())
     intro = (
         (f"Run: `cfbench run --config {suite['file']}` (suite file SHA-256 "
          f"`{suite['sha256'][:16]}`), i.e. " if suite else "Run: ")
-        + f"`cfbench run --task {name} --methods {cfg.get('methods', 'all')} "
-        f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
-        + (f"--budget {cfg['budget']:g} " if cfg.get("budget") else "")
-        + f"--timeout {cfg.get('timeout', 60):g}"
-        + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "") + params + "`; "
+        + f"`{run_command(cfg, name)}`; "
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
         f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "
         "the *found* columns (distances, sparsity, LOF, yNN, violations) use returned CFs only."

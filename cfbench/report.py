@@ -704,17 +704,10 @@ def _run_plots(board: dict[str, Any]) -> str:
 
 
 def run_command(cfg: dict[str, Any], task: str) -> str:
-    """The ``cfbench run`` command of a run's configuration (the flags that change results)."""
-    cmd = (f"cfbench run --task {task} --methods {cfg.get('methods', 'all')} "
-           f"--seeds {','.join(map(str, cfg.get('seeds', [0])))} --k {cfg.get('k', 1)} "
-           f"--timeout {_num(cfg.get('timeout')) or 60:g}")
-    if cfg.get("n_queries"):
-        cmd += f" --n-queries {cfg['n_queries']}"
-    if _num(cfg.get("fit_timeout")) not in (None, 3600.0):
-        cmd += f" --fit-timeout {cfg['fit_timeout']:g}"
-    if cfg.get("data_dir"):
-        cmd += " --data-dir DATA_DIR"
-    return cmd + f" --out runs/{task}"
+    """The ``cfbench run`` command of a run's configuration, into an example folder."""
+    from cfbench.leaderboard import run_command as command
+
+    return command(cfg, task) + f" --out runs/{task}"
 
 
 def augment_command(a: dict[str, Any], task: str, i: int = 0) -> str:
@@ -733,7 +726,13 @@ def augment_command(a: dict[str, Any], task: str, i: int = 0) -> str:
 
 def _commands(board: dict[str, Any], is_board: bool) -> list[str]:
     task = board["task"]
-    cmds = [run_command(board.get("config") or {}, task)]
+    cfg = board.get("config") or {}
+    suite = cfg.get("suite") or {}
+    cmds = []
+    if is_board and suite:  # a committed board's suite file sits beside it in leaderboard/
+        cmds.append(f"cfbench run --config leaderboard/{suite['file']} --out runs/{task}   "
+                    f"# suite file SHA-256 {suite['sha256'][:16]}, i.e.:")
+    cmds.append(run_command(cfg, task))
     augs = board.get("augmentations") or []
     cmds += [c for i, a in enumerate(augs) if (c := augment_command(a, task, i))]
     aug_flags = "".join(f" --augment runs/{task}-aug{i or ''}" for i in range(len(augs)))

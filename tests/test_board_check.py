@@ -32,7 +32,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture()
 def committed(tmp_path) -> Path:
-    """A copy of the committed leaderboard folder (boards made before records were kept)."""
+    """A copy of the committed leaderboard folder (boards with their records)."""
     dst = tmp_path / "leaderboard"
     shutil.copytree(BOARDS, dst, ignore=shutil.ignore_patterns("smoke*"))
     return dst
@@ -44,11 +44,20 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def test_committed_boards_pass_with_a_legacy_warning(committed):
+def test_committed_boards_pass_tied_to_their_records(committed):
     r = cli("leaderboard", "--validate", "--dir", str(committed))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "not tied to a run" not in r.stdout
+
+
+def test_a_board_without_its_records_fails(committed):
+    """Hand-edited numbers re-rendered into the Markdown and plots would pass the render check;
+    only the records catch them, so a board that drops its records is refused."""
+    edit_json(committed / "heart.json", lambda doc: doc.pop("records_sha256"))
+    (committed / "heart.records.jsonl.gz").unlink()
+    r = cli("leaderboard", "--validate", "--dir", str(committed))
+    assert r.returncode == 1
     assert "heart.json: not tied to a run (no records file)" in r.stdout
-    assert "regenerate with `cfbench leaderboard RUN --update`" in r.stdout
 
 
 def test_edited_validity_in_the_committed_json_fails(committed):

@@ -73,7 +73,8 @@ def resolve_source(data_dir: str | os.PathLike | None, synth: SynthParams) -> tu
     blob = json.dumps({**synth.__dict__, "generator": GENERATOR_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     dest = ensure_release(cache_dir() / "ai-readi-synth" / key, synth)
-    return dest, f"{synth.describe()} at {dest}"
+    # named relative to the cache, so the text (and a board holding it) is the same on every machine
+    return dest, f"{synth.describe()} at $CFBENCH_CACHE/ai-readi-synth/{key}"
 
 
 # --------------------------------------------------------------------------- table
