@@ -170,6 +170,14 @@ def _well_typed(p: Param, value: Any) -> bool:
     return isinstance(value, p.type)
 
 
+def unknown_param(method: str, key: str, valid: Any) -> Exception:
+    """The one-line error for a parameter ``method`` does not declare, listing ``valid`` names."""
+    from cfbench.errors import UserError
+
+    names = ", ".join(sorted(valid)) or "(none: this method takes no parameters)"
+    return UserError(f"unknown parameter {key!r} of method {method!r}; valid parameters: {names}")
+
+
 def validate_params(spec: GeneratorSpec, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` checked against ``spec.params``: the one home of parameter validation.
 
@@ -180,14 +188,11 @@ def validate_params(spec: GeneratorSpec, values: Mapping[str, Any]) -> dict[str,
     from cfbench.errors import UserError
 
     declared = {p.name: p for p in spec.params}
-    valid = ", ".join(sorted(declared)) or "(none: this method takes no parameters)"
     out: dict[str, Any] = {}
     for key, value in values.items():
         p = declared.get(key)
         if p is None:
-            raise UserError(
-                f"unknown parameter {key!r} of method {spec.name!r}; valid parameters: {valid}"
-            )
+            raise unknown_param(spec.name, key, declared)
         where = f"parameter {key!r} of method {spec.name!r}"
         if not _well_typed(p, value):
             raise UserError(f"{where}: expected {p.type_name()}, got {value!r} "

@@ -36,8 +36,6 @@ VARIANTS = {
 }
 
 
-
-
 @dataclass
 class Settings:
     """Parameters of the local generators (all optional; validated in ``LocalLLM.__init__``)."""

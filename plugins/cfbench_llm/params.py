@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.generator import Param
+from cfbench.generator import Param, unknown_param
 from cfbench_llm.models import QUANTIZE
 from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
 
@@ -102,10 +102,7 @@ FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits":
 
 def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:
     """One line naming the first key ``method`` does not declare, and the keys it does."""
-    from cfbench.errors import UserError
-
     names = {p.name for p in declared}
     unknown = sorted(set(params) - names)
     if unknown:
-        raise UserError(f"unknown parameter {unknown[0]!r} of method {method!r}; "
-                        f"valid parameters: {', '.join(sorted(names))}")
+        raise unknown_param(method, unknown[0], names)
