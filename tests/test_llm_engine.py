@@ -90,11 +90,12 @@ def test_program_structure(engine):
     assert [s.max_tokens for s in prog.slots] == [3, 6, 1]  # "-12.34" is six characters
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 5])
-def test_batched_prefix_decoding_matches_reference(engine, batch_size):
+@pytest.mark.parametrize("batch_size, chunk", [(1, 256), (2, 256), (5, 256), (5, 3)])
+def test_batched_prefix_decoding_matches_reference(engine, batch_size, chunk, monkeypatch):
     progs = [build_program(engine.vocab, h, SEGS, FORMATS) for h in HEADS]
     prefix = engine.prefix(PREFIX)
     assert len(prefix.ids) > 3 * 16  # longer than the sliding window: the window path is exercised
+    monkeypatch.setattr(engine, "prefill_chunk", chunk)  # 3: the heads run a few tokens at a time
     out = engine.run(prefix, progs, batch_size=batch_size)
     for prog, dec in zip(progs, out, strict=True):
         assert dec.values == reference(engine, prog)
@@ -244,3 +245,26 @@ def test_edits_cannot_write_the_query_value(engine, monkeypatch, must_change):
         assert prog.edits
         changed = [float(v) != query[j] for j, v in prog.edits]
         assert all(changed) if must_change else not any(changed)
+
+
+def test_candidates_sharing_a_head_decode_as_they_would_alone(engine):
+    """Sampled candidates of one query share one run of their head (forked cache rows); each
+    must decode exactly as it does on its own."""
+    def progs(seeds):
+        out = []
+        for h in HEADS[:2]:
+            for s in seeds:
+                p = _edits(engine, h)
+                p.rng = torch.Generator().manual_seed(s)
+                out.append(p)
+        return out
+
+    prefix = engine.prefix(PREFIX)
+    together = progs([1, 2, 3])
+    engine.run(prefix, together, batch_size=6, temperature=1.5)
+    alone = []
+    for p in progs([1, 2, 3]):
+        engine.run(prefix, [p], batch_size=1, temperature=1.5)
+        alone.append(p.edits)
+    assert [p.edits for p in together] == alone
+    assert len({tuple(e) for e in alone}) > 1  # the seeds do differ

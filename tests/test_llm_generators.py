@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -124,7 +125,7 @@ def test_bad_parameters_are_user_errors():
 
 def test_methods_are_registered_with_variants():
     reg = registry()
-    assert reg.generator("llm-fewshot").variants == ("default", "retrieval", "freetext", "fast")
+    assert reg.generator("llm-fewshot").variants == ("default", "retrieval", "freetext", "fast", "verified")
     assert reg.generator("llm-finetuned").extra == "llm"
     caps = reg.generator("llm-zeroshot").capabilities
     assert caps.batch_size and caps.batch_size > 1
@@ -241,3 +242,66 @@ def test_sampling_parameters_are_validated():
     with pytest.raises(UserError, match="samples: expected a non-negative integer"):
         LocalLLM("zeroshot", samples=-2)
     assert registry().generator("llm-fewshot").capabilities.multiple
+
+
+def _verified(task, tmp_path, tiny, **params):
+    ctx = task.fit_context(seed=0)
+    ctx.cache_dir = tmp_path
+    return LocalLLM("fewshot", "verified", model=tiny, batch_size=64, quantize="none", **params).fit(ctx)
+
+
+def test_verified_returns_only_what_the_classifier_accepts(heart, tiny, tmp_path):
+    task, q = heart
+    gen = _verified(task, tmp_path, tiny)
+    # a stand-in classifier: class 1 for every row, so queries aiming at 1 accept every
+    # candidate and queries aiming at 0 reject every one, round after round
+    gen.predict_proba_ = lambda X: np.tile([0.2, 0.8], (len(X), 1))
+    notes = []
+    feedback = gen.builder_.feedback
+    gen.builder_.feedback = lambda *a: notes.append(feedback(*a)) or notes[-1]
+    res = gen.generate(q[task.schema.names], q.target.to_numpy(), 2, 10.0)
+    for (_, row), r in zip(q.iterrows(), res, strict=True):
+        if row["target"] == 1:
+            assert r.status == "ok" and r.extra["rounds"] == 1 and r.extra["samples"] == 8
+            assert 1 <= len(r.cfs) <= 2 and len({tuple(v) for v in r.cfs.to_numpy()}) == len(r.cfs)
+            d = [gen._distance(row[task.schema.names].to_numpy(float), c) for c in r.cfs.to_numpy()]
+            assert d[0] == min(gen._distance(row[task.schema.names].to_numpy(float), c)
+                               for c in r.cfs.to_numpy())
+        else:
+            assert r.status == "not_found" and r.cfs is None
+            assert {k: r.extra[k] for k in ("samples", "rounds", "valid_candidates")} == {
+                "samples": 32, "rounds": 4, "valid_candidates": 0}
+            assert r.extra["new_tokens"] > 0
+    # every later round of a rejected query told the model what was rejected
+    assert len(notes) == 3 * int((q["target"] == 0).sum())
+    assert all(n.startswith('Rejected (the classifier still assigns "') for n in notes)
+
+
+def test_verified_on_the_real_classifier_keeps_only_valid_cfs(heart, tiny, tmp_path):
+    task, q = heart
+    gen = _verified(task, tmp_path, tiny, rounds=2)
+    res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 10.0)
+    ok = [i for i, r in enumerate(res) if r.status == "ok"]
+    assert ok, "8 random candidates x 2 rounds should find some valid CF on heart"
+    cfs = pd.concat([res[i].cfs for i in ok])
+    assert (task.predict(cfs) == q.target.to_numpy()[ok]).all()
+    again = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 10.0)
+    assert all((a.cfs is None and b.cfs is None) or a.cfs.equals(b.cfs) for a, b in zip(res, again, strict=True))
+
+
+def test_closest_diverse_prefers_new_feature_sets():
+    x = np.zeros(3)
+    found = [(1.0, np.array([1.0, 0, 0]), "a"), (1.1, np.array([1.1, 0, 0]), "b"),
+             (2.0, np.array([0, 2.0, 0]), "c"), (1.0, np.array([1.0, 0, 0]), "dup")]
+    pick = LocalLLM._closest_diverse(x, found, 3)
+    assert [p[2] for p in pick] == ["a", "c", "b"]
+    assert [p[2] for p in LocalLLM._closest_diverse(x, found, 1)] == ["a"]
+
+
+def test_verified_parameters_are_declared_and_validated():
+    spec = registry().generator("llm-fewshot")
+    assert "verified" in spec.variants and spec.variant_defaults["verified"]["samples"] == 8
+    with pytest.raises(UserError, match="rounds: expected a positive integer"):
+        LocalLLM("fewshot", "verified", rounds=0)
+    with pytest.raises(UserError, match="rounds"):
+        LocalLLM("zeroshot", rounds=2)

@@ -22,7 +22,7 @@ BATCH = 50
 #: expected seconds per query on one core (ai-readi board, Gemma 3 270M); for scheduling only
 COSTS = {
     "zeroshot": {"default": 3.5, "freetext": 6.3},
-    "fewshot": {"default": 5.0, "retrieval": 10.0, "freetext": 6.0, "fast": 0.6},
+    "fewshot": {"default": 5.0, "retrieval": 10.0, "freetext": 6.0, "fast": 0.6, "verified": 1.5},
     "finetuned": {"default": 3.0},
 }
 
@@ -72,13 +72,13 @@ def cfbench_generators() -> list[GeneratorSpec]:
             requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
             preload=("torch", "transformers"),
             params=params.LOCAL_BY_MODE[mode],
-            variant_defaults={"fast": params.FAST} if "fast" in variants else {},
+            variant_defaults=({"fast": params.FAST, "verified": params.VERIFIED} if mode == "fewshot" else {}),
             description=LOCAL[mode],
             cost=COSTS[mode],
         )
         for mode, variants in (
             ("zeroshot", ("default", "freetext")),
-            ("fewshot", ("default", "retrieval", "freetext", "fast")),
+            ("fewshot", ("default", "retrieval", "freetext", "fast", "verified")),
             ("finetuned", ("default",)),
         )
     ]

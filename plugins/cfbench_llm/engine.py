@@ -530,6 +530,8 @@ class Engine:
         self._allowed: dict[tuple, tuple[list[int], list[str]]] = {}
         self.temperature = 1.0
         self.stats = {"forward_tokens": 0, "forward_calls": 0}
+        #: head tokens run per forward; bounds the attention scores of long heads (retrieval examples)
+        self.prefill_chunk = 256
 
     # -- prefix
     @torch.inference_mode()
@@ -617,21 +619,27 @@ class Engine:
         H = max(len(p.head) for p in progs)
         steps = max(p.max_new for p in progs)
         dev = self.device
-        cache = batch_cache(prefix.cache, B, H + steps)
+        # each distinct head is run once: the candidates sampled for one query share it
+        heads: dict[tuple[int, ...], int] = {}
+        fork = [heads.setdefault(tuple(p.head), len(heads)) for p in progs]
+        U = len(heads)
+        cache = batch_cache(prefix.cache, U, H + steps)
         state = _PrefixState(prefix.cache)
         sliding = [layer for layer in cache.layers if isinstance(layer, _BufferedSliding)]
         window = sliding[0].sliding_window if sliding else 0
-        slot_pos = torch.full((B, P + H + steps), -1, dtype=torch.long, device=dev)
+        slot_pos = torch.full((U, P + H + steps), -1, dtype=torch.long, device=dev)
         slot_pos[:, :P] = torch.arange(P, device=dev)
-        ids = torch.full((B, H), self.pad_id, dtype=torch.long, device=dev)
-        for b, p in enumerate(progs):
-            n = len(p.head)
+        ids = torch.full((U, H), self.pad_id, dtype=torch.long, device=dev)
+        for u, head in enumerate(heads):
+            n = len(head)
             if n:
-                ids[b, H - n:] = torch.tensor(p.head, device=dev)
-                slot_pos[b, P + H - n: P + H] = torch.arange(P, P + n, device=dev)
+                ids[u, H - n:] = torch.tensor(head, device=dev)
+                slot_pos[u, P + H - n: P + H] = torch.arange(P, P + n, device=dev)
 
         holes_b = [H - len(p.head) for p in progs]  # padding slots each sequence carries
-        rows = list(range(B))  # the sequence in each row of the batch tensors (finished ones leave)
+        # the sequence in each row of the batch tensors: during the heads, the first program of
+        # each distinct head (its holes stand for all of them); later every program, until it finishes
+        rows = sorted({u: b for b, u in reversed(list(enumerate(fork)))}.values())
 
         def forward(x: torch.Tensor, t: int) -> torch.Tensor:
             q = x.shape[1]
@@ -646,7 +654,15 @@ class Engine:
             finally:
                 _ACTIVE.pop("state", None)
 
-        hidden = forward(ids, P)[:, -1]
+        # the heads in chunks: attention scores stay (chunk x window) on sliding layers, not (H x H)
+        for c in range(0, H, self.prefill_chunk):
+            hidden = forward(ids[:, c: c + self.prefill_chunk], P + c)[:, -1]
+        if U < B:  # fork: every program gets its head's cache row and last hidden state
+            idx = torch.tensor(fork, device=dev)
+            for layer in cache.layers:
+                layer.keep(idx)
+            slot_pos, hidden = slot_pos[idx], hidden[idx]
+        rows = list(range(B))
         next_pos = [P + len(p.head) for p in progs]
         t = P + H
         slot_i = [0] * B

@@ -18,7 +18,7 @@ import pandas as pd
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
 from cfbench_llm.models import QUANTIZE
-from cfbench_llm.params import FAST, LOCAL_BY_MODE, refuse_unused
+from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, refuse_unused
 from cfbench_llm.prompts import (
     CF_STYLES,
     ROW_STYLES,
@@ -31,7 +31,7 @@ from cfbench_llm.prompts import (
 MODES = ("zeroshot", "fewshot", "finetuned")
 VARIANTS = {
     "zeroshot": ("default", "freetext"),
-    "fewshot": ("default", "retrieval", "freetext", "fast"),
+    "fewshot": ("default", "retrieval", "freetext", "fast", "verified"),
     "finetuned": ("default",),
 }
 
@@ -56,7 +56,8 @@ class Settings:
     clip: bool = False  # clip generated values to the schema bounds (counted in extra["clipped"])
     max_new_tokens: int = 0  # free text cap; 0 = 12 per mutable feature + 16
     temperature: float = 1.0  # k > 1: sampling temperature (0 or k = 1: greedy)
-    samples: int = 0  # k > 1: candidates drawn per query (0 = 3k); the distinct ones are kept
+    samples: int = 0  # k > 1 (or verified): candidates drawn per query (0 = 3k); the distinct ones are kept
+    rounds: int = 4  # verified: sampling rounds; a later round shows the model the rejected candidates
     tune_malloc: bool = True  # see models.tune_malloc
     threads: int | None = None  # torch CPU threads; default $CFBENCH_LLM_THREADS or torch's default
     # fine-tuning (llm-finetuned)
@@ -77,7 +78,7 @@ class Settings:
         s = cls(**params)
         if isinstance(s.max_edits, bool) or not isinstance(s.max_edits, int) or s.max_edits < 0:
             raise UserError(f"llm parameter max_edits: expected a non-negative integer, got {s.max_edits!r}")
-        for name in ("batch_size", "examples", "pool", "digits", "pairs", "epochs", "rank", "ft_batch"):
+        for name in ("batch_size", "examples", "pool", "digits", "pairs", "epochs", "rank", "ft_batch", "rounds"):
             v = getattr(s, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"llm parameter {name}: expected a positive integer, got {v!r}")
@@ -112,10 +113,11 @@ class LocalLLM:
         refuse_unused(f"llm-{mode}", LOCAL_BY_MODE[mode], params)  # keys this mode never uses
         self.mode = mode
         self.variant = variant
-        preset = FAST if variant == "fast" else {}
+        preset = {"fast": FAST, "verified": VERIFIED}.get(variant, {})
         self.settings = Settings.from_params({**preset, **params})
         self.freetext = variant == "freetext"
         self.retrieval = variant == "retrieval"
+        self.verified = variant == "verified"
         self.cf_style = self.settings.cf_style
         if mode == "finetuned" and self.cf_style != "full":  # the adapter is trained on full rows
             raise UserError("llm-finetuned writes full rows (its training pairs are full rows); cf_style must be 'full'")
@@ -133,6 +135,13 @@ class LocalLLM:
         self.seed_ = int(context.seed)
         self.names_ = context.schema.names
         self.predict_ = context.predict
+        if self.verified:
+            from cfbench.metrics import mad
+
+            self.classes_ = np.asarray(context.classes)
+            self.predict_proba_ = context.predict_proba
+            self.mad_ = mad(context.X_train[context.schema.names].to_numpy(float))
+            self.categorical_ = context.schema.mask("kind", "categorical")
         self.formats_ = value_formats(context.schema, context.X_train, s.digits)
         self.builder_ = PromptBuilder(
             context.schema, self.formats_, context.class_names, context.task_name,
@@ -188,20 +197,38 @@ class LocalLLM:
         """Counterfactuals for each query: one, greedy, when ``k`` = 1; else up to ``k`` distinct
         ones from ``samples`` candidates sampled at ``temperature``, seeded by the run's seed and
         the query (the same run gives the same CFs, whatever the batching)."""
-        from cfbench_llm.engine import build_program, edits_program, free_program
-
         t0 = time.perf_counter()
         X = queries[self.names_].to_numpy(float)
         targets = np.asarray(targets, dtype=int)
         sources = np.asarray(self.predict_(queries[self.names_]), dtype=int)
-        b = self.builder_
-        n_mut = len(b.mutable)
-        cap = self.settings.max_new_tokens or 12 * n_mut + 16
         k = max(int(k), 1)
-        n_draw = 1 if k == 1 else (self.settings.samples or 3 * k)
+        if self.verified:
+            out = self._verified(X, sources, targets, k)
+        else:
+            n_draw = 1 if k == 1 else (self.settings.samples or 3 * k)
+            got = self._decode(X, sources, targets, n_draw, sample_first=n_draw > 1)
+            out = [g[0] if n_draw == 1 else self._distinct(g, k) for g in got]
+        self.stats_["generate_seconds"] += time.perf_counter() - t0
+        self.stats_["queries"] += len(X)
+        return out
+
+    def _decode(self, X: np.ndarray, sources: np.ndarray, targets: np.ndarray, n_draw: int,
+                sample_first: bool, notes: list[str] | None = None, round_: int = 0,
+                max_edits: int | None = None) -> list[list[QueryResult]]:
+        """``n_draw`` decoded answers per query, in one engine run.  Draw 0 is greedy unless
+        ``sample_first``; the others are sampled, each seeded by the run's seed, the query, the
+        round and the draw.  ``notes[q]`` is text put before query ``q``'s counterfactual (verified
+        rounds); ``max_edits`` overrides the setting of that name."""
+        from cfbench_llm.engine import build_program, edits_program, free_program
+
+        b = self.builder_
+        cap = self.settings.max_new_tokens or 12 * len(b.mutable) + 16
         programs, lines = [], []
-        for x, src, tgt in zip(X, sources, targets, strict=True):
+        for q, (x, src, tgt) in enumerate(zip(X, sources, targets, strict=True)):
             head, tail = b.query_text(x, src, tgt, json_format=self.freetext)
+            if notes is not None and notes[q]:  # between the patient line and the counterfactual's
+                before, nl, last = head.rpartition("\n")
+                head = before + nl + notes[q] + last
             if self.retrieval:
                 picks = self.pool_.nearest(x, int(src), self.settings.examples)
                 head = b.examples_block([self._example(i) for i in picks]).lstrip("\n") + "\n" + head
@@ -212,25 +239,102 @@ class LocalLLM:
                     segs = None
                 elif self.cf_style == "edits":
                     prog = edits_program(self.engine_.vocab, head, self.names_, b.mutable, self.formats_, tail,
-                                         self.settings.max_edits, query=x)
+                                         self.settings.max_edits if max_edits is None else max_edits, query=x)
                     segs = None
                 else:
                     segs = b.cf_segments(x, tail)
                     prog = build_program(self.engine_.vocab, head, segs, self.formats_, query=x)
-                if n_draw > 1:
-                    prog.rng = self._rng(x, int(tgt), draw)
+                if draw > 0 or sample_first:
+                    prog.rng = self._rng(x, int(tgt), draw + round_ * n_draw)
                 programs.append(prog)
                 lines.append(segs)
         decoded = self.engine_.run(self.prefix_, programs, self.settings.batch_size,
                                    temperature=float(self.settings.temperature))
+        return [[self._one(x, lines[i], decoded[i], programs[i]) for i in range(q * n_draw, (q + 1) * n_draw)]
+                for q, x in enumerate(X)]
+
+    def _verified(self, X: np.ndarray, sources: np.ndarray, targets: np.ndarray, k: int) -> list[QueryResult]:
+        """The verified variant: ``samples`` candidates per query, checked with the classifier; the
+        ``k`` valid ones closest to the query (L1/MAD, +1 per changed categorical), preferring
+        different changed-feature sets.  Queries with no valid candidate go to another round whose
+        prompt lists (up to 3 of) the rejected candidates, most probable first, and whose edit cap
+        grows by ``max_edits`` (3, 6, 9, ... features; uncapped stays uncapped)."""
+        s = self.settings
+        n_draw = s.samples or 8
+        found: list[list[tuple[float, np.ndarray, QueryResult]]] = [[] for _ in X]
+        tried = np.zeros(len(X), dtype=int)
+        rounds = np.zeros(len(X), dtype=int)
+        new_tokens, prompt_tokens = np.zeros(len(X), dtype=int), np.zeros(len(X), dtype=int)
+        notes = [""] * len(X)
+        pending = np.arange(len(X))
+        for r in range(s.rounds):
+            got = self._decode(X[pending], sources[pending], targets[pending], n_draw, sample_first=False,
+                               notes=[notes[q] for q in pending], round_=r, max_edits=s.max_edits * (r + 1))
+            cands = [(q, res) for q, g in zip(pending, got, strict=True) for res in g if res.status == "ok"]
+            tried[pending] += n_draw
+            for q, g in zip(pending, got, strict=True):
+                new_tokens[q] += sum(res.extra.get("new_tokens", 0) for res in g)
+                prompt_tokens[q] += sum(res.extra.get("prompt_tokens", 0) for res in g)
+            rounds[pending] += 1
+            rejected: dict[int, list[tuple[float, np.ndarray]]] = {}
+            if cands:
+                rows = np.stack([res.cfs.to_numpy(float)[0] for _, res in cands])
+                proba = np.asarray(self.predict_proba_(pd.DataFrame(rows, columns=self.names_)), dtype=float)
+                pred = self.classes_[np.argmax(proba, axis=1)]
+                p_target = proba[np.arange(len(cands)), np.searchsorted(self.classes_, targets[[q for q, _ in cands]])]
+                for (q, res), row, yhat, pt in zip(cands, rows, pred, p_target, strict=True):
+                    if yhat == targets[q]:
+                        found[q].append((self._distance(X[q], row), row, res))
+                    else:
+                        rejected.setdefault(q, []).append((float(pt), row))
+            pending = np.array([q for q in pending if not found[q]], dtype=int)
+            if len(pending) == 0 or r + 1 == s.rounds:
+                break
+            for q in pending:  # what the next round shows: the most probable rejected candidates
+                rej = sorted(rejected.get(q, []), key=lambda t: -t[0])
+                if rej:
+                    notes[q] = self.builder_.feedback(X[q], int(sources[q]), int(targets[q]),
+                                                      [row for _, row in rej[:3]])
         out = []
-        for q, x in enumerate(X):
-            got = [self._one(x, lines[i], decoded[i], programs[i])
-                   for i in range(q * n_draw, (q + 1) * n_draw)]
-            out.append(got[0] if n_draw == 1 else self._distinct(got, k))
-        self.stats_["generate_seconds"] += time.perf_counter() - t0
-        self.stats_["queries"] += len(X)
+        for q in range(len(X)):
+            extra = {"samples": int(tried[q]), "rounds": int(rounds[q]), "valid_candidates": len(found[q]),
+                     "new_tokens": int(new_tokens[q]), "prompt_tokens": int(prompt_tokens[q])}
+            if not found[q]:
+                out.append(QueryResult.not_found(
+                    f"no valid counterfactual among {tried[q]} candidates in {rounds[q]} round(s)", extra=extra))
+                continue
+            keep = self._closest_diverse(X[q], found[q], k)
+            extra["distinct"] = len({tuple(row.tolist()) for _, row, _ in found[q]})
+            if self.cf_style == "edits":
+                extra["edited"] = [res.extra.get("edited") for _, _, res in keep]
+            cfs = pd.DataFrame(np.stack([row for _, row, _ in keep]), columns=self.names_)
+            out.append(QueryResult.ok(cfs, raw="".join(res.raw or "" for _, _, res in keep), extra=extra))
         return out
+
+    def _distance(self, x: np.ndarray, c: np.ndarray) -> float:
+        """L1 over numeric features in units of their training MAD, plus 1 per changed categorical."""
+        d = np.abs(c - x)
+        cat = self.categorical_
+        return float((d[~cat] / self.mad_[~cat]).sum() + (d[cat] > 0).sum())
+
+    @staticmethod
+    def _closest_diverse(x: np.ndarray, found: list[tuple[float, np.ndarray, Any]], k: int) -> list:
+        """Up to ``k`` distinct valid CFs, closest first; a CF changing the same set of features as
+        one already chosen waits until every other set has had its turn."""
+        ranked, seen_rows = [], set()
+        for item in sorted(found, key=lambda t: t[0]):
+            key = tuple(item[1].tolist())
+            if key not in seen_rows:
+                seen_rows.add(key)
+                ranked.append(item)
+        chosen, sets = [], set()
+        for item in ranked:
+            changed = tuple(np.flatnonzero(item[1] != x))
+            if changed not in sets:
+                sets.add(changed)
+                chosen.append(item)
+        chosen += [item for item in ranked if all(item is not c for c in chosen)]
+        return chosen[:k]
 
     def _rng(self, x: np.ndarray, target: int, draw: int) -> Any:
         """A torch generator for one candidate, seeded by the run's seed, the query and ``draw``."""

@@ -50,6 +50,8 @@ LOCAL = (
           "decodes greedily)", minimum=0),
     Param("samples", int, 0, "k > 1: candidates sampled per query, the distinct ones kept "
           "(0 = 3k)", minimum=0),
+    Param("rounds", int, 4, "verified variant: sampling rounds; each later round shows the model "
+          "the candidates the classifier rejected", minimum=1),
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
     Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
           minimum=1),
@@ -69,8 +71,8 @@ API = (
     Param("temperature", float, 0.0, "sampling temperature", minimum=0),
 )
 
-#: keys only the few-shot modes use (examples in the prompt)
-FEWSHOT_KEYS = ("examples", "example_seed", "pool")
+#: keys only the few-shot modes use (examples in the prompt; rounds: the verified variant)
+FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds")
 #: keys only llm-finetuned uses (its LoRA training)
 FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "force_finetune")
 #: keys llm-finetuned cannot use: its adapter is trained on full rows (cf_style must be full)
@@ -98,6 +100,16 @@ API_BY_MODE: dict[str, tuple[Param, ...]] = {
 #: (docs/llm.md has the measurements).  Parameters given explicitly still win.
 FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
                         "batch_size": 50}
+
+
+#: the ``verified`` variant of llm-fewshot (a cfbench extension, not SenseCF's method): the
+#: ``fast`` prompt (at most 3 edited features), ``samples`` candidates per query (the first greedy, the
+#: rest sampled at ``temperature``, seeded), checked with the task's classifier; the valid ones
+#: closest to the query (L1/MAD) are returned, and a query with none goes to another round (up
+#: to ``rounds``) that shows the model what was rejected and allows 3 more edits.  Parameters
+#: given explicitly still win.
+VERIFIED: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
+                            "batch_size": 200, "samples": 8, "temperature": 1.5}
 
 
 def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ TEMPLATE_FIELDS: dict[str, set[str]] = {
     "record": {"source", "target", "patient", "counterfactual"},
     "record_json": {"source", "target", "patient", "patient_json", "counterfactual"},
     "finetune": {"task_name", "columns", "class_0", "class_1", "sep"},
+    "feedback": {"source", "target", "attempts"},
     "api_system": {"instructions"},
     "api_user": {"source", "target", "patient", "patient_json"},
 }
@@ -307,6 +308,13 @@ class PromptBuilder:
         """The features ``cf`` changes, as the JSON object the edits format writes."""
         items = ", ".join(f'"{self.names[i]}": {self.formats[i].format(cf[i])}' for i in self.changed(x, cf))
         return "{" + items + "}"
+
+    def feedback(self, x: Sequence[float], source: int, target: int, attempts: Sequence[Sequence[float]]) -> str:
+        """The line shown before a query in a verified variant's second round: the candidates the
+        classifier rejected, each as the features it changed (edits) or its row (full)."""
+        written = [self.cf_edits(x, cf) if self.cf_style == "edits" else self.row(cf) for cf in attempts]
+        return self.templates["feedback"].format(source=self.cls(source), target=self.cls(target),
+                                                 attempts="; ".join(written))
 
     def examples_block(self, records: Sequence[str]) -> str:
         if not records:
