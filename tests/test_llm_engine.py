@@ -268,3 +268,20 @@ def test_candidates_sharing_a_head_decode_as_they_would_alone(engine):
         alone.append(p.edits)
     assert [p.edits for p in together] == alone
     assert len({tuple(e) for e in alone}) > 1  # the seeds do differ
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
+def test_other_architectures_decode_as_the_reference(tmp_path, arch):
+    """The SenseCF paper's model families (Llama: full attention; Mistral: sliding window on
+    every layer) go through the same engine and must match the full-recompute reference."""
+    model, tok = models.load(str(tiny_model_dir(tmp_path / arch, seed=3, sliding_window=16, arch=arch)),
+                             fresh=True)
+    eng = Engine(model, tok)
+    prefix = eng.prefix(PREFIX)
+    progs = [build_program(eng.vocab, h, SEGS, FORMATS) for h in HEADS]
+    for prog, dec in zip(progs, eng.run(prefix, progs, batch_size=3), strict=True):
+        assert dec.values == _reference(eng, prog) and dec.finished
+    edits = [_edits(eng, h) for h in HEADS[:3]]
+    eng.run(prefix, edits, batch_size=3)
+    for h, prog in zip(HEADS[:3], edits, strict=True):
+        assert prog.edits == _reference_edits(eng, _edits(eng, h))

@@ -47,9 +47,9 @@ LOCAL = (
     Param("max_new_tokens", int, 0, "free-text token cap (0 = 12 per mutable feature + 16)",
           minimum=0),
     Param("temperature", float, 1.0, "k > 1: sampling temperature of the candidates (k = 1 "
-          "decodes greedily)", minimum=0),
+          "decodes greedily; the verified variant samples at 1.5 whatever k)", minimum=0),
     Param("samples", int, 0, "k > 1: candidates sampled per query, the distinct ones kept "
-          "(0 = 3k)", minimum=0),
+          "(0 = 3k; the verified variant: 8 per round, whatever k)", minimum=0),
     Param("rounds", int, 4, "verified variant: sampling rounds; each later round shows the model "
           "the candidates the classifier rejected", minimum=1),
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),

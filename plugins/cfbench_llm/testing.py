@@ -33,26 +33,43 @@ def tiny_tokenizer():
     return tok
 
 
-def tiny_model_dir(path: str | Path, seed: int = 0, sliding_window: int = 16, layers: int = 4) -> Path:
-    """Write a tiny Gemma 3 text model (random weights) and its tokenizer to ``path``.
+#: architectures ``tiny_model_dir`` can write: the default model's, and those of the SenseCF
+#: paper's models (Llama-3.1-8B: llama; BioMistral-7B: mistral, with its sliding window)
+ARCHS = ("gemma3", "llama", "mistral")
 
-    Half of the layers use a sliding window of ``sliding_window`` tokens, shorter than any real
-    prompt, so tests exercise the sliding-window cache as the real model does past 512 tokens.
+
+def tiny_model_dir(path: str | Path, seed: int = 0, sliding_window: int = 16, layers: int = 4,
+                   arch: str = "gemma3") -> Path:
+    """Write a tiny text model (random weights) of architecture ``arch`` and its tokenizer to ``path``.
+
+    gemma3: half of the layers use a sliding window of ``sliding_window`` tokens, shorter than any
+    real prompt, so tests exercise the sliding-window cache as the real model does past 512
+    tokens; mistral: every layer slides; llama: full attention only.
     """
     import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    import transformers
 
+    if arch not in ARCHS:
+        raise ValueError(f"arch {arch!r}: expected one of {', '.join(ARCHS)}")
     path = Path(path)
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
-    cfg = Gemma3TextConfig(
+    common = dict(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=sliding_window,
-        layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
-        max_position_embeddings=8192, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=8192,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
     )
-    model = Gemma3ForCausalLM(cfg).eval()
+    if arch == "gemma3":
+        cfg = transformers.Gemma3TextConfig(
+            **common, sliding_window=sliding_window,
+            layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)])
+        model = transformers.Gemma3ForCausalLM(cfg).eval()
+    elif arch == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common)).eval()
+    else:
+        cfg = transformers.MistralConfig(**common, sliding_window=sliding_window)
+        model = transformers.MistralForCausalLM(cfg).eval()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

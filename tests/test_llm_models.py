@@ -1,0 +1,40 @@
+"""Another model through ``CFBENCH_LLM_MODEL``: the path a user takes to run the generators on
+Llama-3.1-8B or BioMistral-7B, exercised with tiny random models of those architectures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from cfbench_llm.testing import tiny_model_dir  # noqa: E402
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral"])
+def test_cli_runs_every_local_llm_family_on_another_model(tmp_path, arch):
+    model = tiny_model_dir(tmp_path / arch, seed=2, sliding_window=16, arch=arch)
+    env = {**os.environ, "CFBENCH_LLM_MODEL": str(model), "CFBENCH_CACHE": str(tmp_path / "cache"),
+           "CFBENCH_LLM_THREADS": "1"}
+    methods = "llm-zeroshot:default,llm-fewshot:default,llm-fewshot:verified,llm-finetuned"
+    r = subprocess.run([sys.executable, "-m", "cfbench", "run", "--task", "heart", "--methods", methods,
+                        "--n-queries", "1", "--out", str(tmp_path / "run"), "--jobs", "1",
+                        "--param", "llm-finetuned.pairs=8", "--param", "llm-finetuned.epochs=1"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    labels = {(rec["method"], rec["variant"]) for rec in records}
+    assert labels == {("llm-zeroshot", "default"), ("llm-fewshot", "default"), ("llm-fewshot", "verified"),
+                      ("llm-finetuned", "default")}
+    for rec in records:  # the model ran: parsed CFs, or the verifier's honest "none valid"
+        assert rec["status"] in (("ok", "not_found") if rec["variant"] == "verified" else ("ok",)), rec
+    # the adapter was trained on the model named by the environment, and nothing else was loaded
+    meta = list((tmp_path / "cache" / "llm" / "adapters").glob("*/meta.json"))
+    assert len(meta) == 1 and json.loads(meta[0].read_text())["key"]["model"].startswith(f"{arch}:")
+    assert not (tmp_path / "cache" / "llm" / "models").exists()  # the default model was never converted
