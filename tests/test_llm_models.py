@@ -17,6 +17,7 @@ pytest.importorskip("peft")
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "mistral"])
 def test_cli_runs_every_local_llm_family_on_another_model(tmp_path, arch):
     model = tiny_model_dir(tmp_path / arch, seed=2, sliding_window=16, arch=arch)
