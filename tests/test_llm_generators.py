@@ -305,3 +305,20 @@ def test_verified_parameters_are_declared_and_validated():
         LocalLLM("fewshot", "verified", rounds=0)
     with pytest.raises(UserError, match="rounds"):
         LocalLLM("zeroshot", rounds=2)
+
+
+def test_verified_drops_candidates_that_break_bounds_or_directions(heart, tiny, tmp_path):
+    task, _ = heart
+    gen = _verified(task, tmp_path, tiny)
+    names = task.schema.names
+    x = np.array([60, 1, 2, 130, 250, 0, 1, 150, 0, 1.0, 2, 0, 3], dtype=float)
+    C = np.tile(x, (4, 1))
+    C[0, names.index("chol")] = 700  # changed beyond its upper bound 600
+    C[1, names.index("chol")] = 300  # changed within bounds
+    C[2, names.index("trestbps")] = 130  # unchanged
+    gen.directions_ = np.where(np.array(names) == "thalach", 1, 0)  # thalach may only increase
+    C[3, names.index("thalach")] = 140
+    X = np.tile(x, (4, 1))
+    X[2, names.index("trestbps")] = C[2, names.index("trestbps")] = 300  # the patient's own value is out of bounds
+    assert gen._breaks_constraints(X, C).tolist() == [True, False, False, True]
+    assert gen.settings.clip  # the verified preset clips candidates to the bounds first

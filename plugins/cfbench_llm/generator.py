@@ -142,6 +142,9 @@ class LocalLLM:
             self.predict_proba_ = context.predict_proba
             self.mad_ = mad(context.X_train[context.schema.names].to_numpy(float))
             self.categorical_ = context.schema.mask("kind", "categorical")
+            self.directions_ = context.schema.directions()
+            X_train = context.X_train[context.schema.names].to_numpy(float)
+            self.span_ = np.ptp(X_train, axis=0)
         self.formats_ = value_formats(context.schema, context.X_train, s.digits)
         self.builder_ = PromptBuilder(
             context.schema, self.formats_, context.class_names, context.task_name,
@@ -254,8 +257,9 @@ class LocalLLM:
                 for q, x in enumerate(X)]
 
     def _verified(self, X: np.ndarray, sources: np.ndarray, targets: np.ndarray, k: int) -> list[QueryResult]:
-        """The verified variant: ``samples`` candidates per query, checked with the classifier; the
-        ``k`` valid ones closest to the query (L1/MAD, +1 per changed categorical), preferring
+        """The verified variant: ``samples`` candidates per query; those that change a feature out
+        of its bounds or against its direction are dropped, the rest are checked with the
+        classifier; the ``k`` valid ones closest to the query (L1/MAD, +1 per changed categorical), preferring
         different changed-feature sets.  Queries with no valid candidate go to another round whose
         prompt lists (up to 3 of) the rejected candidates, most probable first, and whose edit cap
         grows by ``max_edits`` (3, 6, 9, ... features; uncapped stays uncapped)."""
@@ -264,6 +268,7 @@ class LocalLLM:
         found: list[list[tuple[float, np.ndarray, QueryResult]]] = [[] for _ in X]
         tried = np.zeros(len(X), dtype=int)
         rounds = np.zeros(len(X), dtype=int)
+        broke = np.zeros(len(X), dtype=int)
         new_tokens, prompt_tokens = np.zeros(len(X), dtype=int), np.zeros(len(X), dtype=int)
         notes = [""] * len(X)
         pending = np.arange(len(X))
@@ -282,8 +287,11 @@ class LocalLLM:
                 proba = np.asarray(self.predict_proba_(pd.DataFrame(rows, columns=self.names_)), dtype=float)
                 pred = self.classes_[np.argmax(proba, axis=1)]
                 p_target = proba[np.arange(len(cands)), np.searchsorted(self.classes_, targets[[q for q, _ in cands]])]
-                for (q, res), row, yhat, pt in zip(cands, rows, pred, p_target, strict=True):
-                    if yhat == targets[q]:
+                breaks = self._breaks_constraints(X[[q for q, _ in cands]], rows)
+                for (q, res), row, yhat, pt, bad in zip(cands, rows, pred, p_target, breaks, strict=True):
+                    if bad:
+                        broke[q] += 1
+                    elif yhat == targets[q]:
                         found[q].append((self._distance(X[q], row), row, res))
                     else:
                         rejected.setdefault(q, []).append((float(pt), row))
@@ -298,6 +306,7 @@ class LocalLLM:
         out = []
         for q in range(len(X)):
             extra = {"samples": int(tried[q]), "rounds": int(rounds[q]), "valid_candidates": len(found[q]),
+                     "broke_constraints": int(broke[q]),
                      "new_tokens": int(new_tokens[q]), "prompt_tokens": int(prompt_tokens[q])}
             if not found[q]:
                 out.append(QueryResult.not_found(
@@ -310,6 +319,16 @@ class LocalLLM:
             cfs = pd.DataFrame(np.stack([row for _, row, _ in keep]), columns=self.names_)
             out.append(QueryResult.ok(cfs, raw="".join(res.raw or "" for _, _, res in keep), extra=extra))
         return out
+
+    def _breaks_constraints(self, X: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """Per candidate: a *changed* feature left its bounds or moved against its direction
+        (immutables are copied by the grammar).  A value the query already had out of bounds
+        is the patient's, not the candidate's fault, so it is not held against it."""
+        change = np.abs(C - X) > 1e-6 * np.where(self.span_ > 0, self.span_, 1.0)
+        with np.errstate(invalid="ignore"):
+            outside = (C < self.lower_) | (C > self.upper_)
+        against = (self.directions_ != 0) & (self.directions_ * (C - X) < 0)
+        return ((outside | against) & change).any(axis=1)
 
     def _distance(self, x: np.ndarray, c: np.ndarray) -> float:
         """L1 over numeric features in units of their training MAD, plus 1 per changed categorical."""

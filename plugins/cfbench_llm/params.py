@@ -104,12 +104,13 @@ FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits":
 
 #: the ``verified`` variant of llm-fewshot (a cfbench extension, not SenseCF's method): the
 #: ``fast`` prompt (at most 3 edited features), ``samples`` candidates per query (the first greedy, the
-#: rest sampled at ``temperature``, seeded), checked with the task's classifier; the valid ones
+#: rest sampled at ``temperature``, seeded), clipped to the schema's bounds; those that move a
+#: feature against its direction are dropped, the rest checked with the task's classifier; the valid ones
 #: closest to the query (L1/MAD) are returned, and a query with none goes to another round (up
 #: to ``rounds``) that shows the model what was rejected and allows 3 more edits.  Parameters
 #: given explicitly still win.
 VERIFIED: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
-                            "batch_size": 200, "samples": 8, "temperature": 1.5}
+                            "batch_size": 200, "samples": 8, "temperature": 1.5, "clip": True}
 
 
 def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:
