@@ -322,3 +322,21 @@ def test_verified_drops_candidates_that_break_bounds_or_directions(heart, tiny, 
     X[2, names.index("trestbps")] = C[2, names.index("trestbps")] = 300  # the patient's own value is out of bounds
     assert gen._breaks_constraints(X, C).tolist() == [True, False, False, True]
     assert gen.settings.clip  # the verified preset clips candidates to the bounds first
+
+
+def test_adapter_key_follows_the_classifier(heart):
+    """Teachers come from the classifier's predictions: another model, another adapter."""
+    from types import SimpleNamespace
+
+    from cfbench_llm.generator import Settings
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    builder = SimpleNamespace(templates={"finetune": "f", "record": "r"})
+    key = ft.adapter_key(ctx, Settings(), builder)
+    assert key == ft.adapter_key(task.fit_context(seed=0), Settings(), builder)
+    other = task.fit_context(seed=0)
+    other.predict_proba = lambda X: 1.0 - task.predict_proba(X)
+    changed = ft.adapter_key(other, Settings(), builder)
+    assert changed["classifier"] != key["classifier"] and changed["data"] == key["data"]
+    assert ft.adapter_dir(other, changed) != ft.adapter_dir(ctx, key)

@@ -80,12 +80,20 @@ def data_fingerprint(context: FitContext) -> str:
     return h.hexdigest()
 
 
+def classifier_fingerprint(context: FitContext) -> str:
+    """The classifier as the teachers see it: its probabilities on the training rows (rounded to
+    1e-9 against float noise).  Another model for the same data trains its own adapter."""
+    proba = np.asarray(context.predict_proba(context.X_train[context.schema.names]), dtype=float)
+    return hashlib.sha256(np.round(proba, 9).astype("<f8").tobytes()).hexdigest()
+
+
 def adapter_key(context: FitContext, settings: Any, builder: PromptBuilder) -> dict[str, Any]:
     """Everything the adapter depends on; its hash names the cache folder."""
     return {
         "version": KEY_VERSION,
         "task": context.task_name,
         "data": data_fingerprint(context),
+        "classifier": classifier_fingerprint(context),
         "model": models.model_id(settings.model, context.cache_dir),
         "seed": context.seed,
         "settings": {k: getattr(settings, k) for k in
