@@ -8,9 +8,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BAR_METRICS = (("validity", "validity (failures = 0)"), ("lof_inlier", "LOF inlier (failures = 0)"),
-               ("respects_constraints", "respects constraints (failures = 0)"),
-               ("l2_minmax", "L2 min-max (found CFs)"), ("n_changed", "features changed (found CFs)"))
+
+def bar_metrics() -> list[tuple[str, str]]:
+    """(metric, panel title) of every ranked metric, from the metric registry."""
+    from cfbench import metric_registry as R
+
+    return [(m.name, f"{m.header} ({'failures = 0' if m.rank == 'slot_mean' else 'valid CFs'})")
+            for m in R.ranked()]
+
+
+BAR_METRICS = tuple(bar_metrics())
 
 
 def _pyplot() -> Any:

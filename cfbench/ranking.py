@@ -1,11 +1,17 @@
 """Ranking methods across queries: mean rank per metric and overall, Friedman test, Nemenyi CD.
 
-Each query (seed × test instance) is a block.  Per query a method gets one value per metric;
-a failed query gets the worst possible value (validity 0, distance +inf), so failures are
-ranked, not dropped.  A CF that does not reach the target class is no counterfactual: every
-metric but validity is taken over the query's *valid* CFs only, so returning the query
-unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks are 1 = best, ties
-averaged (Demšar 2006).
+Each query (seed × test instance) is a block.  Per query a method gets one value per ranked
+metric (``metric_registry``: ``rank``); a failed query gets the worst possible value (validity
+0, distance +inf), so failures are ranked, not dropped.  A CF that does not reach the target
+class is no counterfactual: every metric but validity is taken over the query's *valid* CFs only,
+so returning the query unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks
+are 1 = best, ties averaged (Demšar 2006).
+
+The overall rank averages the ranks within each ``rank_group`` and then the groups: validity is
+one group, the quality metrics over valid CFs (proximity, sparsity, plausibility, constraints)
+the other, so validity weighs one half instead of counting again through every quality metric
+that is near-constant among valid CFs (LOF inliers and respected constraints followed validity
+with a rank correlation of 0.999 on heart when each was an equal part of the overall rank).
 """
 
 from __future__ import annotations
@@ -16,39 +22,51 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-#: metric -> (per-query aggregation over the query's k slots, higher is better, failure value)
-RANKED = {
-    "validity": ("slot_mean", True, 0.0),
-    "l2_minmax": ("min", False, np.inf),
-    "n_changed": ("min", False, np.inf),
-    "lof_inlier": ("slot_mean", True, 0.0),
-    "respects_constraints": ("slot_mean", True, 0.0),
-}
+from cfbench import metric_registry as R
+
+
+def ranked_metrics() -> dict[str, R.Metric]:
+    """Ranked metrics by name, in registry order."""
+    return {m.name: m for m in R.ranked()}
+
+
+def failure_value(m: R.Metric) -> float:
+    """The value of a query without a valid CF: the worst the metric can take."""
+    return 0.0 if m.rank == "slot_mean" or m.higher_is_better else np.inf
 
 
 def per_query_values(cf: pd.DataFrame, q: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, seed, query): the values the ranks are computed from.
+    """One row per (method, seed, query): the values the ranks are computed from, and
+    ``n_valid`` (the query's valid CFs; the quality metrics' CIs use queries with one).
 
-    Validity counts every returned CF; the other metrics only the valid ones (see module doc).
+    Validity counts every returned CF over the query's k slots; the other metrics only the
+    valid CFs (see module doc).
     """
-    cf = cf.assign(validity=cf["valid"].astype(float),
-                   respects_constraints=(~cf["violates_constraints"]).astype(float),
-                   lof_inlier=cf["lof_inlier"].astype(float))
-    by_all = cf.groupby("qidx")
-    by_valid = cf[cf["valid"].astype(bool)].groupby("qidx")
+    cf = cf.assign(**{m.name: cf[m.name].astype(float) for m in R.ranked()})
+    valid = cf["validity"].astype(bool)
+    by_valid = cf[valid].groupby("qidx")
     out = q[["qidx", "method_label", "seed", "query_id", "k"]].set_index("qidx")
-    for metric, (how, _, fail) in RANKED.items():
-        g = by_all if metric == "validity" else by_valid
-        if how == "min":
-            vals = g[metric].min()
+    out["n_valid"] = pd.Series(out.index.map(by_valid.size()), index=out.index).fillna(0)
+    for m in R.ranked():
+        if m.rank == "slot_mean":
+            vals = by_valid[m.name].sum()
+        elif m.rank == "min":
+            vals = by_valid[m.name].min()
         else:
-            vals = g[metric].sum()
-        col = out.index.map(vals)
-        col = pd.Series(col, index=out.index, dtype=float)
-        if how == "slot_mean":
+            vals = by_valid[m.name].mean()
+        col = pd.Series(out.index.map(vals), index=out.index, dtype=float)
+        if m.rank == "slot_mean":
             col = col / out["k"]
-        out[metric] = col.fillna(fail)
+        out[m.name] = col.fillna(failure_value(m))
     return out.reset_index(drop=True)
+
+
+def ci_values(values: pd.DataFrame, metric: str) -> np.ndarray:
+    """The per-query values a metric's bootstrap CI is taken over: every query for validity,
+    the queries with a valid CF for the quality metrics."""
+    m = R.get(metric)
+    v = values[metric].to_numpy(float)
+    return v if m.rank == "slot_mean" else v[values["n_valid"].to_numpy() > 0]
 
 
 def nemenyi_cd(n_methods: int, n_blocks: int, alpha: float = 0.05) -> float:
@@ -64,13 +82,15 @@ def nemenyi_cd(n_methods: int, n_blocks: int, alpha: float = 0.05) -> float:
 
 
 def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
-    """Mean ranks per metric and overall, with Friedman p-values and Nemenyi CDs."""
+    """Mean ranks per metric and overall (the mean over rank groups of the mean rank within
+    each group), with Friedman p-values and Nemenyi CDs."""
     methods = sorted(values["method_label"].unique())
     out: dict[str, Any] = {"methods": methods, "metrics": {}, "overall": {}}
     if not methods:
         return out
-    per_metric_means = []
-    for metric, (_, higher, _) in RANKED.items():
+    groups: dict[str, list[np.ndarray]] = {}
+    for metric, m in ranked_metrics().items():
+        higher = m.higher_is_better
         wide = values.pivot_table(index=["seed", "query_id"], columns="method_label",
                                   values=metric, aggfunc="first").dropna()
         wide = wide.reindex(columns=methods)
@@ -80,7 +100,7 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
         data = wide.to_numpy(float)
         ranks = stats.rankdata(-data if higher else data, axis=1)
         mean_ranks = ranks.mean(axis=0)
-        per_metric_means.append(mean_ranks)
+        groups.setdefault(m.rank_group or metric, []).append(mean_ranks)
         if len(methods) >= 3 and np.ptp(data, axis=1).any():
             stat, p = stats.friedmanchisquare(*data.T)
             friedman = {"statistic": float(stat), "p_value": float(p)}
@@ -88,13 +108,14 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
             friedman = {"statistic": float("nan"), "p_value": float("nan")}
         out["metrics"][metric] = {
             "higher_is_better": higher,
+            "group": m.rank_group or metric,
             "n_queries": n,
             "mean_rank": dict(zip(methods, map(float, mean_ranks), strict=True)),
             "friedman": friedman,
             "nemenyi_cd": nemenyi_cd(len(methods), n),
         }
-    if per_metric_means:
-        overall = np.mean(per_metric_means, axis=0)
+    if groups:
+        overall = np.mean([np.mean(g, axis=0) for g in groups.values()], axis=0)
         out["overall"] = dict(zip(methods, map(float, overall), strict=True))
     return out
 
