@@ -304,7 +304,8 @@ def load_run_task(run_dir: Path, info: dict[str, Any]) -> Any:
     """The task of a run folder, loaded (data and classifier), after checking its hash."""
     from cfbench.task import Task, resolve_spec
 
-    spec = resolve_spec(info["task"])
+    # the task as given to `cfbench run` (a spec file's path, or a name)
+    spec = resolve_spec((info.get("config") or {}).get("task") or info["task"])
     if spec.hash != info.get("task_hash"):
         raise UserError(f"{run_dir}: the run used another version of task {spec.name!r} "
                         f"(hash {str(info.get('task_hash'))[:12]}, now {spec.hash[:12]}) and has "

@@ -40,6 +40,12 @@ def test_ranks_by_hand():
     # q_0.05 for k = 3 is 2.343 (Demšar 2006, Table 5): CD = 2.343 * sqrt(3*4 / (6*3))
     assert r["metrics"]["validity"]["nemenyi_cd"] == pytest.approx(2.343 * np.sqrt(12 / 18), abs=1e-3)
     assert nemenyi_cd(1, 10) != nemenyi_cd(1, 10)  # nan for one method
+    # overall: validity once, then the mean of the four quality ranks (l2 b 1, a and c 2.5;
+    # the other three all tied at 2): validity weighs one half, not one fifth per copy of it
+    quality = {"a": (2.5 + 6) / 4, "b": (1 + 6) / 4, "c": (2.5 + 6) / 4}
+    validity = {"a": 4 / 3, "b": 7 / 3, "c": 7 / 3}
+    assert r["overall"] == pytest.approx({m: (validity[m] + quality[m]) / 2 for m in "abc"})
+    assert {x["group"] for x in r["metrics"].values()} == {"validity", "quality"}
 
 
 def test_bootstrap_ci_brackets_the_mean():
@@ -96,11 +102,11 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     assert ok.returncode == 0, ok.stdout
     smoke = board_dir / "smoke" / "breast-cancer.json"
     doc = json.loads(smoke.read_text())
-    doc["methods"]["nearest-neighbour"]["all"]["found"]["l2_minmax"] *= 1.5  # a deliberate change
+    doc["methods"]["nearest-neighbour"]["all"]["valid"]["l2_minmax"] *= 1.5  # a deliberate change
     smoke.write_text(json.dumps(doc))
     bad = cli("leaderboard", "--check", "--dir", str(board_dir))
     assert bad.returncode == 1
-    assert "~ methods/nearest-neighbour/all/found/l2_minmax: committed" in bad.stdout
+    assert "~ methods/nearest-neighbour/all/valid/l2_minmax: committed" in bad.stdout
 
 
 def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
@@ -111,8 +117,8 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
 
     q = pd.DataFrame({"qidx": [0, 1, 2, 3], "method_label": ["copy", "copy", "real", "real"],
                       "seed": 0, "query_id": [7, 8, 7, 8], "k": 1})
-    cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "valid": [False, False, True, True],
-                       "violates_constraints": False, "lof_inlier": True,
+    cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "validity": [False, False, True, True],
+                       "respects_constraints": True, "lof_inlier": True,
                        "l2_minmax": [0.0, 0.0, 0.4, 0.6], "n_changed": [0, 0, 2, 3]})
     vals = per_query_values(cf, q).set_index("method_label")
     assert (vals.loc["copy", "l2_minmax"] == float("inf")).all()
@@ -120,3 +126,38 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
     ranks = rank_methods(per_query_values(cf, q))
     assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
     assert ranks["overall"]["real"] < ranks["overall"]["copy"]
+
+
+def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
+    """LOF and constraints are shares of the query's valid CFs (not of its k slots), and their
+    bootstrap CIs leave out the queries without a valid CF (whose value is the failure value)."""
+    from cfbench.ranking import ci_values, per_query_values
+
+    q = pd.DataFrame({"qidx": [0, 1], "method_label": "m", "seed": 0, "query_id": [1, 2], "k": 2})
+    cf = pd.DataFrame({"qidx": [0, 0, 1], "validity": [True, False, False],
+                       "respects_constraints": [True, False, True], "lof_inlier": [True, True, True],
+                       "l2_minmax": [0.5, 0.1, 0.2], "n_changed": [2, 1, 1]})
+    vals = per_query_values(cf, q)
+    assert vals["validity"].tolist() == [0.5, 0.0]  # 1 valid of 2 slots; none
+    assert vals["lof_inlier"].tolist() == [1.0, 0.0]  # share of the 1 valid CF; failure 0
+    assert vals["respects_constraints"].tolist() == [1.0, 0.0]
+    assert vals["l2_minmax"].tolist() == [0.5, np.inf]  # the invalid 0.1 does not count
+    assert ci_values(vals, "lof_inlier").tolist() == [1.0]
+    assert ci_values(vals, "validity").tolist() == [0.5, 0.0]
+
+
+def test_markdown_and_terminal_table_list_skipped_methods():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from cfbench.leaderboard import print_table, to_markdown
+
+    summary = {"task": "t", "data_source": "d", "methods": {},
+               "classifier": {"model": "rf", "accuracy": 0.9, "f1": 0.8, "n_train": 10, "n_test": 5},
+               "skipped_methods": {"api-zeroshot": "set CFBENCH_API_BASE | and a model"}}
+    md = to_markdown(summary)
+    assert "## Skipped methods" in md and "| api-zeroshot | set CFBENCH_API_BASE \\| and a model |" in md
+    out = StringIO()
+    print_table(summary, console=Console(file=out, width=100))
+    assert "api-zeroshot: set CFBENCH_API_BASE | and a model" in out.getvalue()
