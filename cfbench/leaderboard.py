@@ -23,8 +23,6 @@ def columns() -> list[tuple[str, str, str, str]]:
     """The tables' numeric columns from the metric registry: (scope, metric, header, format)."""
     return [(scope, m.name, m.column_header(scope), m.fmt) for scope, m in R.columns()]
 
-
-COLUMNS = tuple(columns())
 #: what the scopes mean, under every Markdown board
 SCOPE_NOTE = ("Coverage, validity and s/query count every query (a failed query is a failure); "
               "distances, #changed, LOF, yNN, violations and actionable share are means over "
@@ -35,8 +33,6 @@ RANK_NOTE = ("Validity is ranked over the k slots of each query; the other ranke
              "the query's valid CFs (no valid CF: ranked last). Overall = mean of the validity "
              "rank and the mean quality rank, so validity weighs one half.")
 FORMATS = ("table", "markdown", "json")
-#: the columns of the narrow terminal table: validity, proximity, sparsity, plausibility, s/query
-KEY_COLUMNS = tuple(R.key_columns())
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -113,7 +109,7 @@ def summary_problem(summary: Any) -> str | None:
                 need(d, "n_queries", int, where)
                 if not all(isinstance(n, int) for n in need(d, "status_counts", dict, where).values()):
                     raise ValueError(f"{where}status_counts holds a non-integer")
-                for scope, metric, _, _ in COLUMNS:
+                for scope, metric, _, _ in columns():
                     v = need(d, scope, dict, where).get(metric)
                     if v is not None and (isinstance(v, bool) or not isinstance(v, num)):
                         raise ValueError(f"{where}{scope}/{metric} is not a number")
@@ -129,7 +125,7 @@ def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
         if d is None:
             continue
         cells = [label, str(d["n_queries"])]
-        for scope, metric, _, fmt in COLUMNS:
+        for scope, metric, _, fmt in columns():
             v = d[scope].get(metric)
             cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt))
         failures = {s: n for s, n in d["status_counts"].items() if s != "ok" and n}
@@ -139,7 +135,7 @@ def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
 
 
 def headers() -> list[str]:
-    return ["method", "queries", *(c[2] for c in COLUMNS), "failures"]
+    return ["method", "queries", *(c[2] for c in columns()), "failures"]
 
 
 def directions(summary: dict[str, Any]) -> list[str]:
@@ -201,7 +197,7 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
     )
     all_headers = headers()
     keep = list(range(len(all_headers))) if wide else [
-        all_headers.index(h) for h in ("method", *KEY_COLUMNS)]
+        all_headers.index(h) for h in ("method", *R.key_columns())]
     for direction in directions(summary):
         table = Table(title=f"direction {direction}", pad_edge=False,
                       box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -177,7 +176,6 @@ REGISTRY: tuple[Metric, ...] = (
 )
 
 
-@cache
 def _by_name() -> dict[str, Metric]:
     names = [m.name for m in REGISTRY]
     if len(set(names)) != len(names):

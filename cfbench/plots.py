@@ -17,8 +17,6 @@ def bar_metrics() -> list[tuple[str, str]]:
             for m in R.ranked()]
 
 
-BAR_METRICS = tuple(bar_metrics())
-
 
 def _pyplot() -> Any:
     import matplotlib
@@ -35,10 +33,11 @@ def metric_bars(ci: dict[str, dict[str, list[float]]], title: str, path: Path) -
     """One panel per metric; bars are means over queries with 95% bootstrap intervals."""
     plt = _pyplot()
     methods = sorted(next(iter(ci.values())).keys()) if ci else []
-    fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(3.2 * len(BAR_METRICS), 0.45 * len(methods) + 1.6),
+    bars = bar_metrics()
+    fig, axes = plt.subplots(1, len(bars), figsize=(3.2 * len(bars), 0.45 * len(methods) + 1.6),
                              sharey=True)
     y = np.arange(len(methods))
-    for ax, (metric, label) in zip(np.atleast_1d(axes), BAR_METRICS, strict=True):
+    for ax, (metric, label) in zip(np.atleast_1d(axes), bars, strict=True):
         vals = ci.get(metric, {})
         mean = np.array([vals.get(m, [np.nan] * 3)[0] for m in methods], float)
         lo = np.array([vals.get(m, [np.nan] * 3)[1] for m in methods], float)

@@ -63,7 +63,7 @@ def test_a_board_without_its_records_fails(committed):
 def test_edited_validity_in_the_committed_json_fails(committed):
     def change(doc):
         label = next(iter(doc["methods"]))
-        doc["methods"][label]["all"]["all"]["valid"] = 0.99
+        doc["methods"][label]["all"]["all"]["validity"] = 0.99
     edit_json(committed / "heart.json", change)
     r = cli("leaderboard", "--validate", "--dir", str(committed))
     assert r.returncode == 1
@@ -174,11 +174,11 @@ def test_untouched_board_with_records_passes(board):
 
 @pytest.mark.slow
 def test_forged_validity_is_caught_by_the_records(board):
-    forge(board, lambda d: d["methods"]["nearest-neighbour"]["all"]["all"].update(valid=0.5))
+    forge(board, lambda d: d["methods"]["nearest-neighbour"]["all"]["all"].update(validity=0.5))
     r = cli("leaderboard", "--validate", "--dir", str(board.parent))
     assert r.returncode == 1
     assert "values differ from those recomputed from breast-cancer.records.jsonl.gz" in r.stdout
-    assert "methods/nearest-neighbour/all/all/valid: committed 0.5, recomputed 1" in r.stdout
+    assert "methods/nearest-neighbour/all/all/validity: committed 0.5, recomputed 1" in r.stdout
 
 
 @pytest.mark.slow

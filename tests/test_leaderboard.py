@@ -145,19 +145,3 @@ def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
     assert ci_values(vals, "lof_inlier").tolist() == [1.0]
     assert ci_values(vals, "validity").tolist() == [0.5, 0.0]
 
-
-def test_markdown_and_terminal_table_list_skipped_methods():
-    from io import StringIO
-
-    from rich.console import Console
-
-    from cfbench.leaderboard import print_table, to_markdown
-
-    summary = {"task": "t", "data_source": "d", "methods": {},
-               "classifier": {"model": "rf", "accuracy": 0.9, "f1": 0.8, "n_train": 10, "n_test": 5},
-               "skipped_methods": {"api-zeroshot": "set CFBENCH_API_BASE | and a model"}}
-    md = to_markdown(summary)
-    assert "## Skipped methods" in md and "| api-zeroshot | set CFBENCH_API_BASE \\| and a model |" in md
-    out = StringIO()
-    print_table(summary, console=Console(file=out, width=100))
-    assert "api-zeroshot: set CFBENCH_API_BASE | and a model" in out.getvalue()
