@@ -583,8 +583,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         keys = list(rows[0]) if rows else ["name"]
         for k in keys:
             table.add_column(k)
-        for r in rows:
-            table.add_row(*(str(r[k]) for k in keys))
+        for r in rows:  # escape: a formula's [f(c) = t] is not rich markup
+            table.add_row(*(escape(str(r[k])) for k in keys))
     Console(width=160).print(table)
     return 0
 

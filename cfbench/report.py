@@ -1,9 +1,10 @@
 """HTML leaderboard: a run folder or the committed boards rendered as one self-contained page.
 
 ``cfbench report RUN_DIR --out DIR`` reads the run folder (``summary.json``, ``run.json``,
-``records.jsonl``, optional ``augment.json`` folders) and ``cfbench report --board leaderboard/``
-the committed ``<task>.json`` boards and their SVG plots.  Nothing is re-scored: the task's data
-and classifier are never loaded, so a report can be built anywhere the files are.  The page
+``records.jsonl``, ``scores.parquet``, optional ``augment.json`` folders) and ``cfbench report
+--board leaderboard/`` the committed ``<task>.json`` boards and their SVG plots.  Nothing is
+re-scored: the task's data and classifier are not loaded (only a run folder made before schema
+version 2 is summarised again with its task), so a report can be built where the files are.  The page
 inlines its CSS, JavaScript, plots and data (strict JSON, ``null`` for undefined numbers); it
 needs no network when viewed.
 """
