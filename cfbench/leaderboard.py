@@ -43,14 +43,16 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
-    if isinstance(summary, dict) and summary.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{path}: schema_version {summary.get('schema_version')!r}, this cfbench "
-                        f"reads {SCHEMA_VERSION}; rebuild it from the run folder with "
-                        f"`cfbench leaderboard {run_dir} --rescore`")
+    version = summary.get("schema_version") if isinstance(summary, dict) else None
+    rescore = (f"it has schema_version {version!r}, this cfbench reads {SCHEMA_VERSION}: rebuild "
+               f"it from the run folder with `cfbench leaderboard {run_dir} --rescore`")
     problem = summary_problem(summary)
     if problem:
-        raise UserError(f"{path}: not a cfbench summary ({problem}); re-create it with "
-                        "`cfbench run ... --resume` on that folder")
+        fix = (rescore if version != SCHEMA_VERSION else
+               "re-create it with `cfbench run ... --resume` on that folder")
+        raise UserError(f"{path}: not a cfbench summary ({problem}); {fix}")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{path}: {rescore}")
     return summary
 
 
