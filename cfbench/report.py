@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
-from cfbench.leaderboard import SCOPE_NOTE
+from cfbench.leaderboard import RANK_NOTE, SCOPE_NOTE
 
 # ----------------------------------------------------------------------------- metric view
 # Headers, formats, better directions and help texts come from ``cfbench.metric_registry``.
@@ -803,6 +803,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
     parts.append(f'<h3 id="{pre}-ranks">Ranks and critical differences</h3>')
     ranks = board.get("ranks")
     if ranks and ranks.get("methods"):
+        parts.append(f'<p class="note">{E(RANK_NOTE)}</p>')
         parts.append(_ranks_table(f"{pre}-ranks-t", ranks))
         parts.append(_ci_table(f"{pre}-ci", board))
         parts.append("<p>Critical-difference diagrams (Demšar 2006): methods on the rank axis, "
