@@ -29,9 +29,10 @@ SCOPE_NOTE = ("Coverage, validity and s/query count every query (a failed query 
               "*valid* CFs (a CF that misses its target class is no counterfactual); columns "
               "marked *(found)* average every returned CF, valid or not.")
 #: how the overall rank is made, under every Markdown board's ranks
-RANK_NOTE = ("Validity is ranked over the k slots of each query; the other ranked metrics over "
-             "the query's valid CFs (no valid CF: ranked last). Overall = mean of the validity "
-             "rank and the mean quality rank, so validity weighs one half.")
+RANK_NOTE = ("Validity is ranked over the k slots of each query. The quality metrics are ranked "
+             "per query among the methods with a valid CF (spread over the full rank range); a "
+             "method without one gets the neutral rank (m + 1)/2. Overall = mean of the validity "
+             "rank and the mean quality rank, so validity counts once.")
 FORMATS = ("table", "markdown", "json")
 
 
@@ -405,7 +406,7 @@ def board_markdown(board: dict[str, Any]) -> str:
     ranks = board["ranks"]
     if ranks["methods"]:
         metrics = list(ranks["metrics"])
-        text += ["## Ranks (1 = best; mean over queries, failures ranked last)", "", RANK_NOTE, "",
+        text += ["## Ranks (1 = best; mean over queries)", "", RANK_NOTE, "",
                  "| method | overall | " + " | ".join(metrics) + " |",
                  "|---|---|" + "---|" * len(metrics)]
         order = sorted(ranks["methods"], key=lambda m: ranks["overall"].get(m, np.inf))

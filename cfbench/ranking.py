@@ -7,11 +7,12 @@ class is no counterfactual: every metric but validity is taken over the query's 
 so returning the query unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks
 are 1 = best, ties averaged (Demšar 2006).
 
-The overall rank averages the ranks within each ``rank_group`` and then the groups: validity is
-one group, the quality metrics over valid CFs (proximity, sparsity, plausibility, constraints)
-the other, so validity weighs one half instead of counting again through every quality metric
-that is near-constant among valid CFs (LOF inliers and respected constraints followed validity
-with a rank correlation of 0.999 on heart when each was an equal part of the overall rank).
+Validity counts once.  The quality metrics (proximity, sparsity, plausibility, constraints) are
+ranked per query among the methods with a valid CF only, spread over the full rank range, and a
+method without a valid CF gets the neutral rank (``conditional_ranks``); otherwise every quality
+metric would rank failures last and repeat validity (LOF inliers and respected constraints,
+near-constant among valid CFs, followed validity with a rank correlation of 0.999 on heart).
+The overall rank is the mean of the validity rank and the mean quality rank (``rank_group``).
 """
 
 from __future__ import annotations
@@ -81,14 +82,34 @@ def nemenyi_cd(n_methods: int, n_blocks: int, alpha: float = 0.05) -> float:
     return float(q * np.sqrt(n_methods * (n_methods + 1) / (6.0 * n_blocks)))
 
 
+def conditional_ranks(data: np.ndarray, has_valid: np.ndarray, higher: bool) -> np.ndarray:
+    """Per block (row): the methods with a valid CF ranked among themselves and spread over
+    ``1..m`` (``1 + (r - 1)(m - 1)/(n_v - 1)``), every other method (and a lone valid one)
+    at the neutral rank ``(m + 1)/2``.  The ranks of a block always average ``(m + 1)/2``,
+    so finding or missing a valid CF moves no quality rank: validity is ranked once, alone."""
+    n, m = data.shape
+    out = np.full((n, m), (m + 1) / 2.0)
+    for i in range(n):
+        idx = np.flatnonzero(has_valid[i])
+        if len(idx) >= 2:
+            r = stats.rankdata(-data[i, idx] if higher else data[i, idx])
+            out[i, idx] = 1 + (r - 1) * (m - 1) / (len(idx) - 1)
+    return out
+
+
 def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
     """Mean ranks per metric and overall (the mean over rank groups of the mean rank within
-    each group), with Friedman p-values and Nemenyi CDs."""
+    each group), with Friedman p-values and Nemenyi CDs.  Validity is ranked on every query;
+    the quality metrics by :func:`conditional_ranks` (needs ``values["n_valid"]``)."""
     methods = sorted(values["method_label"].unique())
     out: dict[str, Any] = {"methods": methods, "metrics": {}, "overall": {}}
     if not methods:
         return out
     groups: dict[str, list[np.ndarray]] = {}
+    has = None
+    if "n_valid" in values:
+        has = (values.pivot_table(index=["seed", "query_id"], columns="method_label",
+                                  values="n_valid", aggfunc="first").reindex(columns=methods) > 0)
     for metric, m in ranked_metrics().items():
         higher = m.higher_is_better
         wide = values.pivot_table(index=["seed", "query_id"], columns="method_label",
@@ -98,11 +119,14 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
         if n == 0:
             continue
         data = wide.to_numpy(float)
-        ranks = stats.rankdata(-data if higher else data, axis=1)
+        if m.rank == "slot_mean" or has is None:
+            ranks = stats.rankdata(-data if higher else data, axis=1)
+        else:
+            ranks = conditional_ranks(data, has.reindex(wide.index).to_numpy(bool), higher)
         mean_ranks = ranks.mean(axis=0)
         groups.setdefault(m.rank_group or metric, []).append(mean_ranks)
-        if len(methods) >= 3 and np.ptp(data, axis=1).any():
-            stat, p = stats.friedmanchisquare(*data.T)
+        if len(methods) >= 3 and np.ptp(ranks, axis=1).any():
+            stat, p = stats.friedmanchisquare(*ranks.T)
             friedman = {"statistic": float(stat), "p_value": float(p)}
         else:
             friedman = {"statistic": float("nan"), "p_value": float("nan")}

@@ -110,7 +110,8 @@ def test_update_check_and_validate_end_to_end(tmp_path):
 
 
 def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
-    """A method that returns the query unchanged (distance 0, never valid) ranks last, not first."""
+    """A method that returns the query unchanged (distance 0, never valid) does not rank first on
+    proximity: it gets the neutral quality rank, and ranks last overall through validity."""
     import pandas as pd
 
     from cfbench.ranking import per_query_values, rank_methods
@@ -124,8 +125,25 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
     assert (vals.loc["copy", "l2_minmax"] == float("inf")).all()
     assert (vals.loc["copy", "lof_inlier"] == 0).all() and (vals.loc["real", "l2_minmax"] > 0).all()
     ranks = rank_methods(per_query_values(cf, q))
-    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
-    assert ranks["overall"]["real"] < ranks["overall"]["copy"]
+    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 1.5, "real": 1.5}
+    assert ranks["metrics"]["validity"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
+    assert ranks["overall"] == {"copy": 1.75, "real": 1.25}
+
+
+def test_conditional_ranks_count_validity_once():
+    """Quality ranks among the methods with a valid CF, spread over 1..m; the others (and a
+    lone valid one) neutral, so each block averages (m + 1)/2 whoever found a valid CF."""
+    from cfbench.ranking import conditional_ranks
+
+    data = np.array([[0.1, 0.2, 0.3, np.inf],   # a, b, c valid; d not
+                     [0.5, np.inf, np.inf, np.inf],  # only a valid
+                     [0.2, 0.2, np.inf, 0.1]])   # a, b tied; d best
+    has = np.isfinite(data)
+    r = conditional_ranks(data, has, higher=False)
+    assert r[0].tolist() == [1.0, 2.5, 4.0, 2.5]
+    assert r[1].tolist() == [2.5] * 4
+    assert r[2].tolist() == pytest.approx([3.25, 3.25, 2.5, 1.0])  # ranks 2.5, 2.5, 1 of 3
+    assert r.mean(axis=1).tolist() == pytest.approx([2.5] * 3)
 
 
 def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
