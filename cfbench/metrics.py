@@ -283,7 +283,7 @@ class Scorer:
     def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
         from cfbench.metric_registry import per_cf_metrics
 
-        X, C = np.asarray(X, float).reshape(len(C), -1), np.asarray(C, float)
+        X, C = np.asarray(X, float), np.asarray(C, float)
         change = changed(X, C, self.span_)
         ctx = CFContext(X=X, C=C, target=np.asarray(target), pred=np.asarray(pred), change=change,
                         encoded=self.encode(C), flags=constraint_violations(X, C, change, self.schema),

@@ -120,7 +120,9 @@ def scores_table(records: list[dict[str, Any]], cf: pd.DataFrame, q: pd.DataFram
     per-CF metric, ``n_changed_actionable``, ``changed::<feature>`` and the query's
     ``diversity``/``count_diversity`` (a per-query value, repeated on each of its CFs)."""
     if cf.empty:
-        return pd.DataFrame(columns=[*SCORE_KEYS, *(m.name for m in R.per_cf_metrics())])
+        body = [c for c in cf.columns if c not in ("qidx", "cf_index")] or [
+            m.name for m in R.per_cf_metrics()]
+        return pd.DataFrame(columns=[*SCORE_KEYS, *body, "diversity", "count_diversity"])
     qi = cf["qidx"].to_numpy()
     keys = pd.DataFrame({
         "method": q["method"].to_numpy()[qi], "variant": q["variant"].to_numpy()[qi],
@@ -165,7 +167,7 @@ def frames_from_scores(records: list[dict[str, Any]], scores: pd.DataFrame, n_fe
         raise UserError(f"{SCORES}: scores a query that is not in the records "
                         f"({sid[qidx.isna()].iloc[0]}); re-score the run")
     cf = scores.drop(columns=[c for c in (*SCORE_KEYS, "diversity", "count_diversity")
-                              if c != "cf_index"])
+                              if c != "cf_index"], errors="ignore")
     cf.insert(0, "qidx", qidx.to_numpy(int))
     cf = cf.sort_values(["qidx", "cf_index"], kind="stable").reset_index(drop=True)
     n = np.bincount(cf["qidx"].to_numpy(int), minlength=len(q))

@@ -162,3 +162,35 @@ def test_summary_scopes_by_hand():
     assert d["found"]["validity"] == 0.5 and "validity" not in d["valid"]
     assert d["valid"]["actionable_share"] == 1.0 and d["found"]["actionable_share"] == 0.75
     assert d["all"]["seconds_median"] == 2.0
+
+
+def test_a_run_without_any_cf_round_trips_through_scores_parquet(csv_run, tmp_path):
+    """Every query failed: scores.parquet has no rows, and the summary and board built from it
+    equal those scored with the task (no crash on empty frames)."""
+    from cfbench.leaderboard import board_from_frames
+    from cfbench.store import load_records
+    from cfbench.strict_json import dumps
+    from cfbench.summary import (
+        frames_from_scores,
+        score_records,
+        summarize_frames,
+        task_meta,
+        write_scores,
+    )
+    from cfbench.task import Task, load_spec
+
+    out, spec, _ = csv_run
+    task = Task.load(load_spec(spec))
+    records = load_records(out)
+    for r in records:
+        r.update(cfs=[], n_cfs=0, status="not_found")
+    cf, q = score_records(task, records)
+    write_scores(tmp_path / "scores.parquet", records, cf, q)
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == 0 and "validity" in scores.columns
+    cf2, q2 = frames_from_scores(records, scores, len(task.schema.names))
+    meta = task_meta(task)
+    assert dumps(summarize_frames(cf2, q2, meta)) == dumps(summarize_frames(cf, q, meta))
+    board = board_from_frames(cf2, q2, meta, config={}, provenance={}, skipped_methods={},
+                              augmentation=None)
+    assert set(board["ranks"]["overall"].values()) == {1.5}  # two methods, all failed: tied
