@@ -529,4 +529,7 @@ def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
                                  skipped_methods=board.get("skipped_methods", {}),
                                  augmentation=board.get("augmentation"))
         paths += write_board(new, path.parent, records=records)
+    if not paths:
+        raise UserError(f"{board_dir}: no <task>.json board to rebuild; --rescore without a run "
+                        "folder re-scores the committed boards of --dir (default: leaderboard)")
     return paths
