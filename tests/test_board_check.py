@@ -207,3 +207,18 @@ def test_edited_records_or_hash_are_caught(board):
     rpath.unlink()
     errors, _ = verify_board(board)
     assert errors == [f"{board}: records_sha256 is set but {rpath.name} is missing"]
+
+
+def test_rescore_rebuilds_the_committed_boards_from_their_records(committed):
+    """`cfbench leaderboard --rescore` is the one command that rebuilds every committed board
+    from its committed records; on the committed boards it changes no byte."""
+    names = sorted(p.name for p in committed.glob("*") if p.is_file())
+    before = {n: (committed / n).read_bytes() for n in names}
+    r = cli("leaderboard", "--rescore", "--dir", str(committed))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in committed.glob("*") if p.is_file()) == names
+    changed = [n for n in names if (committed / n).read_bytes() != before[n]]
+    assert changed == [], "committed boards are stale: run `cfbench leaderboard --rescore`"
+    (committed / "heart.records.jsonl.gz").unlink()
+    r = cli("leaderboard", "--rescore", "--dir", str(committed))
+    assert r.returncode == 2 and "no heart.records.jsonl.gz to rebuild it from" in r.stderr
