@@ -261,16 +261,15 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     """
     from cfbench import augment as aug
     from cfbench.store import load_records, read_run_info, record_key
-    from cfbench.summary import record_id, run_frames
+    from cfbench.summary import old_skipped, record_id, run_frames
 
     run_info = read_run_info(run_dir)
     full = sorted(load_records(run_dir), key=record_key)
     records = canonical_records(full)
     cf, q, meta = run_frames(run_dir, records, ids=[record_id(r) for r in full])
     skipped_methods = run_info.get("skipped_methods")
-    if skipped_methods is None and (Path(run_dir) / "summary.json").exists():
-        skipped_methods = json.loads((Path(run_dir) / "summary.json").read_text()).get(
-            "skipped_methods")
+    if skipped_methods is None:
+        skipped_methods = old_skipped(run_dir)
     augmentation = None
     if augment_dir is not None:
         doc = aug.load(augment_dir)

@@ -323,13 +323,25 @@ def run_extra(info: dict[str, Any]) -> dict[str, Any]:
             "k": cfg.get("k"), "budget": cfg.get("budget")}
 
 
+def old_skipped(run_dir: Path) -> dict[str, str]:
+    """The skipped methods of a folder made before ``run.json`` kept them: its summary's."""
+    try:
+        old = json.loads((Path(run_dir) / "summary.json").read_text())
+        return {str(k): str(v) for k, v in (old.get("skipped_methods") or {}).items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 def summarize_run(run_dir: Path, **extra: Any) -> dict[str, Any]:
     """summary.json of a run folder from its records, ``scores.parquet`` and ``run.json``
     (the task is loaded only when the folder has no usable scores, see ``run_frames``)."""
     from cfbench.store import read_run_info
 
+    info = read_run_info(run_dir)
+    if "skipped_methods" not in info:
+        info["skipped_methods"] = old_skipped(run_dir)
     cf, q, meta = run_frames(run_dir)
-    return summarize_frames(cf, q, meta, {**run_extra(read_run_info(run_dir)), **extra})
+    return summarize_frames(cf, q, meta, {**run_extra(info), **extra})
 
 
 def score_run(run_dir: Path, task: Any, records: list[dict[str, Any]],
@@ -343,6 +355,8 @@ def score_run(run_dir: Path, task: Any, records: list[dict[str, Any]],
     info["task_meta"] = task_meta(task)
     if extra and "skipped_methods" in extra:
         info["skipped_methods"] = extra["skipped_methods"]
+    elif "skipped_methods" not in info:
+        info["skipped_methods"] = old_skipped(run_dir)
     write_json_atomic(run_dir / "run.json", info)
     cf, q = score_records(task, records)
     write_scores(run_dir / SCORES, records, cf, q)

@@ -132,15 +132,19 @@ def test_a_folder_without_scores_is_scored_with_the_task_as_before(csv_run, tmp_
     info = json.loads((run / "run.json").read_text())
     del info["task_meta"]
     (run / "run.json").write_text(json.dumps(info))
-    old = {**summary, "schema_version": 1}
+    old = {**summary, "schema_version": 1, "skipped_methods": {"api-x": "no endpoint"}}
+    del info["skipped_methods"]  # kept only in the summary by older code
+    (run / "run.json").write_text(json.dumps(info))
     (run / "summary.json").write_text(json.dumps(old))
     r = cli("leaderboard", str(run), "--format", "json")
     assert r.returncode == 0 and "older cfbench" in r.stderr, r.stderr
     assert json.loads(r.stdout)["methods"] == summary["methods"]
+    assert json.loads(r.stdout)["skipped_methods"] == {"api-x": "no endpoint"}
     r = cli("leaderboard", str(run), "--rescore")
     assert r.returncode == 0, r.stderr
     assert (run / "scores.parquet").exists()
-    assert json.loads((run / "summary.json").read_text()) == summary
+    assert json.loads((run / "summary.json").read_text()) == {
+        **summary, "skipped_methods": {"api-x": "no endpoint"}}
 
 
 def test_summary_scopes_by_hand():
