@@ -57,9 +57,9 @@ def measure(task_name: str, methods: str, budgets: list[float], n_queries: int, 
             d = per_dir["all"]
             rows.append({
                 "task": task_name, "method": label, "budget": budget,
-                "queries": d["n_queries"], "validity": d["all"]["valid"],
-                "l1_mad": d["found"]["l1_mad"], "n_changed": d["found"]["n_changed"],
-                "seconds_median": d["found"]["seconds_median"], "wall": wall,
+                "queries": d["n_queries"], "validity": d["all"]["validity"],
+                "l1_mad": d["valid"]["l1_mad"], "n_changed": d["valid"]["n_changed"],
+                "seconds_median": d["all"]["seconds_median"], "wall": wall,
                 "status": {k: v for k, v in d["status_counts"].items() if v},
             })
         print(f"{task_name}: budget {budget:g} s done in {wall:.1f} s", file=sys.stderr)

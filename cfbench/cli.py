@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--wide", action="store_true", help="every column in the table")
     lb.add_argument("--update", action="store_true",
                     help="regenerate leaderboard/<task>.{json,md,svg} from RUN_DIR")
+    lb.add_argument("--rescore", action="store_true",
+                    help="re-score with the current metrics (loads the task): RUN_DIR's "
+                    "scores.parquet and summary.json, or without RUN_DIR every committed board "
+                    "in --dir from its committed records")
     lb.add_argument("--augment", type=Path, default=None,
                     help="with --update: the --out folder of `cfbench augment` for the same task")
     lb.add_argument("--dir", type=Path, default=Path("leaderboard"), help="leaderboard folder")
@@ -324,8 +328,8 @@ def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple,
              wide: bool = False) -> None:
     """One run (and its augmentation, when asked): load, execute, summarise, print."""
     from cfbench import runner
-    from cfbench.store import load_records, write_json_atomic, write_parquet
-    from cfbench.summary import summarize
+    from cfbench.store import load_records, write_parquet
+    from cfbench.summary import SCORES, score_run
 
     task, pairs, skipped, console = _prepare(cfg, quiet, checked)
     console.print(
@@ -336,15 +340,16 @@ def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple,
     with _display(console, quiet, task=task) as display:
         runner.execute(cfg, task, pairs, observer=display)
     records = load_records(cfg.out)
-    summary = summarize(task, records, {"skipped_methods": skipped, "seeds": list(cfg.seeds),
-                                        "k": cfg.k, "budget": cfg.budget})
-    write_json_atomic(cfg.out / "summary.json", summary)
+    summary = score_run(cfg.out, task, records, {"skipped_methods": skipped,
+                                                  "seeds": list(cfg.seeds), "k": cfg.k,
+                                                  "budget": cfg.budget})
     write_parquet(records, cfg.out / "records.parquet")
     if not quiet:
         from cfbench.leaderboard import print_table
 
         print_table(summary, wide=wide)
-    console.print(f"wrote {cfg.out / 'summary.json'} and {cfg.out / 'records.parquet'}")
+    console.print(f"wrote {cfg.out / 'summary.json'}, {cfg.out / SCORES} and "
+                  f"{cfg.out / 'records.parquet'}")
     if acfg is not None:
         if aug_cfg is not None:
             cfg = aug_cfg
@@ -540,9 +545,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                          "unavailable_variants": {}, "plugin": None, "extra": None,
                          "capabilities": {}, "description": "", "params": []})
     else:
-        from cfbench.metrics import METRICS
+        from cfbench.metric_registry import REGISTRY
 
-        rows = [{"name": n, "description": d} for n, d in METRICS.items()]
+        cards = [m.card() for m in REGISTRY]
+        if args.json or args.format == "json":
+            rows = cards
+        else:
+            rows = [{"name": c["name"], "scopes": ", ".join(c["scopes"]),
+                     "better": c["better"] or "–", "ranked": c["rank_group"] or "–",
+                     "description": c["description"], "formula": c["formula"]} for c in cards]
     fmt = "json" if args.json else (args.format or "table")
     if fmt == "json":
         from cfbench.strict_json import dumps
@@ -572,8 +583,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         keys = list(rows[0]) if rows else ["name"]
         for k in keys:
             table.add_column(k)
-        for r in rows:
-            table.add_row(*(str(r[k]) for k in keys))
+        for r in rows:  # escape: a formula's [f(c) = t] is not rich markup
+            table.add_row(*(escape(str(r[k])) for k in keys))
     Console(width=160).print(table)
     return 0
 
@@ -629,6 +640,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print("\n".join(report))
             status |= not ok
         return int(status)
+    if args.rescore and args.run_dir is None:
+        for p in leaderboard.rebuild_boards(args.dir):
+            print(f"wrote {p}")
+        return 0
+    if args.rescore:
+        from cfbench.store import load_records, read_run_info
+        from cfbench.summary import load_run_task, score_run
+
+        task = load_run_task(args.run_dir, read_run_info(args.run_dir))
+        score_run(args.run_dir, task, load_records(args.run_dir))
+        print(f"wrote {Path(args.run_dir) / 'summary.json'} and "
+              f"{Path(args.run_dir) / 'scores.parquet'}", file=sys.stderr)
+        if not args.update:
+            return 0
     if args.update:
         if args.run_dir is None:
             raise UserError("--update needs the run folder: cfbench leaderboard runs/heart/<time> --update")
@@ -647,14 +672,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             raise UserError(f"cfbench leaderboard: no run under {RUNS}/; give the run folder, "
                             "e.g. `cfbench leaderboard runs/heart/20250101T120000Z`")
         print(f"latest run: {run_dir}", file=sys.stderr)
-    if not (Path(run_dir) / "summary.json").exists() and (Path(run_dir) / "records.jsonl").exists():
-        from cfbench.runs import partial_summary
-
-        summary, n = partial_summary(run_dir)
-        print(f"{run_dir}: not finished (running or interrupted); {n} records so far",
-              file=sys.stderr)
-    else:
-        summary = leaderboard.load_summary(run_dir)
+    summary = leaderboard.run_summary(Path(run_dir))
     if args.format == "json":
         from cfbench.strict_json import dumps
 

@@ -14,26 +14,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench import metric_registry as R
 from cfbench.errors import UserError
+from cfbench.store import SCHEMA_VERSION
 
-#: (scope, metric, column header, format)
-COLUMNS = (
-    ("all", "coverage", "coverage", ".2f"),
-    ("all", "valid", "validity", ".2f"),
-    ("found", "valid", "validity (found)", ".2f"),
-    ("found", "l1_mad", "L1/MAD", ".2f"),
-    ("found", "l2_minmax", "L2 minmax", ".3f"),
-    ("found", "n_changed", "#changed", ".2f"),
-    ("found", "lof_inlier", "LOF inlier", ".2f"),
-    ("found", "ynn", "yNN", ".2f"),
-    ("found", "violates_constraints", "violations", ".2f"),
-    ("found", "actionable_share", "actionable", ".2f"),
-    ("found", "diversity", "diversity", ".2f"),
-    ("found", "seconds_median", "s/query", ".3g"),
-)
+
+def columns() -> list[tuple[str, str, str, str]]:
+    """The tables' numeric columns from the metric registry: (scope, metric, header, format)."""
+    return [(scope, m.name, m.column_header(scope), m.fmt) for scope, m in R.columns()]
+
+#: what the scopes mean, under every Markdown board
+SCOPE_NOTE = ("Coverage, validity and s/query count every query (a failed query is a failure); "
+              "distances, #changed, LOF, yNN, violations and actionable share are means over "
+              "*valid* CFs (a CF that misses its target class is no counterfactual); columns "
+              "marked *(found)* average every returned CF, valid or not.")
+#: how the overall rank is made, under every Markdown board's ranks
+RANK_NOTE = ("Validity is ranked over the k slots of each query. The quality metrics are ranked "
+             "per query among the methods with a valid CF (spread over the full rank range); a "
+             "method without one gets the neutral rank (m + 1)/2. Overall = mean of the validity "
+             "rank and the mean quality rank, so validity counts once.")
 FORMATS = ("table", "markdown", "json")
-#: the columns of the narrow terminal table: validity, proximity, sparsity, plausibility, s/query
-KEY_COLUMNS = ("validity", "L1/MAD", "#changed", "LOF inlier", "s/query")
 
 
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -44,11 +44,47 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    version = summary.get("schema_version") if isinstance(summary, dict) else None
+    rescore = (f"it has schema_version {version!r}, this cfbench reads {SCHEMA_VERSION}: rebuild "
+               f"it from the run folder with `cfbench leaderboard {run_dir} --rescore`")
     problem = summary_problem(summary)
     if problem:
-        raise UserError(f"{path}: not a cfbench summary ({problem}); re-create it with "
-                        "`cfbench run ... --resume` on that folder")
+        fix = (rescore if version != SCHEMA_VERSION else
+               "re-create it with `cfbench run ... --resume` on that folder")
+        raise UserError(f"{path}: not a cfbench summary ({problem}); {fix}")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{path}: {rescore}")
     return summary
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """A run folder's summary: ``summary.json`` when it is current, else rebuilt from the
+    records and ``scores.parquet`` (an unfinished run, or a summary by older code; the task is
+    loaded only for a folder without usable scores)."""
+    import sys
+
+    from cfbench.summary import summarize_run
+
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    version = None
+    if path.exists():
+        try:
+            version = json.loads(path.read_text()).get("schema_version")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            version = SCHEMA_VERSION  # load_summary says what is wrong with it
+    if version == SCHEMA_VERSION or not (run_dir / "records.jsonl").exists():
+        return load_summary(run_dir)
+    if path.exists():
+        print(f"{run_dir}: summary.json is from an older cfbench (schema_version {version!r}); "
+              "summarised again from the records (store it: cfbench leaderboard RUN --rescore)",
+              file=sys.stderr)
+        return summarize_run(run_dir)
+    from cfbench.store import load_records
+
+    print(f"{run_dir}: not finished (running or interrupted); {len(load_records(run_dir))} "
+          "records so far", file=sys.stderr)
+    return summarize_run(run_dir, partial=True)
 
 
 def summary_problem(summary: Any) -> str | None:
@@ -76,7 +112,7 @@ def summary_problem(summary: Any) -> str | None:
                 need(d, "n_queries", int, where)
                 if not all(isinstance(n, int) for n in need(d, "status_counts", dict, where).values()):
                     raise ValueError(f"{where}status_counts holds a non-integer")
-                for scope, metric, _, _ in COLUMNS:
+                for scope, metric, _, _ in columns():
                     v = need(d, scope, dict, where).get(metric)
                     if v is not None and (isinstance(v, bool) or not isinstance(v, num)):
                         raise ValueError(f"{where}{scope}/{metric} is not a number")
@@ -92,7 +128,7 @@ def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
         if d is None:
             continue
         cells = [label, str(d["n_queries"])]
-        for scope, metric, _, fmt in COLUMNS:
+        for scope, metric, _, fmt in columns():
             v = d[scope].get(metric)
             cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt))
         failures = {s: n for s, n in d["status_counts"].items() if s != "ok" and n}
@@ -102,7 +138,7 @@ def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
 
 
 def headers() -> list[str]:
-    return ["method", "queries", *(c[2] for c in COLUMNS), "failures"]
+    return ["method", "queries", *(c[2] for c in columns()), "failures"]
 
 
 def directions(summary: dict[str, Any]) -> list[str]:
@@ -164,7 +200,7 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
     )
     all_headers = headers()
     keep = list(range(len(all_headers))) if wide else [
-        all_headers.index(h) for h in ("method", *KEY_COLUMNS)]
+        all_headers.index(h) for h in ("method", *R.key_columns())]
     for direction in directions(summary):
         table = Table(title=f"direction {direction}", pad_edge=False,
                       box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
@@ -193,7 +229,6 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
 
 # ----------------------------------------------------------------------------- committed boards
 
-SCHEMA_VERSION = 1
 BOARD_DIR = Path("leaderboard")
 
 
@@ -219,50 +254,64 @@ def records_path(board_dir: Path, name: str) -> Path:
 
 
 def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any]:
-    """The machine-readable leaderboard of one task, from a run folder (and an augment folder)."""
-    from cfbench import augment as aug
-    from cfbench.store import load_records, read_run_info
-    from cfbench.task import Task, resolve_spec
+    """The machine-readable leaderboard of one task, from a run folder (and an augment folder).
 
-    summary = load_summary(run_dir)
+    Reads ``records.jsonl``, ``scores.parquet`` and ``run.json``; the task is loaded only for a
+    run folder made before ``scores.parquet`` existed (see ``summary.run_frames``).
+    """
+    from cfbench import augment as aug
+    from cfbench.store import load_records, read_run_info, record_key
+    from cfbench.summary import old_skipped, record_id, run_frames
+
     run_info = read_run_info(run_dir)
-    spec = resolve_spec(summary["task"])
-    if spec.hash != summary.get("task_hash"):
-        raise UserError(f"{run_dir}: the run used another version of task {spec.name!r} "
-                        f"(hash {str(summary.get('task_hash'))[:12]}, now {spec.hash[:12]}); re-run it")
-    data_dir = run_info.get("data_dir")
-    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
-    records = load_records(run_dir)
+    full = sorted(load_records(run_dir), key=record_key)
+    records = canonical_records(full)
+    cf, q, meta = run_frames(run_dir, records, ids=[record_id(r) for r in full])
+    skipped_methods = run_info.get("skipped_methods")
+    if skipped_methods is None:
+        skipped_methods = old_skipped(run_dir)
     augmentation = None
     if augment_dir is not None:
         doc = aug.load(augment_dir)
         augmentation = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
                                             "methods", "timeout", "budget", "params", "aggregate")
                         if k in doc}
-    return board_from_records(task, records, config=run_info.get("config", {}),
-                              provenance=records[0]["provenance"] if records else {},
-                              skipped_methods=summary.get("skipped_methods", {}),
-                              augmentation=augmentation)
+    return board_from_frames(cf, q, meta, config=run_info.get("config", {}),
+                             provenance=full[0]["provenance"] if full else {},
+                             skipped_methods=skipped_methods or {}, augmentation=augmentation)
 
 
 def board_from_records(task: Any, records: list[dict[str, Any]], *, config: dict[str, Any],
                        provenance: dict[str, Any], skipped_methods: dict[str, str],
                        augmentation: dict[str, Any] | None) -> dict[str, Any]:
-    """The board of ``task`` computed from its per-query records (the one path both
-    ``--update`` and ``--validate`` use, so a committed board can be recomputed exactly)."""
-    from cfbench.ranking import RANKED, bootstrap_ci, per_query_values, rank_methods
-    from cfbench.summary import score_records, summarize
+    """The board of ``task`` re-scored from its per-query records (``--validate`` and
+    ``--rescore`` on committed records; loads the task)."""
+    from cfbench.summary import score_records, task_meta
 
     records = canonical_records(records)
-    summary = summarize(task, records)
     cf, q = score_records(task, records)
+    return board_from_frames(cf, q, task_meta(task), config=config, provenance=provenance,
+                             skipped_methods=skipped_methods, augmentation=augmentation)
+
+
+def board_from_frames(cf: pd.DataFrame, q: pd.DataFrame, meta: dict[str, Any], *,
+                      config: dict[str, Any], provenance: dict[str, Any],
+                      skipped_methods: dict[str, str],
+                      augmentation: dict[str, Any] | None) -> dict[str, Any]:
+    """The board from per-CF scores and the per-query table of the canonical records (the one
+    path of ``--update``, ``--rescore`` and ``--validate``, so a board is recomputed exactly)."""
+    from cfbench.ranking import bootstrap_ci, ci_values, per_query_values, rank_methods
+    from cfbench.summary import empty_scores, summarize_frames
+
+    summary = summarize_frames(cf, q, meta)
+    if cf.empty:  # no CF at all: every query is a failure
+        cf = empty_scores(meta["features"])
     values = per_query_values(cf, q) if len(q) else pd.DataFrame()
     ci: dict[str, dict[str, list[float]]] = {}
-    for metric, (how, _, _) in RANKED.items():
-        ci[metric] = {}
+    for m in R.ranked():
+        ci[m.name] = {}
         for label, g in values.groupby("method_label") if len(values) else []:
-            v = g[metric].to_numpy(float)
-            ci[metric][label] = list(bootstrap_ci(v if how == "slot_mean" else v[np.isfinite(v)]))
+            ci[m.name][label] = list(bootstrap_ci(ci_values(g, m.name)))
     return {
         "schema_version": SCHEMA_VERSION,
         "task": summary["task"],
@@ -350,14 +399,13 @@ def board_markdown(board: dict[str, Any]) -> str:
          f"`{suite['sha256'][:16]}`), i.e. " if suite else "Run: ")
         + f"`{run_command(cfg, name)}`; "
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
-        f"`{board['task_hash'][:12]}`. Validity etc. under *all* count a failed query as a failure; "
-        "the *found* columns (distances, sparsity, LOF, yNN, violations) use returned CFs only."
+        f"`{board['task_hash'][:12]}`. " + SCOPE_NOTE
     )
     text = [head + intro + "\n\n" + sep + tail, ""]
     ranks = board["ranks"]
     if ranks["methods"]:
         metrics = list(ranks["metrics"])
-        text += ["## Ranks (1 = best; mean over queries, failures ranked last)", "",
+        text += ["## Ranks (1 = best; mean over queries)", "", RANK_NOTE, "",
                  "| method | overall | " + " | ".join(metrics) + " |",
                  "|---|---|" + "---|" * len(metrics)]
         order = sorted(ranks["methods"], key=lambda m: ranks["overall"].get(m, np.inf))
@@ -449,4 +497,38 @@ def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
     prof = pd.DataFrame({m: d["all"]["feature_change"] for m, d in board["methods"].items()}).T
     feature_profile(prof.astype(float).fillna(0.0), f"{name}: share of CFs changing each feature",
                     paths[2])
+    return paths
+
+
+def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
+    """Re-score every committed ``<task>.json`` board in ``board_dir`` from its committed
+    ``<task>.records.jsonl.gz`` with the current metrics and rewrite its files (loads each task;
+    config, provenance, skipped methods and augmentation are kept from the board)."""
+    from cfbench.task import Task, resolve_spec
+
+    paths: list[Path] = []
+    for path in sorted(Path(board_dir).glob("*.json")):
+        if path.name == "schema.json":
+            continue
+        board = json.loads(path.read_text(encoding="utf-8"))
+        name = check_task_name(board.get("task"))
+        rpath = records_path(path.parent, name)
+        if not rpath.exists():
+            raise UserError(f"{path}: no {rpath.name} to rebuild it from; use "
+                            "`cfbench leaderboard RUN_DIR --update` with its run folder")
+        records = read_records_bytes(rpath.read_bytes())
+        spec = resolve_spec(name)
+        if spec.hash != board.get("task_hash"):
+            raise UserError(f"{path}: made with another version of task {name!r} (hash "
+                            f"{str(board.get('task_hash'))[:12]}, now {spec.hash[:12]}); re-run it")
+        data_dir = (board.get("config") or {}).get("data_dir")
+        task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
+        new = board_from_records(task, records, config=board.get("config", {}),
+                                 provenance=board.get("provenance", {}),
+                                 skipped_methods=board.get("skipped_methods", {}),
+                                 augmentation=board.get("augmentation"))
+        paths += write_board(new, path.parent, records=records)
+    if not paths:
+        raise UserError(f"{board_dir}: no <task>.json board to rebuild; --rescore without a run "
+                        "folder re-scores the committed boards of --dir (default: leaderboard)")
     return paths

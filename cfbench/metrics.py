@@ -1,6 +1,7 @@
-"""The metric suite: every CF of every method is scored by the same vectorised functions.
+"""The per-CF metric functions and the ``Scorer`` that applies them; what each metric *is*
+(name, scope, aggregation, direction, header, formula) lives in ``cfbench.metric_registry``.
 
-Each metric takes arrays, never a generator, so a new method cannot change how it is scored.
+Each function takes arrays, never a generator, so a new method cannot change how it is scored.
 Notation: ``x`` a query, ``c`` one of its counterfactuals, ``d`` features, ``F_cont`` the
 numeric and ordinal features, ``F_cat`` the categorical ones, ``t`` the target class.
 """
@@ -23,6 +24,8 @@ CHANGE_TOL = 1e-6
 ENVELOPE = 1e6
 #: no envelope reaches beyond +-this, so scaled values and their squares stay finite in float32
 ENVELOPE_LIMIT = 1e30
+#: a value within this of a category code (or of an integer, for integer features) is that code
+CODE_TOL = 1e-9
 
 
 def envelope(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,12 +75,41 @@ def l1_mad(X: np.ndarray, C: np.ndarray, mad_: np.ndarray, cont: np.ndarray) -> 
     return (np.abs(C - X)[:, cont] / mad_[cont]).sum(axis=1)
 
 
-def l2_minmax(X: np.ndarray, C: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """Per CF: ``sqrt(sum_f ((c_f - x_f) / (max_f - min_f))^2)`` over all features.
+def l2_minmax(X: np.ndarray, C: np.ndarray, span: np.ndarray, cat: np.ndarray) -> np.ndarray:
+    """Per CF: ``sqrt(sum_{F_cont} ((c_f - x_f) / (max_f - min_f))^2 + sum_{F_cat} 1[c_f != x_f])``.
 
-    ``min_f``/``max_f`` are the training range; categorical codes are scaled the same way.
+    A category code is a name, not a number: a changed category adds 1 (a 0/1 mismatch, as in
+    DiCE's mixed distance), whichever codes it moves between.
     """
-    return np.sqrt((((C - X) / span) ** 2).sum(axis=1))
+    sq = np.where(cat, (C != X).astype(float), ((C - X) / span) ** 2)
+    return np.sqrt(sq.sum(axis=1))
+
+
+def encode(C: np.ndarray, lo: np.ndarray, span: np.ndarray, cat: np.ndarray,
+           codes: list[np.ndarray]) -> np.ndarray:
+    """Rows in the space LOF and yNN search: ``F_cont`` min-max scaled, each ``F_cat`` one-hot
+    over its codes times ``1/sqrt(2)`` (a category change adds 1 to the squared distance, as in
+    ``l2_minmax``); a value that is none of the codes encodes as all zeros."""
+    parts = [((C[:, ~cat] - lo[~cat]) / span[~cat])]
+    for j, cs in zip(np.flatnonzero(cat), codes, strict=True):
+        parts.append(np.isclose(C[:, [j]], cs[None, :], rtol=0, atol=CODE_TOL) / np.sqrt(2))
+    return np.hstack(parts) if parts else np.zeros((len(C), 0))
+
+
+def invalid_values(C: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    """Per CF and feature: ``1[c_f not in codes_f]`` for features with codes (categorical,
+    ordinal), ``1[c_f not integer]`` for integer features (tolerance 1e-9); shape (n, d)."""
+    C = np.asarray(C, float)
+    out = np.zeros(C.shape, bool)
+    for j, f in enumerate(schema):
+        col = C[:, j]
+        if f.categories:
+            cs = np.asarray(f.categories, float)
+            out[:, j] |= ~np.isclose(col[:, None], cs[None, :], rtol=0, atol=CODE_TOL).any(axis=1)
+        if f.integer:
+            with np.errstate(invalid="ignore"):
+                out[:, j] |= ~(np.abs(col - np.round(col)) <= CODE_TOL)
+    return out
 
 
 def categorical_mismatch(X: np.ndarray, C: np.ndarray, cat: np.ndarray) -> np.ndarray:
@@ -92,23 +124,26 @@ def sparsity(change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def y_nn(
-    C_scaled: np.ndarray, target: np.ndarray, nn: NearestNeighbors, y_train: np.ndarray
+    C_scaled: np.ndarray, target: np.ndarray, nn: NearestNeighbors, labels: np.ndarray
 ) -> np.ndarray:
-    """Per CF: ``(1/k) sum_{i in kNN(c)} 1[y_i = t]`` on min–max-scaled training data (Pawelczyk et al.)."""
+    """Per CF: ``(1/k) sum_{i in kNN(c)} 1[f(x_i) = t]``, ``labels`` the classifier's predictions
+    for the training rows (CARLA's yNN, Pawelczyk et al. 2021)."""
     if len(C_scaled) == 0:
         return np.zeros(0)
     idx = nn.kneighbors(C_scaled, return_distance=False)
-    return (y_train[idx] == np.asarray(target)[:, None]).mean(axis=1)
+    return (labels[idx] == np.asarray(target)[:, None]).mean(axis=1)
 
 
 def constraint_violations(
     X: np.ndarray, C: np.ndarray, change: np.ndarray, schema: FeatureSchema
 ) -> dict[str, np.ndarray]:
-    """Per CF flags: changes an immutable, moves against a feature's direction, leaves its bounds.
+    """Per CF flags: changes an immutable, moves against a feature's direction, leaves its
+    bounds, holds a value the feature cannot take.
 
     immutable: ``exists f not mutable: 1[c_f != x_f]``;
     direction: ``exists f: dir_f * (c_f - x_f) < 0`` for increase-only (+1) / decrease-only (-1);
-    bounds: ``exists f: c_f < lower_f or c_f > upper_f``.
+    bounds: ``exists f: c_f < lower_f or c_f > upper_f``;
+    invalid value: ``exists f: c_f not in codes_f`` (categorical, ordinal) or ``c_f not integer``.
     """
     imm = ~schema.mask("mutable")
     dirs = schema.directions()
@@ -120,6 +155,7 @@ def constraint_violations(
         "changes_immutable": (change & imm).any(axis=1),
         "against_direction": against.any(axis=1),
         "out_of_bounds": out_of_bounds.any(axis=1),
+        "invalid_value": invalid_values(C, schema).any(axis=1),
     }
 
 
@@ -177,20 +213,38 @@ def runtime(seconds: np.ndarray) -> dict[str, float]:
 
 
 @dataclass
-class Scorer:
-    """Fits the training-data references (MAD, ranges, LOF, kNN) once, then scores CFs.
+class CFContext:
+    """What a per-CF metric function sees: queries ``X`` and CFs ``C`` (one row per CF), the
+    targets and the classifier's predictions, the change mask, the CFs encoded for LOF/kNN, the
+    constraint flags and the fitted ``Scorer`` (training references)."""
 
-    ``score(X, C, target, pred)`` with X the query row repeated for each CF returns one row per
-    CF.  LOF runs in novelty mode on min–max-scaled training data.
+    X: np.ndarray
+    C: np.ndarray
+    target: np.ndarray
+    pred: np.ndarray
+    change: np.ndarray
+    encoded: np.ndarray
+    flags: dict[str, np.ndarray]
+    scorer: Scorer
+
+
+@dataclass
+class Scorer:
+    """Fits the training-data references (MAD, ranges, category codes, LOF, kNN) once, then
+    scores CFs with every per-CF metric of the registry.
+
+    ``fit(X_train, labels)``: ``labels`` are the classifier's predictions for the training rows
+    (yNN's neighbour labels).  ``score(X, C, target, pred)`` with X the query row repeated for
+    each CF returns one row per CF.  LOF (novelty mode) and kNN search the ``encode`` space.
     """
 
     schema: FeatureSchema
     n_neighbors: int = 5
     lof_neighbors: int = 20
 
-    def fit(self, X_train: pd.DataFrame, y_train: np.ndarray) -> Scorer:
+    def fit(self, X_train: pd.DataFrame, labels: np.ndarray) -> Scorer:
         X = X_train[self.schema.names].to_numpy(float)
-        self.y_train_ = np.asarray(y_train)
+        self.labels_ = np.asarray(labels)
         self.mad_ = mad(X)
         self.min_ = X.min(axis=0)
         span = X.max(axis=0) - self.min_
@@ -198,13 +252,19 @@ class Scorer:
         self.lo_, self.hi_ = envelope(X)
         self.cont_ = ~self.schema.mask("kind", "categorical")
         self.cat_ = ~self.cont_
+        self.codes_ = [np.asarray(f.categories, float) if f.categories else np.unique(X[:, j])
+                       for j, f in enumerate(self.schema) if f.kind == "categorical"]
         self.actionable_ = self.schema.mask("actionable")
-        Xs = (X - self.min_) / self.span_
+        Xs = self.encode(X)
         self.lof_ = LocalOutlierFactor(
             n_neighbors=min(self.lof_neighbors, len(X) - 1), novelty=True
         ).fit(Xs)
         self.nn_ = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(X))).fit(Xs)
         return self
+
+    def encode(self, C: np.ndarray) -> np.ndarray:
+        """``C`` (clipped into the envelope) in the LOF/kNN space: see :func:`encode`."""
+        return encode(self.clip(C), self.min_, self.span_, self.cat_, self.codes_)
 
     def clip(self, C: np.ndarray) -> np.ndarray:
         """``C`` clipped into the features' envelope, for the model and the neighbour searches.
@@ -215,58 +275,24 @@ class Scorer:
         return np.clip(np.nan_to_num(np.asarray(C, float)), self.lo_, self.hi_)
 
     def score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
-        """One row per CF with every per-CF metric (huge values give inf distances, never raise)."""
+        """One row per CF: every per-CF metric of the registry, ``n_changed_actionable`` and
+        ``changed::<feature>`` (huge values give inf distances, never raise)."""
         with np.errstate(all="ignore"):
             return self._score(X, C, target, pred)
 
     def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+        from cfbench.metric_registry import per_cf_metrics
+
+        X, C = np.asarray(X, float), np.asarray(C, float)
         change = changed(X, C, self.span_)
-        n_changed, unchanged = sparsity(change)
-        Cs = (self.clip(C) - self.min_) / self.span_
-        flags = constraint_violations(X, C, change, self.schema)
-        out = pd.DataFrame(
-            {
-                "valid": validity(pred, target),
-                "l1_mad": l1_mad(X, C, self.mad_, self.cont_),
-                "l2_minmax": l2_minmax(X, C, self.min_, self.span_),
-                "cat_mismatch": categorical_mismatch(X, C, self.cat_),
-                "n_changed": n_changed,
-                "share_unchanged": unchanged,
-                "lof_inlier": self.lof_.predict(Cs) == 1 if len(C) else np.zeros(0, bool),
-                "ynn": y_nn(Cs, target, self.nn_, self.y_train_),
-                **flags,
-                "n_changed_actionable": (change & self.actionable_).sum(axis=1),
-            }
-        )
-        out["violates_constraints"] = (
-            out["changes_immutable"] | out["against_direction"] | out["out_of_bounds"]
-        )
+        ctx = CFContext(X=X, C=C, target=np.asarray(target), pred=np.asarray(pred), change=change,
+                        encoded=self.encode(C), flags=constraint_violations(X, C, change, self.schema),
+                        scorer=self)
+        out = pd.DataFrame({m.name: np.asarray(m.per_cf(ctx)) for m in per_cf_metrics()})
+        out["n_changed_actionable"] = (change & self.actionable_).sum(axis=1)
         change_cols = pd.DataFrame(change, columns=[f"changed::{n}" for n in self.schema.names])
         return pd.concat([out, change_cols], axis=1)
 
     def diversity(self, C: np.ndarray, qidx: np.ndarray) -> pd.DataFrame:
         q, div, cdiv = pairwise_diversity(C, qidx, self.mad_, self.cont_, self.span_)
         return pd.DataFrame({"qidx": q, "diversity": div, "count_diversity": cdiv})
-
-
-#: Metric name -> one-line description, for ``cfbench list metrics`` and the docs.
-METRICS = {
-    "coverage": "share of queries with at least one CF",
-    "validity": "share of CFs the classifier assigns to the target class",
-    "l1_mad": "L1 distance, numeric features divided by training MAD (Wachter et al.)",
-    "l2_minmax": "L2 distance on min-max-scaled features",
-    "cat_mismatch": "number of categorical features changed",
-    "n_changed": "number of features changed (sparsity)",
-    "share_unchanged": "share of features left unchanged",
-    "lof_inlier": "share of CFs a LocalOutlierFactor (novelty) fit on training data calls inliers",
-    "ynn": "share of the CF's 5 nearest training neighbours with the target label",
-    "diversity": "mean pairwise distance among one query's CFs (k>1; DiCE)",
-    "count_diversity": "mean share of features that differ between two CFs of a query (k>1)",
-    "changes_immutable": "share of CFs that change an immutable feature",
-    "against_direction": "share of CFs that move a feature against its allowed direction",
-    "out_of_bounds": "share of CFs outside a feature's plausible bounds",
-    "violates_constraints": "share of CFs with any of the three violations above",
-    "actionable_share": "share of all feature changes that fall on actionable features",
-    "seconds_median": "median seconds per query",
-    "seconds_p95": "95th-percentile seconds per query",
-}

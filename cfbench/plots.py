@@ -8,9 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BAR_METRICS = (("validity", "validity (failures = 0)"), ("lof_inlier", "LOF inlier (failures = 0)"),
-               ("respects_constraints", "respects constraints (failures = 0)"),
-               ("l2_minmax", "L2 min-max (found CFs)"), ("n_changed", "features changed (found CFs)"))
+
+def bar_metrics() -> list[tuple[str, str]]:
+    """(metric, panel title) of every ranked metric, from the metric registry."""
+    from cfbench import metric_registry as R
+
+    return [(m.name, f"{m.header} ({'failures = 0' if m.rank == 'slot_mean' else 'valid CFs'})")
+            for m in R.ranked()]
+
 
 
 def _pyplot() -> Any:
@@ -28,10 +33,11 @@ def metric_bars(ci: dict[str, dict[str, list[float]]], title: str, path: Path) -
     """One panel per metric; bars are means over queries with 95% bootstrap intervals."""
     plt = _pyplot()
     methods = sorted(next(iter(ci.values())).keys()) if ci else []
-    fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(3.2 * len(BAR_METRICS), 0.45 * len(methods) + 1.6),
+    bars = bar_metrics()
+    fig, axes = plt.subplots(1, len(bars), figsize=(3.2 * len(bars), 0.45 * len(methods) + 1.6),
                              sharey=True)
     y = np.arange(len(methods))
-    for ax, (metric, label) in zip(np.atleast_1d(axes), BAR_METRICS, strict=True):
+    for ax, (metric, label) in zip(np.atleast_1d(axes), bars, strict=True):
         vals = ci.get(metric, {})
         mean = np.array([vals.get(m, [np.nan] * 3)[0] for m in methods], float)
         lo = np.array([vals.get(m, [np.nan] * 3)[1] for m in methods], float)

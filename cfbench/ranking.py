@@ -1,11 +1,18 @@
 """Ranking methods across queries: mean rank per metric and overall, Friedman test, Nemenyi CD.
 
-Each query (seed × test instance) is a block.  Per query a method gets one value per metric;
-a failed query gets the worst possible value (validity 0, distance +inf), so failures are
-ranked, not dropped.  A CF that does not reach the target class is no counterfactual: every
-metric but validity is taken over the query's *valid* CFs only, so returning the query
-unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks are 1 = best, ties
-averaged (Demšar 2006).
+Each query (seed × test instance) is a block.  Per query a method gets one value per ranked
+metric (``metric_registry``: ``rank``); a failed query gets the worst possible value (validity
+0, distance +inf), so failures are ranked, not dropped.  A CF that does not reach the target
+class is no counterfactual: every metric but validity is taken over the query's *valid* CFs only,
+so returning the query unchanged (distance 0) cannot rank first on proximity or sparsity.  Ranks
+are 1 = best, ties averaged (Demšar 2006).
+
+Validity counts once.  The quality metrics (proximity, sparsity, plausibility, constraints) are
+ranked per query among the methods with a valid CF only, spread over the full rank range, and a
+method without a valid CF gets the neutral rank (``conditional_ranks``); otherwise every quality
+metric would rank failures last and repeat validity (LOF inliers and respected constraints,
+near-constant among valid CFs, followed validity with a rank correlation of 0.999 on heart).
+The overall rank is the mean of the validity rank and the mean quality rank (``rank_group``).
 """
 
 from __future__ import annotations
@@ -16,39 +23,51 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-#: metric -> (per-query aggregation over the query's k slots, higher is better, failure value)
-RANKED = {
-    "validity": ("slot_mean", True, 0.0),
-    "l2_minmax": ("min", False, np.inf),
-    "n_changed": ("min", False, np.inf),
-    "lof_inlier": ("slot_mean", True, 0.0),
-    "respects_constraints": ("slot_mean", True, 0.0),
-}
+from cfbench import metric_registry as R
+
+
+def ranked_metrics() -> dict[str, R.Metric]:
+    """Ranked metrics by name, in registry order."""
+    return {m.name: m for m in R.ranked()}
+
+
+def failure_value(m: R.Metric) -> float:
+    """The value of a query without a valid CF: the worst the metric can take."""
+    return 0.0 if m.rank == "slot_mean" or m.higher_is_better else np.inf
 
 
 def per_query_values(cf: pd.DataFrame, q: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, seed, query): the values the ranks are computed from.
+    """One row per (method, seed, query): the values the ranks are computed from, and
+    ``n_valid`` (the query's valid CFs; the quality metrics' CIs use queries with one).
 
-    Validity counts every returned CF; the other metrics only the valid ones (see module doc).
+    Validity counts every returned CF over the query's k slots; the other metrics only the
+    valid CFs (see module doc).
     """
-    cf = cf.assign(validity=cf["valid"].astype(float),
-                   respects_constraints=(~cf["violates_constraints"]).astype(float),
-                   lof_inlier=cf["lof_inlier"].astype(float))
-    by_all = cf.groupby("qidx")
-    by_valid = cf[cf["valid"].astype(bool)].groupby("qidx")
+    cf = cf.assign(**{m.name: cf[m.name].astype(float) for m in R.ranked()})
+    valid = cf["validity"].astype(bool)
+    by_valid = cf[valid].groupby("qidx")
     out = q[["qidx", "method_label", "seed", "query_id", "k"]].set_index("qidx")
-    for metric, (how, _, fail) in RANKED.items():
-        g = by_all if metric == "validity" else by_valid
-        if how == "min":
-            vals = g[metric].min()
+    out["n_valid"] = pd.Series(out.index.map(by_valid.size()), index=out.index).fillna(0)
+    for m in R.ranked():
+        if m.rank == "slot_mean":
+            vals = by_valid[m.name].sum()
+        elif m.rank == "min":
+            vals = by_valid[m.name].min()
         else:
-            vals = g[metric].sum()
-        col = out.index.map(vals)
-        col = pd.Series(col, index=out.index, dtype=float)
-        if how == "slot_mean":
+            vals = by_valid[m.name].mean()
+        col = pd.Series(out.index.map(vals), index=out.index, dtype=float)
+        if m.rank == "slot_mean":
             col = col / out["k"]
-        out[metric] = col.fillna(fail)
+        out[m.name] = col.fillna(failure_value(m))
     return out.reset_index(drop=True)
+
+
+def ci_values(values: pd.DataFrame, metric: str) -> np.ndarray:
+    """The per-query values a metric's bootstrap CI is taken over: every query for validity,
+    the queries with a valid CF for the quality metrics."""
+    m = R.get(metric)
+    v = values[metric].to_numpy(float)
+    return v if m.rank == "slot_mean" else v[values["n_valid"].to_numpy() > 0]
 
 
 def nemenyi_cd(n_methods: int, n_blocks: int, alpha: float = 0.05) -> float:
@@ -63,14 +82,36 @@ def nemenyi_cd(n_methods: int, n_blocks: int, alpha: float = 0.05) -> float:
     return float(q * np.sqrt(n_methods * (n_methods + 1) / (6.0 * n_blocks)))
 
 
+def conditional_ranks(data: np.ndarray, has_valid: np.ndarray, higher: bool) -> np.ndarray:
+    """Per block (row): the methods with a valid CF ranked among themselves and spread over
+    ``1..m`` (``1 + (r - 1)(m - 1)/(n_v - 1)``), every other method (and a lone valid one)
+    at the neutral rank ``(m + 1)/2``.  The ranks of a block always average ``(m + 1)/2``,
+    so finding or missing a valid CF moves no quality rank: validity is ranked once, alone."""
+    n, m = data.shape
+    out = np.full((n, m), (m + 1) / 2.0)
+    for i in range(n):
+        idx = np.flatnonzero(has_valid[i])
+        if len(idx) >= 2:
+            r = stats.rankdata(-data[i, idx] if higher else data[i, idx])
+            out[i, idx] = 1 + (r - 1) * (m - 1) / (len(idx) - 1)
+    return out
+
+
 def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
-    """Mean ranks per metric and overall, with Friedman p-values and Nemenyi CDs."""
+    """Mean ranks per metric and overall (the mean over rank groups of the mean rank within
+    each group), with Friedman p-values and Nemenyi CDs.  Validity is ranked on every query;
+    the quality metrics by :func:`conditional_ranks` (needs ``values["n_valid"]``)."""
     methods = sorted(values["method_label"].unique())
     out: dict[str, Any] = {"methods": methods, "metrics": {}, "overall": {}}
     if not methods:
         return out
-    per_metric_means = []
-    for metric, (_, higher, _) in RANKED.items():
+    groups: dict[str, list[np.ndarray]] = {}
+    has = None
+    if "n_valid" in values:
+        has = (values.pivot_table(index=["seed", "query_id"], columns="method_label",
+                                  values="n_valid", aggfunc="first").reindex(columns=methods) > 0)
+    for metric, m in ranked_metrics().items():
+        higher = m.higher_is_better
         wide = values.pivot_table(index=["seed", "query_id"], columns="method_label",
                                   values=metric, aggfunc="first").dropna()
         wide = wide.reindex(columns=methods)
@@ -78,23 +119,27 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
         if n == 0:
             continue
         data = wide.to_numpy(float)
-        ranks = stats.rankdata(-data if higher else data, axis=1)
+        if m.rank == "slot_mean" or has is None:
+            ranks = stats.rankdata(-data if higher else data, axis=1)
+        else:
+            ranks = conditional_ranks(data, has.reindex(wide.index).to_numpy(bool), higher)
         mean_ranks = ranks.mean(axis=0)
-        per_metric_means.append(mean_ranks)
-        if len(methods) >= 3 and np.ptp(data, axis=1).any():
-            stat, p = stats.friedmanchisquare(*data.T)
+        groups.setdefault(m.rank_group or metric, []).append(mean_ranks)
+        if len(methods) >= 3 and np.ptp(ranks, axis=1).any():
+            stat, p = stats.friedmanchisquare(*ranks.T)
             friedman = {"statistic": float(stat), "p_value": float(p)}
         else:
             friedman = {"statistic": float("nan"), "p_value": float("nan")}
         out["metrics"][metric] = {
             "higher_is_better": higher,
+            "group": m.rank_group or metric,
             "n_queries": n,
             "mean_rank": dict(zip(methods, map(float, mean_ranks), strict=True)),
             "friedman": friedman,
             "nemenyi_cd": nemenyi_cd(len(methods), n),
         }
-    if per_metric_means:
-        overall = np.mean(per_metric_means, axis=0)
+    if groups:
+        overall = np.mean([np.mean(g, axis=0) for g in groups.values()], axis=0)
         out["overall"] = dict(zip(methods, map(float, overall), strict=True))
     return out
 

@@ -1,9 +1,10 @@
 """HTML leaderboard: a run folder or the committed boards rendered as one self-contained page.
 
 ``cfbench report RUN_DIR --out DIR`` reads the run folder (``summary.json``, ``run.json``,
-``records.jsonl``, optional ``augment.json`` folders) and ``cfbench report --board leaderboard/``
-the committed ``<task>.json`` boards and their SVG plots.  Nothing is re-scored: the task's data
-and classifier are never loaded, so a report can be built anywhere the files are.  The page
+``records.jsonl``, ``scores.parquet``, optional ``augment.json`` folders) and ``cfbench report
+--board leaderboard/`` the committed ``<task>.json`` boards and their SVG plots.  Nothing is
+re-scored: the task's data and classifier are not loaded (only a run folder made before schema
+version 2 is summarised again with its task), so a report can be built where the files are.  The page
 inlines its CSS, JavaScript, plots and data (strict JSON, ``null`` for undefined numbers); it
 needs no network when viewed.
 """
@@ -22,17 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
+from cfbench.leaderboard import RANK_NOTE, SCOPE_NOTE
 
 # ----------------------------------------------------------------------------- metric view
-# The one place that maps metric keys to headers, formats and better directions for this page;
-# a metric registry replaces it later.
+# Headers, formats, better directions and help texts come from ``cfbench.metric_registry``.
+
+_SCOPE_HELP = {"all": "every query's k slots; a failed query or invalid CF counts as 0",
+               "valid": "mean over valid CFs", "found": "mean over every returned CF, valid or not"}
 
 
 @dataclass(frozen=True)
 class Column:
     """A numeric column of a direction table: where its value lives and how to show it."""
 
-    scope: str  # "all" (failures count) or "found" (returned CFs only)
+    scope: str  # "all" (failures count), "valid" (valid CFs) or "found" (returned CFs)
     key: str
     header: str
     fmt: str
@@ -40,29 +44,6 @@ class Column:
     help: str
 
 
-_BETTER = {"coverage": "higher", "valid": "higher", "l1_mad": "lower", "l2_minmax": "lower",
-           "n_changed": "lower", "lof_inlier": "higher", "ynn": "higher",
-           "violates_constraints": "lower", "actionable_share": "higher", "diversity": "higher",
-           "respects_constraints": "higher", "validity": "higher"}
-_HELP = {
-    ("all", "coverage"): "share of queries with at least one CF",
-    ("all", "valid"): "share of the k slots of every query holding a CF of the target class "
-                      "(a failed query counts as k invalid slots)",
-    ("found", "valid"): "share of returned CFs that reach the target class",
-    ("found", "l1_mad"): "L1 distance to the query, each feature scaled by its MAD (returned CFs)",
-    ("found", "l2_minmax"): "L2 distance to the query on min-max scaled features (returned CFs)",
-    ("found", "n_changed"): "number of features changed (returned CFs)",
-    ("found", "lof_inlier"): "share of returned CFs that LOF calls an inlier",
-    ("found", "ynn"): "yNN: agreement of the CF's nearest training neighbours with its target",
-    ("found", "violates_constraints"): "share of returned CFs breaking an immutability, "
-                                       "direction or bound constraint",
-    ("found", "actionable_share"): "share of changes made to actionable features",
-    ("found", "diversity"): "mean pairwise distance between a query's CFs (k > 1)",
-    ("found", "seconds_median"): "median wall-clock seconds per query",
-}
-#: ranked metrics (board ``ranks``/``ci``): header
-RANKED_HEADERS = {"validity": "validity", "l2_minmax": "L2 min-max", "n_changed": "#changed",
-                  "lof_inlier": "LOF inlier", "respects_constraints": "respects constraints"}
 #: augmentation columns: (key, header, ×100 as points, better)
 AUG_COLUMNS = (("n_added", "added", False, None), ("f1", "F1", True, "higher"),
                ("macro_f1", "macro F1", True, "higher"),
@@ -75,14 +56,19 @@ SCENARIOS = {"A": "positives removed", "B": "negatives removed", "C": "both remo
 
 def table_columns() -> list[Column]:
     """The direction tables' numeric columns, in the order of the terminal and Markdown tables."""
-    from cfbench.leaderboard import COLUMNS
+    from cfbench.metric_registry import columns
 
-    return [Column(scope, key, header, fmt, _BETTER.get(key), _HELP.get((scope, key), ""))
-            for scope, key, header, fmt in COLUMNS]
+    return [Column(scope, m.name, m.column_header(scope), m.fmt, m.better,
+                   f"{m.description} ({_SCOPE_HELP[scope]})") for scope, m in columns()]
 
 
 def ranked_header(metric: str) -> str:
-    return RANKED_HEADERS.get(metric, metric)
+    from cfbench import metric_registry as R
+
+    try:
+        return R.get(metric).header
+    except KeyError:
+        return metric
 
 
 # ----------------------------------------------------------------------------- strict JSON
@@ -148,12 +134,13 @@ def _feature_info(task: str, task_hash: str, n: int) -> tuple[list[dict[str, Any
 
 def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: int = 3
              ) -> dict[str, Any]:
-    """A board-like dict from a run folder alone, plus example CFs from its records."""
-    from cfbench.leaderboard import load_summary
+    """A board-like dict from a run folder alone, plus example CFs from its records; ranks and
+    bootstrap CIs when the folder has ``scores.parquet``."""
+    from cfbench.leaderboard import run_summary
     from cfbench.store import RECORDS, RUN_INFO
 
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    summary = run_summary(run_dir)
     info = _read_json(run_dir / RUN_INFO) if (run_dir / RUN_INFO).exists() else {}
     records: list[dict[str, Any]] = []
     path = run_dir / RECORDS
@@ -176,6 +163,7 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
         "skipped_methods": summary.get("skipped_methods", {}),
         "methods": summary["methods"], "ranks": None, "ci": None, "augmentation": None,
     }
+    board["ranks"], board["ci"] = _run_ranks(run_dir)
     augs = []
     for d in augment_dirs or []:
         from cfbench import augment as aug
@@ -189,6 +177,24 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
     board["libraries"] = _libraries(records)
     board["examples"], board["examples_note"] = _examples(board, records, n_examples)
     return board
+
+
+def _run_ranks(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(ranks, ci) of a run folder from its ``scores.parquet``; (None, None) without one."""
+    from cfbench.leaderboard import board_from_frames
+    from cfbench.store import load_records, read_run_info
+    from cfbench.summary import SCORES, run_frames
+
+    if not (run_dir / SCORES).exists():
+        return None, None
+    try:
+        cf, q, meta = run_frames(run_dir, load_records(run_dir), rescore=False)
+    except UserError:
+        return None, None  # scores of an unfinished run: no ranks, as without scores
+    b = board_from_frames(cf, q, meta, config={}, provenance={},
+                          skipped_methods=read_run_info(run_dir).get("skipped_methods") or {},
+                          augmentation=None)
+    return b["ranks"], b["ci"]
 
 
 def _libraries(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -784,9 +790,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
              f"{_fmt(clf.get('accuracy'), '.3f')}, F1 {_fmt(clf.get('f1'), '.3f')} "
              f"({E(str(clf.get('n_train', '?')))} train / {E(str(clf.get('n_test', '?')))} test "
              f"rows). Data: {E(scrub(board.get('data_source', '')))}.</p>",
-             '<p class="note">Columns under <em>all</em> scope (coverage, validity) count a failed '
-             "query as a failure; the others use the returned CFs only. Hover or focus a header "
-             "for its definition.</p>",
+             f'<p class="note">{E(SCOPE_NOTE)} Hover or focus a header for its definition.</p>',
              f'<nav aria-label="{E(t)} sections"><ul class="toc">' + "".join(
                  f'<li><a href="#{pre}-{s}">{lab}</a></li>' for s, lab in (
                      ("tables", "tables"), ("ranks", "ranks"), ("examples", "examples"),
@@ -799,6 +803,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
     parts.append(f'<h3 id="{pre}-ranks">Ranks and critical differences</h3>')
     ranks = board.get("ranks")
     if ranks and ranks.get("methods"):
+        parts.append(f'<p class="note">{E(RANK_NOTE)}</p>')
         parts.append(_ranks_table(f"{pre}-ranks-t", ranks))
         parts.append(_ci_table(f"{pre}-ci", board))
         parts.append("<p>Critical-difference diagrams (Demšar 2006): methods on the rank axis, "
@@ -811,8 +816,9 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
                              f'</summary><figure class="cdfig">{svg}</figure></details>')
     else:
         parts.append("<p>Ranks, bootstrap CIs and critical differences come from per-query "
-                     "scores, which this run folder does not hold; "
-                     "<code>cfbench leaderboard RUN_DIR --update</code> computes them.</p>")
+                     "scores, which this run folder does not hold (made before "
+                     "<code>scores.parquet</code>); <code>cfbench leaderboard RUN_DIR --rescore"
+                     "</code> writes them.</p>")
     parts.append(f'<h3 id="{pre}-examples">Example counterfactuals</h3>')
     parts.append(_examples_section(pre, board))
     parts.append(f'<h3 id="{pre}-augmentation">Augmentation under label scarcity</h3>')

@@ -31,11 +31,12 @@ from cfbench.errors import UserError
 from cfbench.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.forkserver import context
 from cfbench.generator import STATUSES, QueryResult, explicit_params
-from cfbench.metrics import envelope, outside_envelope
+from cfbench.metrics import envelope, invalid_values, outside_envelope
 from cfbench.plugins import registry
 from cfbench.provenance import environment, module_dists, runtime_provenance
 from cfbench.redact import redact_data
-from cfbench.store import RUN_INFO, RunStore, write_json_atomic
+from cfbench.schema import FeatureSchema
+from cfbench.store import RUN_INFO, SCHEMA_VERSION, RunStore, write_json_atomic
 from cfbench.strict_json import json_safe
 from cfbench.task import Task, TaskSpec
 
@@ -289,13 +290,16 @@ def _available_variants(name: str, spec: Any, variants: Sequence[str],
 
 
 def _normalise(res: Any, columns: list[str], k: int,
-               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+               bounds: tuple[np.ndarray, np.ndarray] | None = None,
+               schema: FeatureSchema | None = None) -> dict[str, Any]:
     """Turn whatever a generator returned for one query into a checked, JSON-ready record.
 
     CFs must be real numbers (numeric strings, complex numbers and other objects are
     ``invalid_output``), finite and, given ``bounds`` (the features' sane envelope, see
-    ``metrics.envelope``), inside them; identical CFs are kept once.  ``extra`` is made strict
-    JSON data; anything dropped from it is said in the reason.
+    ``metrics.envelope``), inside them; identical CFs are kept once.  Given ``schema``, a value
+    the feature cannot take (not one of its category codes, a fraction of an integer feature)
+    is listed in ``flags``: the CF is kept and scored, and counts as a constraint violation.
+    ``extra`` is made strict JSON data; anything dropped from it is said in the reason.
     """
     if not isinstance(res, QueryResult):
         return _invalid(f"generator returned {type(res).__name__}, expected QueryResult")
@@ -358,7 +362,21 @@ def _normalise(res: Any, columns: list[str], k: int,
     if len(arr) > k:
         reason = _join(reason, f"returned {len(arr)} CFs, kept the first {k}")
         arr = arr[:k]
-    return {"status": "ok", "cfs": arr.tolist(), "reason": reason, "raw": raw, "extra": extra}
+    flags = value_flags(arr, schema) if schema is not None else []
+    return {"status": "ok", "cfs": arr.tolist(), "reason": reason, "raw": raw, "extra": extra,
+            "flags": flags}
+
+
+def value_flags(arr: np.ndarray, schema: FeatureSchema) -> list[str]:
+    """One line per CF value the feature cannot take (``metrics.invalid_values``)."""
+    bad = invalid_values(arr, schema)
+    out = []
+    for i, j in zip(*np.nonzero(bad), strict=True):
+        f = schema.features[j]
+        what = (f"not one of its codes ({', '.join(f'{c:g}' for c in f.categories)})"
+                if f.categories else "not an integer")
+        out.append(f"CF {i}: {f.name} = {arr[i, j]:.6g} is {what}")
+    return out
 
 
 def _join(reason: str, note: str) -> str:
@@ -464,7 +482,7 @@ def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
         if len(results) != len(rows):
             out = [_invalid(f"generator returned {len(results)} results for {len(rows)} queries")] * len(rows)
         else:
-            out = [_normalise_safely(r, columns, k, bounds) for r in results]
+            out = [_normalise_safely(r, columns, k, bounds, task.schema) for r in results]
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
         elapsed = time.perf_counter() - t0
         out = [_error(_describe(exc))] * len(rows)
@@ -478,9 +496,10 @@ def unsendable(msg: tuple, out: tuple, exc: BaseException) -> tuple:
 
 
 def _normalise_safely(res: Any, columns: list[str], k: int,
-                      bounds: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+                      bounds: tuple[np.ndarray, np.ndarray],
+                      schema: FeatureSchema | None = None) -> dict[str, Any]:
     try:
-        return _normalise(res, columns, k, bounds)
+        return _normalise(res, columns, k, bounds, schema)
     except Exception as exc:  # noqa: BLE001 - a result object hostile enough to break the checks
         return _invalid(f"result could not be checked: {_describe(exc)}")
 
@@ -705,6 +724,7 @@ class Runner:
                 batch_size: int, fit_seconds: float) -> None:
         src, tgt = int(q["source"]), int(q["target"])
         rec = {
+            "schema_version": SCHEMA_VERSION,
             "task": self.task.name,
             "method": cell.method,
             "variant": cell.variant,
@@ -723,6 +743,8 @@ class Runner:
             # the query's own values, so a report can show query -> CF without the task's data
             "query": [None if v != v else float(v) for v in q[self.task.schema.names]],
             "cfs": out["cfs"],
+            # values a feature cannot take (category codes, integers): flagged, still scored
+            "flags": out.get("flags", []),
             "raw": out["raw"],
             "extra": out["extra"],
             "seconds": seconds,
@@ -817,8 +839,12 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
         raise
     store = RunStore(cfg.out)
     try:
-        write_json_atomic(cfg.out / RUN_INFO, {**info, "config": _config_dict(cfg),
-                                               "pairs": [list(Choice(*p)) for p in pairs]})
+        from cfbench.summary import task_meta
+
+        write_json_atomic(cfg.out / RUN_INFO, {**info, "schema_version": SCHEMA_VERSION,
+                                               "config": _config_dict(cfg),
+                                               "pairs": [list(Choice(*p)) for p in pairs],
+                                               "task_meta": task_meta(task)})
         done = {canonical_key(k) for k in store.done_keys()} if cfg.resume else set()
         work = plan(cfg, task, pairs, done, queries)
         work = schedule.longest_first(work, cfg.budget)

@@ -1,12 +1,11 @@
 """Run folders: each run its own ``runs/<task>/<UTC timestamp>`` by default, the latest one
-found again (``cfbench leaderboard`` with no argument, ``--resume`` without ``--out``), the
-method list a resumed run keeps, and the summary of a run that has not finished.
+found again (``cfbench leaderboard`` with no argument, ``--resume`` without ``--out``) and the
+method list a resumed run keeps.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -90,27 +89,3 @@ def check_pairs(pairs: list[Any]) -> None:
         ok, hint = reg.generators[name].variant_status(variant)
         if not ok:
             raise UserError(f"cannot resume: {name}:{variant} of this run is unavailable: {hint}")
-
-
-def partial_summary(run_dir: Path) -> tuple[dict[str, Any], int]:
-    """The summary of a run without ``summary.json`` yet (running or interrupted), from its
-    records so far; returns ``(summary, number of records)``.  Loads the task (cached)."""
-    from cfbench.store import load_records
-    from cfbench.summary import summarize
-    from cfbench.task import Task, resolve_spec
-
-    run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise UserError(f"{run_dir}: no summary.json and no run.json (expected a cfbench run folder)")
-    info = json.loads(info_path.read_text())
-    spec = resolve_spec(info["task"])
-    if spec.hash != info.get("task_hash"):
-        raise UserError(f"{run_dir}: the run used another version of task {spec.name!r}; "
-                        "its partial results cannot be scored")
-    data_dir = info.get("data_dir")
-    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
-    records = load_records(run_dir)
-    config = info.get("config") or {}
-    return summarize(task, records, {"seeds": config.get("seeds"), "k": config.get("k"),
-                                     "budget": config.get("budget"), "partial": True}), len(records)

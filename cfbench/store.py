@@ -25,6 +25,10 @@ RECORDS = "records.jsonl"
 RUN_INFO = "run.json"
 LOCK = ".lock"
 KEY = ("method", "variant", "seed", "query_id")
+#: version of the run folder's formats (records, ``summary.json``, ``scores.parquet``) and of
+#: board JSON.  2: ``valid`` scope, ``validity`` (was ``valid``), mismatch-aware L2/LOF, CARLA yNN,
+#: ``invalid_value`` violations, record ``flags``, ``scores.parquet``, ``run.json`` ``task_meta``
+SCHEMA_VERSION = 2
 
 #: run folders this process holds the lock of: resolved path -> open lock file descriptor
 _HELD: dict[Path, int] = {}

@@ -63,7 +63,7 @@ def test_a_board_without_its_records_fails(committed):
 def test_edited_validity_in_the_committed_json_fails(committed):
     def change(doc):
         label = next(iter(doc["methods"]))
-        doc["methods"][label]["all"]["all"]["valid"] = 0.99
+        doc["methods"][label]["all"]["all"]["validity"] = 0.99
     edit_json(committed / "heart.json", change)
     r = cli("leaderboard", "--validate", "--dir", str(committed))
     assert r.returncode == 1
@@ -174,11 +174,11 @@ def test_untouched_board_with_records_passes(board):
 
 @pytest.mark.slow
 def test_forged_validity_is_caught_by_the_records(board):
-    forge(board, lambda d: d["methods"]["nearest-neighbour"]["all"]["all"].update(valid=0.5))
+    forge(board, lambda d: d["methods"]["nearest-neighbour"]["all"]["all"].update(validity=0.5))
     r = cli("leaderboard", "--validate", "--dir", str(board.parent))
     assert r.returncode == 1
     assert "values differ from those recomputed from breast-cancer.records.jsonl.gz" in r.stdout
-    assert "methods/nearest-neighbour/all/all/valid: committed 0.5, recomputed 1" in r.stdout
+    assert "methods/nearest-neighbour/all/all/validity: committed 0.5, recomputed 1" in r.stdout
 
 
 @pytest.mark.slow
@@ -207,3 +207,18 @@ def test_edited_records_or_hash_are_caught(board):
     rpath.unlink()
     errors, _ = verify_board(board)
     assert errors == [f"{board}: records_sha256 is set but {rpath.name} is missing"]
+
+
+def test_rescore_rebuilds_the_committed_boards_from_their_records(committed):
+    """`cfbench leaderboard --rescore` is the one command that rebuilds every committed board
+    from its committed records; on the committed boards it changes no byte."""
+    names = sorted(p.name for p in committed.glob("*") if p.is_file())
+    before = {n: (committed / n).read_bytes() for n in names}
+    r = cli("leaderboard", "--rescore", "--dir", str(committed))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in committed.glob("*") if p.is_file()) == names
+    changed = [n for n in names if (committed / n).read_bytes() != before[n]]
+    assert changed == [], "committed boards are stale: run `cfbench leaderboard --rescore`"
+    (committed / "heart.records.jsonl.gz").unlink()
+    r = cli("leaderboard", "--rescore", "--dir", str(committed))
+    assert r.returncode == 2 and "no heart.records.jsonl.gz to rebuild it from" in r.stderr

@@ -24,7 +24,7 @@ def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
     nn = summary["methods"]["nearest-neighbour"]
     assert set(nn) == {"0->1", "1->0", "all"}
     assert nn["all"]["n_queries"] == 20 and nn["all"]["n_cfs"] == 60
-    assert nn["all"]["all"]["valid"] == 1.0  # candidates are predicted as the target class
+    assert nn["all"]["all"]["validity"] == 1.0  # candidates are predicted as the target class
     assert summary["classifier"]["accuracy"] > 0.9
     recs = pd.read_parquet(out / "records.parquet")
     assert len(recs) == 20 and set(recs["status"]) == {"ok"}

@@ -201,8 +201,9 @@ def test_a_method_without_any_cf_is_summarised(task, plugin, tmp_path):
     s = summarize(task, recs)
     for label in ("faulty:not-found", "faulty:hangs"):
         agg = s["methods"][label]["all"]
-        assert agg["n_cfs"] == 0 and agg["all"]["coverage"] == 0.0 and agg["all"]["valid"] == 0.0
+        assert agg["n_cfs"] == 0 and agg["all"]["coverage"] == 0.0 and agg["all"]["validity"] == 0.0
         assert agg["found"]["l1_mad"] != agg["found"]["l1_mad"]  # NaN: no CF to measure
+        assert agg["valid"]["l1_mad"] != agg["valid"]["l1_mad"] and agg["n_valid"] == 0
 
 
 def test_one_cf_repeated_k_times_counts_once(task):
@@ -217,7 +218,7 @@ def test_one_cf_repeated_k_times_counts_once(task):
            "n_cfs": 4, "cfs": [cf] * 4, "seconds": 0.1}
     agg = summarize(task, [rec])["methods"]["m"]["all"]
     assert agg["n_cfs"] == 1
-    assert agg["all"]["valid"] == 0.25  # one valid CF in 4 slots, not 4 in 4
+    assert agg["all"]["validity"] == 0.25  # one valid CF in 4 slots, not 4 in 4
 
 
 def _cli(args: list[str], marker: str, log: Path) -> subprocess.Popen:

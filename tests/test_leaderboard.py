@@ -40,6 +40,12 @@ def test_ranks_by_hand():
     # q_0.05 for k = 3 is 2.343 (Demšar 2006, Table 5): CD = 2.343 * sqrt(3*4 / (6*3))
     assert r["metrics"]["validity"]["nemenyi_cd"] == pytest.approx(2.343 * np.sqrt(12 / 18), abs=1e-3)
     assert nemenyi_cd(1, 10) != nemenyi_cd(1, 10)  # nan for one method
+    # overall: validity once, then the mean of the four quality ranks (l2 b 1, a and c 2.5;
+    # the other three all tied at 2): validity weighs one half, not one fifth per copy of it
+    quality = {"a": (2.5 + 6) / 4, "b": (1 + 6) / 4, "c": (2.5 + 6) / 4}
+    validity = {"a": 4 / 3, "b": 7 / 3, "c": 7 / 3}
+    assert r["overall"] == pytest.approx({m: (validity[m] + quality[m]) / 2 for m in "abc"})
+    assert {x["group"] for x in r["metrics"].values()} == {"validity", "quality"}
 
 
 def test_bootstrap_ci_brackets_the_mean():
@@ -96,27 +102,64 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     assert ok.returncode == 0, ok.stdout
     smoke = board_dir / "smoke" / "breast-cancer.json"
     doc = json.loads(smoke.read_text())
-    doc["methods"]["nearest-neighbour"]["all"]["found"]["l2_minmax"] *= 1.5  # a deliberate change
+    doc["methods"]["nearest-neighbour"]["all"]["valid"]["l2_minmax"] *= 1.5  # a deliberate change
     smoke.write_text(json.dumps(doc))
     bad = cli("leaderboard", "--check", "--dir", str(board_dir))
     assert bad.returncode == 1
-    assert "~ methods/nearest-neighbour/all/found/l2_minmax: committed" in bad.stdout
+    assert "~ methods/nearest-neighbour/all/valid/l2_minmax: committed" in bad.stdout
 
 
 def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
-    """A method that returns the query unchanged (distance 0, never valid) ranks last, not first."""
+    """A method that returns the query unchanged (distance 0, never valid) does not rank first on
+    proximity: it gets the neutral quality rank, and ranks last overall through validity."""
     import pandas as pd
 
     from cfbench.ranking import per_query_values, rank_methods
 
     q = pd.DataFrame({"qidx": [0, 1, 2, 3], "method_label": ["copy", "copy", "real", "real"],
                       "seed": 0, "query_id": [7, 8, 7, 8], "k": 1})
-    cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "valid": [False, False, True, True],
-                       "violates_constraints": False, "lof_inlier": True,
+    cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "validity": [False, False, True, True],
+                       "respects_constraints": True, "lof_inlier": True,
                        "l2_minmax": [0.0, 0.0, 0.4, 0.6], "n_changed": [0, 0, 2, 3]})
     vals = per_query_values(cf, q).set_index("method_label")
     assert (vals.loc["copy", "l2_minmax"] == float("inf")).all()
     assert (vals.loc["copy", "lof_inlier"] == 0).all() and (vals.loc["real", "l2_minmax"] > 0).all()
     ranks = rank_methods(per_query_values(cf, q))
-    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
-    assert ranks["overall"]["real"] < ranks["overall"]["copy"]
+    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 1.5, "real": 1.5}
+    assert ranks["metrics"]["validity"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
+    assert ranks["overall"] == {"copy": 1.75, "real": 1.25}
+
+
+def test_conditional_ranks_count_validity_once():
+    """Quality ranks among the methods with a valid CF, spread over 1..m; the others (and a
+    lone valid one) neutral, so each block averages (m + 1)/2 whoever found a valid CF."""
+    from cfbench.ranking import conditional_ranks
+
+    data = np.array([[0.1, 0.2, 0.3, np.inf],   # a, b, c valid; d not
+                     [0.5, np.inf, np.inf, np.inf],  # only a valid
+                     [0.2, 0.2, np.inf, 0.1]])   # a, b tied; d best
+    has = np.isfinite(data)
+    r = conditional_ranks(data, has, higher=False)
+    assert r[0].tolist() == [1.0, 2.5, 4.0, 2.5]
+    assert r[1].tolist() == [2.5] * 4
+    assert r[2].tolist() == pytest.approx([3.25, 3.25, 2.5, 1.0])  # ranks 2.5, 2.5, 1 of 3
+    assert r.mean(axis=1).tolist() == pytest.approx([2.5] * 3)
+
+
+def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
+    """LOF and constraints are shares of the query's valid CFs (not of its k slots), and their
+    bootstrap CIs leave out the queries without a valid CF (whose value is the failure value)."""
+    from cfbench.ranking import ci_values, per_query_values
+
+    q = pd.DataFrame({"qidx": [0, 1], "method_label": "m", "seed": 0, "query_id": [1, 2], "k": 2})
+    cf = pd.DataFrame({"qidx": [0, 0, 1], "validity": [True, False, False],
+                       "respects_constraints": [True, False, True], "lof_inlier": [True, True, True],
+                       "l2_minmax": [0.5, 0.1, 0.2], "n_changed": [2, 1, 1]})
+    vals = per_query_values(cf, q)
+    assert vals["validity"].tolist() == [0.5, 0.0]  # 1 valid of 2 slots; none
+    assert vals["lof_inlier"].tolist() == [1.0, 0.0]  # share of the 1 valid CF; failure 0
+    assert vals["respects_constraints"].tolist() == [1.0, 0.0]
+    assert vals["l2_minmax"].tolist() == [0.5, np.inf]  # the invalid 0.1 does not count
+    assert ci_values(vals, "lof_inlier").tolist() == [1.0]
+    assert ci_values(vals, "validity").tolist() == [0.5, 0.0]
+

@@ -34,9 +34,48 @@ def test_distances_by_hand():
     cont = np.array([True, True, False])
     assert M.l1_mad(X, C, mad, cont).tolist() == [2.0]  # 3000 / 1500
     span = np.array([40.0, 10000, 2])
-    # sqrt((3000/10000)^2 + (2/2)^2) = sqrt(0.09 + 1)
-    assert M.l2_minmax(X, C, np.zeros(3), span)[0] == pytest.approx(np.sqrt(1.09))
+    # sqrt((3000/10000)^2 + 1[2 != 0]) = sqrt(0.09 + 1)
+    assert M.l2_minmax(X, C, span, ~cont)[0] == pytest.approx(np.sqrt(1.09))
     assert M.categorical_mismatch(X, C, ~cont).tolist() == [1]
+
+
+def test_l2_treats_category_codes_as_names_not_numbers():
+    """A chest-pain change 1 -> 4 weighs the same as 1 -> 2: one mismatch, not 9 times more."""
+    X = np.array([[1.0, 0.0]] * 2)
+    C = np.array([[2.0, 0.0], [4.0, 0.0]])
+    span, cat = np.array([3.0, 1.0]), np.array([True, False])
+    assert M.l2_minmax(X, C, span, cat).tolist() == [1.0, 1.0]
+    # the same column as a number: (1/3)^2 against (3/3)^2, the old 9x
+    assert M.l2_minmax(X, C, span, ~cat)[1] / M.l2_minmax(X, C, span, ~cat)[0] == pytest.approx(3)
+
+
+def test_encode_one_hot_categoricals_so_any_category_change_adds_one():
+    lo, span, cat = np.array([0.0, 0.0]), np.array([10.0, 1.0]), np.array([False, True])
+    codes = [np.array([1.0, 2.0, 4.0])]
+    E = M.encode(np.array([[5.0, 1.0], [5.0, 2.0], [5.0, 4.0], [5.0, 3.29]]), lo, span, cat, codes)
+    assert E.shape == (4, 4)
+    assert E[0].tolist() == pytest.approx([0.5, 2 ** -0.5, 0, 0])
+    sq = lambda a, b: float(((E[a] - E[b]) ** 2).sum())  # noqa: E731
+    assert sq(0, 1) == pytest.approx(1.0) and sq(0, 2) == pytest.approx(1.0)
+    assert E[3, 1:].tolist() == [0, 0, 0]  # 3.29 is no code: all zeros
+
+
+def test_invalid_values_flags_non_codes_and_fractions():
+    schema = FeatureSchema((
+        Feature("cp", kind="categorical", categories=(1.0, 2.0, 3.0, 4.0)),
+        Feature("slope", kind="ordinal", categories=(0.0, 1.0, 2.0)),
+        Feature("age", integer=True),
+        Feature("chol"),
+    ))
+    C = np.array([[3.29, 1, 50, 200.5],   # cp 3.29 is no chest-pain code
+                  [3.0, 1.5, 50, 200.5],  # slope 1.5 is between two ordinal codes
+                  [3.0, 1, 50.5, 200.5],  # a fractional age
+                  [3.0, 1, 50, 200.5]])   # fine: chol is a float feature
+    bad = M.invalid_values(C, schema)
+    assert bad.tolist() == [[True, False, False, False], [False, True, False, False],
+                            [False, False, True, False], [False, False, False, False]]
+    flags = M.constraint_violations(C, C, np.zeros(C.shape, bool), schema)
+    assert flags["invalid_value"].tolist() == [True, True, True, False]
 
 
 def test_sparsity():
@@ -61,13 +100,13 @@ def test_constraint_violations():
     assert flags["out_of_bounds"].tolist() == [False, False, True, False]
 
 
-def test_ynn_counts_target_labelled_neighbours():
+def test_ynn_counts_neighbours_the_model_assigns_to_the_target():
     from sklearn.neighbors import NearestNeighbors
 
     Xtr = np.array([[0.0], [0.1], [0.2], [1.0], [1.1]])
-    ytr = np.array([0, 0, 1, 1, 1])
+    ytr = np.array([0, 0, 1, 1, 1])  # the labels passed: the model's predictions (CARLA)
     nn = NearestNeighbors(n_neighbors=3).fit(Xtr)
-    # neighbours of 0.05: 0.0, 0.1, 0.2 -> labels 0, 0, 1; target 1 -> 1/3
+    # neighbours of 0.05: 0.0, 0.1, 0.2 -> predicted 0, 0, 1; target 1 -> 1/3
     assert M.y_nn(np.array([[0.05]]), np.array([1]), nn, ytr)[0] == pytest.approx(1 / 3)
 
 
@@ -97,16 +136,25 @@ def test_scorer_end_to_end_on_a_tiny_task():
                       "site": rng.integers(0, 3, 60).astype(float)})
     y = (X["steps"] > 10000).astype(int).to_numpy()
     s = M.Scorer(SCHEMA).fit(X, y)
-    x = X.iloc[[0, 0]].to_numpy()
+    x = X.iloc[[0, 0, 0]].to_numpy()
     C = x.copy()
     C[1, 1] += 1000
-    res = s.score(x, C, np.array([1, 1]), np.array([0, 1]))
-    assert res["valid"].tolist() == [False, True]
+    C[2, 2] = 1.5  # no site code
+    res = s.score(x, C, np.array([1, 1, 1]), np.array([0, 1, 1]))
+    assert res["validity"].tolist() == [False, True, True]
+    assert res["invalid_value"].tolist() == [False, False, True]
+    assert res["violates_constraints"].tolist() == [False, False, True]
+    assert (res["respects_constraints"] == ~res["violates_constraints"]).all()
+    res = res.iloc[:2]
     assert res["n_changed"].tolist() == [0, 1]
     assert res["n_changed_actionable"].tolist() == [0, 1]
     assert res["changed::steps"].tolist() == [False, True]
     assert res["l1_mad"][1] == pytest.approx(1000 / s.mad_[1])
     assert res["lof_inlier"].dtype == bool
+    # every per-CF metric of the registry is a column, named as the registry names it
+    from cfbench.metric_registry import per_cf_metrics
+
+    assert [m.name for m in per_cf_metrics()] == list(res.columns[:len(per_cf_metrics())])
 
 
 def test_scoring_never_raises_on_huge_values():

@@ -37,7 +37,7 @@ def test_third_party_generator_found_by_entry_point_and_run(tmp_path):
     full = summary["methods"]["hello-shift:full"]["all"]
     assert full["n_queries"] == 8 and full["status_counts"]["ok"] == 8
     # moving all the way to the class mean flips more queries than moving half-way
-    assert full["all"]["valid"] >= summary["methods"]["hello-shift:half"]["all"]["all"]["valid"]
+    assert full["all"]["validity"] >= summary["methods"]["hello-shift:half"]["all"]["all"]["validity"]
 
 
 def test_missing_dependency_is_listed_with_install_command(faulty_plugin):

@@ -16,6 +16,7 @@ from conftest import require
 
 from cfbench import report
 from cfbench.leaderboard import board_markdown, print_table, to_markdown
+from cfbench.store import SCHEMA_VERSION
 
 BOARD_DIR = Path(__file__).parents[1] / "leaderboard"
 EVIL = "<script>alert(1)</script>"
@@ -43,11 +44,12 @@ def _direction(valid: float, n: int = 2, fails: int = 0) -> dict:
     return {"n_queries": n, "n_cfs": n - fails,
             "status_counts": {"ok": n - fails, "not_found": fails, "error": 0, "timeout": 0,
                               "invalid_output": 0},
-            "all": {"coverage": (n - fails) / n, "valid": valid, "lof_inlier": 1.0, "ynn": 0.5,
-                    "respects_constraints": 1.0},
-            "found": {"valid": valid, "l1_mad": 2.0 * valid + 1, "l2_minmax": float("nan"),
-                      "n_changed": 3.0, "lof_inlier": 1.0, "ynn": 0.5, "violates_constraints": 0.0,
-                      "actionable_share": 0.5, "diversity": float("nan"), "seconds_median": 0.1},
+            "all": {"coverage": (n - fails) / n, "validity": valid, "lof_inlier": 1.0, "ynn": 0.5,
+                    "respects_constraints": 1.0, "seconds_median": 0.1},
+            "valid": {"l1_mad": 2.0 * valid + 1, "l2_minmax": float("nan"), "n_changed": 3.0,
+                      "lof_inlier": 1.0, "ynn": 0.5, "violates_constraints": 0.0,
+                      "actionable_share": 0.5},
+            "found": {"validity": valid, "l1_mad": 2.0 * valid + 1, "diversity": float("nan")},
             "feature_change": {"a": 0.5, "b": 0.0}}
 
 
@@ -56,6 +58,7 @@ def _fake_run(tmp_path: Path, with_query: bool = True) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     summary = {
+        "schema_version": SCHEMA_VERSION,
         "task": "no-such-task", "task_hash": "ab" * 32, "data_source": "made up",
         "classifier": {"model": "m", "accuracy": 0.9, "f1": 0.8, "n_train": 10, "n_test": 5},
         "skipped_methods": {"api-zeroshot": "set CFBENCH_API_BASE | and a key",
@@ -132,7 +135,7 @@ def test_run_report_from_files_alone_escapes_everything(tmp_path):
     page = out.read_text()
     assert EVIL not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     data = _embedded(page)
-    assert data[0]["methods"]["good"]["all"]["found"]["l2_minmax"] is None
+    assert data[0]["methods"]["good"]["all"]["valid"]["l2_minmax"] is None
     assert "secret-place" not in page
     assert "<dt>api-zeroshot</dt>" in page and "set CFBENCH_API_BASE | and a key" in page
     # the example: query -> CF with the changed feature marked, features by position
@@ -287,7 +290,7 @@ def _check_page(page, problems: list[str], methods_by_task: dict[str, list[str]]
         after = _row_names(table)
         assert after == sorted(methods, reverse=True) and after != names
         # a numeric column, from the keyboard: lower L1/MAD first, undefined values last
-        l1 = table.locator("thead button", has_text="L1/MAD")
+        l1 = table.locator("thead button", has_text=re.compile(r"^L1/MAD$"))
         l1.focus()
         page.keyboard.press("Enter")
         idx = [c.inner_text() for c in table.locator("thead th").all()].index(l1.inner_text())

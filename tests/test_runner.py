@@ -94,6 +94,25 @@ def test_normalise_rejects_garbage():
         "status": "not_found", "cfs": [], "reason": "none", "raw": None, "extra": {}}
 
 
+def test_normalise_flags_values_a_feature_cannot_take():
+    """heart-like codes: cp = 3.29, fbs = 0.072 and a fractional integer age are kept and
+    scored, and the record says which values they are (the scoring counts them as violations)."""
+    from cfbench.generator import QueryResult
+    from cfbench.schema import Feature, FeatureSchema
+
+    schema = FeatureSchema((Feature("age", integer=True),
+                            Feature("cp", kind="categorical", categories=(1.0, 2.0, 3.0, 4.0)),
+                            Feature("fbs", kind="categorical", categories=(0.0, 1.0))))
+    cols = schema.names
+    out = _normalise(QueryResult.ok([[54, 3.29, 0.072], [54.5, 2, 1], [54, 2, 1]]), cols, 3,
+                     schema=schema)
+    assert out["status"] == "ok" and len(out["cfs"]) == 3
+    assert out["flags"] == ["CF 0: cp = 3.29 is not one of its codes (1, 2, 3, 4)",
+                            "CF 0: fbs = 0.072 is not one of its codes (0, 1)",
+                            "CF 1: age = 54.5 is not an integer"]
+    assert _normalise(QueryResult.ok([[54, 2, 1]]), cols, 1, schema=schema)["flags"] == []
+
+
 def test_normalise_accepts_only_real_finite_distinct_cfs():
     import numpy as np
     import pandas as pd

@@ -196,7 +196,7 @@ def test_own_csv_init_then_run(tmp_path, choice):
     for method in ("nearest-neighbour", "nice:sparsity"):
         stats = summary["methods"][method]["all"]
         assert stats["n_queries"] == 6 and stats["n_cfs"] >= 5, (method, stats)
-        assert stats["all"]["valid"] > 0.5
+        assert stats["all"]["validity"] > 0.5
     recs = pd.read_parquet(out / "records.parquet")
     assert len(recs["provenance"].map(lambda p: json.loads(p)["model_sha256"]
                                       if isinstance(p, str) else p["model_sha256"]).unique()) == 1
