@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             labels = [m for m in summary["methods"] if m.split(":")[0] == family]
             n_q = sum(summary["methods"][m]["all"]["n_queries"] for m in labels)
             n_cfs = sum(summary["methods"][m]["all"]["n_cfs"] for m in labels)
-            valid = [summary["methods"][m]["all"]["all"]["valid"] for m in labels]
+            valid = [summary["methods"][m]["all"]["all"]["validity"] for m in labels]
             rows.append({"classifier": choice, "family": family, "variants": len(labels), "queries": n_q,
                          "cfs_scored": n_cfs, "validity_mean": float(np.nanmean(valid)) if valid else float("nan"),
                          "run_s": round(seconds)})
