@@ -242,7 +242,7 @@ def _check_run(cfg: Any, require_methods: bool, marker: str = "run.json"
     cfg.methods = cfg.methods or "all"
     if pinned is not None:
         runs.check_pairs(pinned)
-        pairs, skipped = pinned, {}
+        pairs, skipped = pinned, runs.earlier_skipped(cfg.out)
     else:
         pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
     runner.check_resume(cfg, spec, lock=False)

@@ -6,6 +6,7 @@ method list a resumed run keeps.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,19 @@ def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]
         return old or methods or "all", None
     return old or methods or "all", [
         Choice(p[0], p[1], canonical_params(p[0], p[1], p[2] if len(p) > 2 else ())) for p in pairs]
+
+
+def earlier_skipped(out: Path) -> dict[str, str]:
+    """For ``--resume``: the methods the run skipped when it started, and why (from its
+    ``summary.json``), so the resumed run's summary still names them; ``{}`` when unreadable."""
+    try:
+        summary = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    skipped = summary.get("skipped_methods") if isinstance(summary, dict) else None
+    if not isinstance(skipped, dict):
+        return {}
+    return {str(k): str(v) for k, v in skipped.items() if isinstance(v, str)}
 
 
 def check_pairs(pairs: list[Any]) -> None:

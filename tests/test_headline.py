@@ -254,6 +254,12 @@ def test_run_folders_and_latest(tmp_path):
     assert runs.pinned_pairs(a, None) == ("dice", [("dice", "random", ())])
     with pytest.raises(UserError, match="--methods was 'dice', now 'all'"):
         runs.pinned_pairs(a, "all")
+    # what the run skipped when it started stays on its summary after a --resume
+    assert runs.earlier_skipped(a) == {}
+    (a / "summary.json").write_text(json.dumps({"skipped_methods": {"api-zeroshot": "set CFBENCH_API_BASE"}}))
+    assert runs.earlier_skipped(a) == {"api-zeroshot": "set CFBENCH_API_BASE"}
+    (a / "summary.json").write_text("{not json")
+    assert runs.earlier_skipped(a) == {}
 
 
 def test_readme_commands_in_order_and_leaderboard_of_the_latest_run(tmp_path):
@@ -317,7 +323,7 @@ def test_tables_are_readable_at_80_columns():
     assert "llm-zeroshot:freetext" in out and "failures: " in out
     wide = io.StringIO()
     print_table(board, wide=True, console=Console(file=wide, width=80))
-    assert "L2 minmax" in wide.getvalue() and "…" not in wide.getvalue()
+    assert "L2 min-max" in wide.getvalue() and "…" not in wide.getvalue()
 
 
 def test_a_spread_from_one_seed_prints_as_a_dash():
