@@ -1,15 +1,29 @@
 """Augmentation under label scarcity (SenseCF's second use of CFs): scenarios A, B and C.
 
-For each seed and scenario a share of the training rows is removed (A: positives, B: negatives,
-C: both), every method writes CFs from the remaining rows of the other class toward the depleted
-class (one per removed row, as far as there are source rows), and the task's classifier is
-retrained on scarce data + CFs labelled with their target class.  Reference rows: no
-augmentation, random oversampling and SMOTE, each adding as many rows as were removed.
+Protocol (version 2; docs/leaderboard.md gives the reasons).  Each repetition ``seed`` draws its
+own stratified train/test split of the task's data (the variance then includes the test set) and
+refits the task's classifier on it (the *full* model).  For each fraction and scenario a share
+of that split's training rows is removed (A: positives, B: negatives, C: both, drawn with the
+seed) and the classifier is refit on the rest (the *scarce* model).  Every row then adds exactly
+as many rows per depleted class as were removed (the *budget*):
+
+* references: none (no augmentation), random oversampling and SMOTE (imbalanced-learn);
+* each CF method: CFs toward the depleted class from distinct remaining rows of the other class
+  (as many sources as the budget, or all there are), generated through the runner with the
+  scarce model as the model to explain.  ``all`` adds every returned CF, ``valid`` only those
+  the scarce model assigns to their target class (the filter a user could apply).  When fewer
+  CFs than the budget are left (fewer source rows than removed rows, failed queries, the
+  filter), the budget is filled by drawing from the method's own CFs with replacement (seeded),
+  as random oversampling does with real rows; ``n_distinct`` says how many distinct CFs were used.
+
+The retrained model is scored on the repetition's test split; :mod:`cfbench.augment_stats`
+turns the per-repetition rows into means, CIs, paired tests and relative recovery.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,36 +33,55 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
+from cfbench import augment_stats
 from cfbench.errors import UserError
 from cfbench.runner import Choice, RunConfig, canonical_params, execute, method_label
 from cfbench.store import load_records, write_json_atomic
 from cfbench.task import Task
 
+PROTOCOL = 2
 SCENARIOS = {"A": "positive", "B": "negative", "C": "both"}
 DEPLETED = {"A": (1,), "B": (0,), "C": (0, 1)}
 REFERENCES = ("no-augmentation", "random-oversampling", "smote")
+#: the repetitions of a study unless told otherwise (the committed boards use these)
+DEFAULT_SEEDS = tuple(range(10))
 
 
 @dataclass
 class AugmentConfig:
-    """What ``cfbench augment`` runs; ``max_per_class`` caps CFs per depleted class (smoke runs)."""
+    """What ``cfbench augment`` runs.
+
+    ``fraction`` is the table's share of rows removed; ``curve`` adds more fractions for the
+    scarcity curve; ``max_per_class`` caps the distinct CFs generated per depleted class (quick
+    runs: the budget is still filled, from fewer CFs)."""
 
     scenarios: tuple[str, ...] = ("A", "B", "C")
     fraction: float = 0.5
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     max_per_class: int | None = None
     references: tuple[str, ...] = REFERENCES
+    curve: tuple[float, ...] = ()
 
     def validate(self) -> None:
         bad = [s for s in self.scenarios if s not in SCENARIOS]
         if bad:
             raise UserError(f"unknown scenario {bad[0]!r}; valid choices: A, B, C")
-        if not 0 < self.fraction < 1:
-            raise UserError(f"--fraction must be in (0, 1), got {self.fraction}")
+        if not self.scenarios:
+            raise UserError("--scenarios is empty; valid choices: A, B, C (comma list)")
+        for f in (self.fraction, *self.curve):
+            if not 0 < f < 1:
+                raise UserError(f"scarcity fraction must be in (0, 1), got {f:g}")
+        if len(self.seeds) < 2:
+            raise UserError(f"augmentation needs at least 2 seeds (repetitions) for its CIs, got "
+                            f"{len(self.seeds)}; e.g. --seeds 0-9")
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        return tuple(sorted({float(self.fraction), *map(float, self.curve)}))
 
 
 def evaluate(model: Any, task: Task) -> dict[str, float]:
-    """Scores on the fixed test split: positive-class F1, macro F1, accuracy, balanced accuracy."""
+    """Scores on the task's test split: positive-class F1, macro F1, accuracy, balanced accuracy."""
     pred = model.predict(task.X_test[task.schema.names])
     y = task.y_test
     return {
@@ -59,13 +92,18 @@ def evaluate(model: Any, task: Task) -> dict[str, float]:
     }
 
 
+def budget(removed_y: pd.Series) -> dict[int, int]:
+    """Rows to add per depleted class: as many as were removed."""
+    return {int(c): int((removed_y == c).sum()) for c in sorted(set(removed_y))}
+
+
 def augmentation_queries(scarce: Task, removed_y: pd.Series, seed: int,
                          max_per_class: int | None) -> pd.DataFrame:
-    """Source rows for CFs: remaining rows of the other class, one per removed row of each class."""
+    """Source rows for CFs: distinct remaining rows of the other class, as many per depleted
+    class as its budget (all there are when fewer; at most ``max_per_class``)."""
     rng = np.random.default_rng([seed, 7])
     parts = []
-    for c in sorted(set(removed_y)):
-        n = int((removed_y == c).sum())
+    for c, n in budget(removed_y).items():
         if max_per_class is not None:
             n = min(n, max_per_class)
         pool = np.flatnonzero(scarce.y_train != c)
@@ -78,30 +116,50 @@ def augmentation_queries(scarce: Task, removed_y: pd.Series, seed: int,
     return pd.concat(parts).reset_index(drop=True)
 
 
-def _recovery(row: dict[str, float], full: dict[str, float], scarce: dict[str, float]) -> None:
+def fill_budget(C: pd.DataFrame, tgt: np.ndarray, want: dict[int, int],
+                rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Exactly ``want[c]`` rows per class from the CFs ``C`` (labelled ``tgt``): all of them,
+    then draws with replacement from them to fill the rest.  A class with no CF adds nothing.
+    Returns (rows, labels, distinct CFs used)."""
+    take: list[int] = []
+    distinct = 0
+    for c, n in want.items():
+        idx = np.flatnonzero(tgt == c)[:n]
+        distinct += len(idx)
+        take.extend(idx)
+        if 0 < len(idx) < n:
+            take.extend(rng.choice(idx, size=n - len(idx), replace=True))
+    take_a = np.asarray(take, dtype=int)
+    return C.iloc[take_a].reset_index(drop=True), tgt[take_a], distinct
+
+
+def _gains(row: dict[str, Any], full: dict[str, float], scarce: dict[str, float]) -> None:
     for m in ("f1", "macro_f1"):
-        gain = row[m] - scarce[m]
-        gap = full[m] - scarce[m]
-        row[f"{m}_recovered"] = gain
-        row[f"{m}_recovered_rel"] = gain / gap if abs(gap) > 1e-9 else float("nan")
+        row[f"{m}_full"], row[f"{m}_scarce"] = full[m], scarce[m]
+        row[f"{m}_gain"] = row[m] - scarce[m]
 
 
-def _reference_rows(task: Task, scarce: Task, removed_y: pd.Series, seed: int,
+def _reference_rows(scarce: Task, removed_y: pd.Series, seed: int,
                     refs: Sequence[str]) -> list[tuple[str, pd.DataFrame, np.ndarray]]:
     """(name, extra X, extra y) for each reference row; extra rows equal the removed counts."""
     out: list[tuple[str, pd.DataFrame, np.ndarray]] = []
     empty = scarce.X_train.iloc[:0]
     counts = {int(c): int((scarce.y_train == c).sum()) for c in (0, 1)}
-    want = {c: counts[c] + int((removed_y == c).sum()) for c in counts}
+    want = {c: counts[c] + n for c, n in budget(removed_y).items()}
     for ref in refs:
         if ref == "no-augmentation":
             out.append((ref, empty, np.zeros(0, int)))
             continue
         if ref == "random-oversampling":
-            from imblearn.over_sampling import RandomOverSampler as Sampler
+            from imblearn.over_sampling import RandomOverSampler
+
+            sampler: Any = RandomOverSampler(sampling_strategy=want, random_state=seed)
         else:
-            from imblearn.over_sampling import SMOTE as Sampler
-        sampler = Sampler(sampling_strategy=want, random_state=seed)
+            from imblearn.over_sampling import SMOTE
+
+            smallest = min(counts[c] for c in want)  # SMOTE needs k + 1 rows of the class
+            sampler = SMOTE(sampling_strategy=want, random_state=seed,
+                            k_neighbors=max(1, min(5, smallest - 1)))
         Xr, yr = sampler.fit_resample(scarce.X_train, scarce.y_train)
         n = len(scarce.y_train)  # imblearn appends the new rows after the originals
         out.append((ref, Xr.iloc[n:], np.asarray(yr)[n:]))
@@ -116,77 +174,181 @@ class AugmentResult:
         return pd.DataFrame(self.rows)
 
 
+def stage_dir(out: Path, fraction: float, scenario: str, seed: int) -> Path:
+    """Where one stage's CF records go (``--resume`` continues a study stage by stage)."""
+    return out / "augment" / f"f{fraction:g}-{scenario}-split{seed}"
+
+
 def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                      pairs: Sequence[Choice],
                      on_stage: Callable[[str], None] | None = None,
                      on_plan: Callable | None = None, on_progress: Callable | None = None,
                      observer: Any = None) -> AugmentResult:
-    """Every seed × scenario: generate CFs through the runner, retrain, score on the test split."""
+    """Every repetition × fraction × scenario: split, deplete, generate CFs through the runner,
+    fill the budget, retrain, score on the repetition's test split."""
     aug.validate()
     result = AugmentResult()
-    full_scores = evaluate(task.model, task)
     names = task.schema.names
     for seed in aug.seeds:
-        for scenario in aug.scenarios:
-            if on_stage:
-                on_stage(f"scenario {scenario}, seed {seed}")
-            scarce, _, removed_y = task.scarce(scenario, aug.fraction, seed)
-            scarce_scores = evaluate(scarce.model, scarce)
-            base = {"scenario": scenario, "seed": seed, "n_removed": int(len(removed_y)),
-                    "f1_full": full_scores["f1"], "f1_scarce": scarce_scores["f1"],
-                    "macro_f1_full": full_scores["macro_f1"], "macro_f1_scarce": scarce_scores["macro_f1"]}
-            for ref, Xa, ya in _reference_rows(task, scarce, removed_y, seed, aug.references):
-                model = scarce.model if ref == "no-augmentation" else task.retrain(
-                    pd.concat([scarce.X_train, Xa]), np.concatenate([scarce.y_train, ya]),
-                    f"aug:{scenario}:{aug.fraction}:{seed}:{ref}")
-                row = {**base, "method": ref, "cfs": "reference", "n_added": int(len(ya)),
-                       **evaluate(model, task)}
-                _recovery(row, full_scores, scarce_scores)
-                result.rows.append(row)
-            if not pairs:
-                continue
-            queries = augmentation_queries(scarce, removed_y, seed, aug.max_per_class)
-            cfg = replace(run_cfg, out=run_cfg.out / "augment" / f"{scenario}-seed{seed}",
-                          seeds=(seed,), k=1, scarcity=(scenario, aug.fraction, seed))
-            execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress, queries=queries,
-                    observer=observer)
-            records = load_records(cfg.out)
-            for method, variant, params in pairs:
-                recs = [r for r in records if r["method"] == method and r["variant"] == variant
-                        and canonical_params(method, variant, r.get("params")) == params and r["seed"] == seed and r["cfs"]]
-                label = method_label(method, variant, params)
-                C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
-                tgt = np.asarray([r["target"] for r in recs], int)
-                valid = scarce.predict(C) == tgt if len(C) else np.zeros(0, bool)
-                for which, keep in (("valid", valid), ("all", np.ones(len(C), bool))):
-                    Xa, ya = C[keep], tgt[keep]
-                    model = task.retrain(
-                        pd.concat([scarce.X_train, Xa], ignore_index=True),
-                        np.concatenate([scarce.y_train, ya]),
-                        f"aug:{scenario}:{aug.fraction}:{seed}:{method}:{variant}:{which}"
-                        + (f":{label}" if params else ""),
-                    ) if len(ya) else scarce.model
-                    row = {**base, "method": label, "cfs": which,
-                           "n_queries": int(len(queries)), "n_added": int(len(ya)),
-                           **evaluate(model, task)}
-                    _recovery(row, full_scores, scarce_scores)
+        split = task.resplit(seed)
+        full_scores = evaluate(split.model, split)
+        for fraction in aug.fractions:
+            for scenario in aug.scenarios:
+                if on_stage:
+                    on_stage(f"split {seed}, {fraction:.0%} removed, scenario {scenario}")
+                scarce, _, removed_y = split.scarce(scenario, fraction, seed)
+                scarce_scores = evaluate(scarce.model, scarce)
+                want = budget(removed_y)
+                tag = f"aug2:{scenario}:{fraction}:{seed}"
+                base = {"fraction": fraction, "scenario": scenario, "seed": seed,
+                        "n_removed": int(len(removed_y)), "n_budget": int(sum(want.values())),
+                        "n_train": int(len(split.y_train)), "n_test": int(len(split.y_test))}
+                for ref, Xa, ya in _reference_rows(scarce, removed_y, seed, aug.references):
+                    model = scarce.model if ref == "no-augmentation" else task.retrain(
+                        pd.concat([scarce.X_train, Xa]), np.concatenate([scarce.y_train, ya]),
+                        f"{tag}:{ref}")
+                    row = {**base, "method": ref, "cfs": "reference", "n_added": int(len(ya)),
+                           "n_distinct": int(len(ya)), **evaluate(model, split)}
+                    _gains(row, full_scores, scarce_scores)
                     result.rows.append(row)
+                if not pairs:
+                    continue
+                queries = augmentation_queries(scarce, removed_y, seed, aug.max_per_class)
+                cfg = replace(run_cfg, out=stage_dir(run_cfg.out, fraction, scenario, seed),
+                              seeds=(seed,), k=1, scarcity=(scenario, fraction, seed))
+                execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress,
+                        queries=queries, observer=observer)
+                records = load_records(cfg.out)
+                for method, variant, params in pairs:
+                    label = method_label(method, variant, params)
+                    recs = [r for r in records if r["method"] == method and r["variant"] == variant
+                            and canonical_params(method, variant, r.get("params")) == params
+                            and r["seed"] == seed and r["cfs"]]
+                    recs.sort(key=lambda r: (r["target"], str(r["query_id"])))
+                    C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
+                    tgt = np.asarray([r["target"] for r in recs], int)
+                    valid = scarce.predict(C) == tgt if len(C) else np.zeros(0, bool)
+                    for which, keep in (("valid", valid), ("all", np.ones(len(C), bool))):
+                        rng = np.random.default_rng([seed, int(round(fraction * 1000)),
+                                                     ord(scenario), len(which)])
+                        Xa, ya, distinct = fill_budget(C[keep].reset_index(drop=True),
+                                                       tgt[keep], want, rng)
+                        model = task.retrain(
+                            pd.concat([scarce.X_train, Xa], ignore_index=True),
+                            np.concatenate([scarce.y_train, ya]),
+                            f"{tag}:{method}:{variant}:{which}" + (f":{label}" if params else ""),
+                        ) if len(ya) else scarce.model
+                        row = {**base, "method": label, "cfs": which,
+                               "n_queries": int(len(queries)), "n_returned": int(len(C)),
+                               "n_valid": int(valid.sum()), "n_added": int(len(ya)),
+                               "n_distinct": int(distinct), **evaluate(model, split)}
+                        _gains(row, full_scores, scarce_scores)
+                        result.rows.append(row)
     return result
 
 
-METRICS = ("f1", "macro_f1", "accuracy", "balanced_accuracy", "f1_recovered", "f1_recovered_rel",
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deficits and per-method statistics (:func:`cfbench.augment_stats.aggregate`)."""
+    return augment_stats.aggregate(rows)
+
+
+def _missing(v: Any) -> bool:  # NaN in memory, null once read back from strict JSON
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _ci(c: dict[str, Any] | None, scale: float = 100, signed: bool = False, digits: int = 1) -> str:
+    """``mean [lo, hi]``; a mean without a CI (one repetition) prints ``[–]``."""
+    if not c or _missing(c.get("mean", c.get("value"))):
+        return "–"
+    v = c.get("mean", c.get("value"))
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if _missing(c.get("lo")) or _missing(c.get("hi")):
+        return f.format(v * scale) + " [–]"
+    return f"{f.format(v * scale)} [{c['lo'] * scale:.{digits}f}, {c['hi'] * scale:.{digits}f}]"
+
+
+def _p(t: dict[str, Any] | None) -> str:
+    if not t or _missing(t.get("p")):
+        return "–"
+    p = t["p"]
+    return ("p < 0.001" if p < 0.001 else f"p = {p:.3f}") + (" *" if p < 0.05 else "")
+
+
+def _count(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "–"
+    return f"{c['mean']:.0f}" if c["min"] == c["max"] else f"{c['min']:.0f}–{c['max']:.0f}"
+
+
+def _recovery(r: dict[str, Any], d: dict[str, Any]) -> str:
+    if not d.get("f1_present"):
+        return "no deficit to recover"
+    rec = r.get("f1_recovery")
+    return _ci(rec, scale=1, digits=2) if rec else "–"
+
+
+def to_markdown(agg: Any, fraction: float | None = None) -> str:
+    """The augmentation tables in Markdown: the deficit per scenario, then per method (every
+    number with its 95 % CI), at ``fraction``; with more fractions, the scarcity curve's table.
+    A list (protocol 1 boards) renders the older mean ± std table."""
+    if isinstance(agg, list):
+        return _legacy_markdown(agg)
+    fracs = sorted({float(d["fraction"]) for d in agg["deficit"]})
+    if not fracs:
+        return "No augmentation rows."
+    main = fraction if fraction is not None else (0.5 if 0.5 in fracs else fracs[0])
+    defs = {(d["fraction"], d["scenario"]): d for d in agg["deficit"]}
+    lines = ["| scenario | full model F1 | scarce model F1 | F1 lost (pts) | deficit to recover |",
+             "|---|---|---|---|---|"]
+    for (f, sc), d in sorted(defs.items()):
+        if f == main:
+            lines.append(f"| {sc} ({SCENARIOS[sc]}) | {_ci(d['f1_full'])} | {_ci(d['f1_scarce'])} | "
+                         f"{_ci(d['f1_gap'], signed=True)} | {'yes' if d['f1_present'] else 'no'} |")
+    lines += ["", "| scenario | method | CFs | added | distinct | F1 | macro F1 | bal. acc. "
+              "| F1 gain (pts) | gain vs none | Δ F1 vs SMOTE (pts) | vs SMOTE | rel. recovery | n |",
+              "|" + "---|" * 14]
+    for r in agg["methods"]:
+        if r["fraction"] != main:
+            continue
+        d = defs[(r["fraction"], r["scenario"])]
+        smote = r.get("vs_smote")
+        lines.append(
+            f"| {r['scenario']} | {r['method']} | {r['cfs']} | {_count(r.get('n_added'))} | "
+            f"{_count(r.get('n_distinct'))} | {_ci(r['f1'])} | {_ci(r['macro_f1'])} | "
+            f"{_ci(r['balanced_accuracy'])} | {_ci(r['f1_gain'], signed=True)} | "
+            f"{_p(r.get('vs_no-augmentation'))} | {_ci(smote, signed=True)} | {_p(smote)} | "
+            f"{_recovery(r, d)} | {r['n_seeds']} |")
+    if len(fracs) > 1:
+        lines += ["", "Scarcity curve: F1 (points, 95 % CI) by share of training rows removed "
+                  "(references and *valid* CFs).", "",
+                  "| scenario | method | CFs | " + " | ".join(f"{f:.0%} removed" for f in fracs) + " |",
+                  "|---|---|---|" + "---|" * len(fracs)]
+        for sc in sorted({d["scenario"] for d in agg["deficit"]}):
+            lines.append(f"| {sc} | full model | – | " + " | ".join(
+                _ci(defs[(f, sc)]["f1_full"]) if (f, sc) in defs else "–" for f in fracs) + " |")
+            curve: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
+            for r in agg["methods"]:
+                if r["scenario"] == sc and r["cfs"] in ("reference", "valid"):
+                    curve.setdefault((r["method"], r["cfs"]), {})[r["fraction"]] = r["f1"]
+            for (m, cfs), by in sorted(curve.items(), key=lambda kv: (kv[0][1] != "reference", kv[0])):
+                lines.append(f"| {sc} | {m} | {cfs} | " + " | ".join(
+                    _ci(by.get(f)) for f in fracs) + " |")
+    return "\n".join(lines)
+
+
+LEGACY_METRICS = ("f1", "macro_f1", "accuracy", "balanced_accuracy", "f1_recovered", "f1_recovered_rel",
            "macro_f1_recovered", "macro_f1_recovered_rel", "n_added")
 
 
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (scenario, method, cfs)."""
+def _legacy_aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Protocol 1 (fixed test split, mean ± std over seeds): kept to render older boards."""
     df = pd.DataFrame(rows)
     if df.empty:
         return []
     out = []
     for (scenario, method, cfs), g in df.groupby(["scenario", "method", "cfs"], sort=True):
         row: dict[str, Any] = {"scenario": scenario, "method": method, "cfs": cfs, "n_seeds": len(g)}
-        for m in METRICS:
+        for m in LEGACY_METRICS:
             vals = g[m].astype(float)
             row[m] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -194,7 +356,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def to_markdown(agg: list[dict[str, Any]]) -> str:
+def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
     """Augmentation table: F1 points (×100) as mean ± std over seeds ("± –" from one seed)."""
     head = ("| scenario | method | CFs | added | F1 | macro F1 | bal. acc. | F1 recovered (pts) "
             "| rel. recovery | macro F1 recovered (pts) |")
@@ -221,7 +383,7 @@ def to_markdown(agg: list[dict[str, Any]]) -> str:
 
 
 def save(result: AugmentResult, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    doc = {**extra, "rows": result.rows, "aggregate": aggregate(result.rows)}
+    doc = {**extra, "protocol": PROTOCOL, "rows": result.rows, "aggregate": aggregate(result.rows)}
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "augment.json", doc)
     return doc

@@ -179,33 +179,51 @@ def board_schema() -> dict[str, Any]:
                             "aggregate"
                         ],
                         "properties": {
+                            "protocol": {"enum": [2]},
                             "aggregate": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": [
-                                        "scenario",
-                                        "method",
-                                        "cfs",
-                                        "f1",
-                                        "f1_std",
-                                        "macro_f1",
-                                        "accuracy",
-                                        "balanced_accuracy",
-                                        "f1_recovered",
-                                        "f1_recovered_rel",
-                                        "n_added"
-                                    ],
-                                    "properties": {
-                                        "scenario": {
-                                            "enum": [
-                                                "A",
-                                                "B",
-                                                "C"
-                                            ]
+                                "oneOf": [
+                                    {
+                                        "type": "array",
+                                        "description": "protocol 1: mean and std over seeds on a fixed test split",
+                                        "items": {
+                                            "type": "object",
+                                            "required": [
+                                                "scenario", "method", "cfs", "f1", "f1_std", "macro_f1",
+                                                "accuracy", "balanced_accuracy", "f1_recovered",
+                                                "f1_recovered_rel", "n_added"
+                                            ],
+                                            "properties": {"scenario": {"enum": ["A", "B", "C"]}}
+                                        }
+                                    },
+                                    {
+                                        "type": "object",
+                                        "description": "protocol 2: per-repetition splits, CIs, paired tests",
+                                        "required": ["deficit", "methods"],
+                                        "properties": {
+                                            "deficit": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": ["fraction", "scenario", "f1_full",
+                                                                 "f1_scarce", "f1_gap", "f1_present"]
+                                                }
+                                            },
+                                            "methods": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": [
+                                                        "fraction", "scenario", "method", "cfs", "f1",
+                                                        "macro_f1", "balanced_accuracy", "f1_gain",
+                                                        "n_added", "n_seeds", "vs_no-augmentation",
+                                                        "vs_smote", "f1_recovery"
+                                                    ],
+                                                    "properties": {"scenario": {"enum": ["A", "B", "C"]}}
+                                                }
+                                            }
                                         }
                                     }
-                                }
+                                ]
                             }
                         }
                     }

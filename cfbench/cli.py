@@ -97,7 +97,7 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                         "`cfbench list methods --params` shows them)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,),
-                       help="one seed (default: 0; for augment 0-4)")
+                       help="one seed (default: 0; for augment the repetitions 0-9)")
     seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
     p.add_argument("--budget", type=_positive_float, default=schedule.DEFAULT_BUDGET,
                    help="search budget in seconds per query, the same for every method "
@@ -145,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "B (negatives), C (both)")
     aug.add_argument("--fraction", type=float, default=0.5, help="share of rows removed (0.5)")
     aug.add_argument("--max-per-class", type=_positive_int, default=None,
-                     help="cap on CFs per depleted class (smoke runs)")
-    aug.set_defaults(func=cmd_augment, seeds=(0, 1, 2, 3, 4))
+                     help="cap on distinct CFs per depleted class (quick runs; the budget is still "
+                     "filled, from fewer CFs)")
+    aug.add_argument("--curve", default="", metavar="FRACTIONS",
+                     help="more shares removed for the scarcity curve, e.g. 0.25,0.75,0.9 "
+                     "(default: none)")
+    aug.set_defaults(func=cmd_augment, seeds=tuple(range(10)))
 
     ls = sub.add_parser("list", help="list tasks, methods or metrics")
     ls.add_argument("what", choices=LIST_WHAT)
@@ -210,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs=args.jobs, out=args.out, resume=args.resume, data_dir=args.data_dir, params=params,
         **where,
     )
-    acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4)) if args.augment else None
+    acfg = _augment_config("A,B,C", 0.5, None, None) if args.augment else None
     _run_one(cfg, acfg, None, args.quiet, _check_run(cfg, True), wide=args.wide)
     return 0
 
@@ -287,14 +291,15 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
         acfg, aug_cfg = None, None
         if a is not None:
             acfg = _augment_config(",".join(a["scenarios"]), float(a["fraction"]),
-                                   a["max_per_class"], a["seeds"] or cfg.seeds)
+                                   a["max_per_class"], a["seeds"], a["curve"],
+                                   f"{args.config}: augment.curve")
             aug_cfg = replace(cfg, methods=a["methods"] if "methods" not in given else cfg.methods,
                               timeout=float(a["timeout"]) if a["timeout"] and "timeout" not in given
                               else cfg.timeout,
                               budget=float(a["budget"]) if a["budget"] and "budget" not in given
                               else cfg.budget)
         elif args.augment:
-            acfg = _augment_config("A,B,C", 0.5, None, (0, 1, 2, 3, 4))
+            acfg = _augment_config("A,B,C", 0.5, None, None)
         checked = _check_run(cfg, True)
         if aug_cfg is not None:
             runner.resolve_methods(aug_cfg.methods, params=aug_cfg.params)
@@ -370,7 +375,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
         resume=args.resume, data_dir=args.data_dir, params=group_params(args.params),
         **where,
     )
-    acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds))
+    acfg = _augment_config(args.scenarios, args.fraction, args.max_per_class, tuple(args.seeds),
+                           args.curve, "--curve")
     checked = _check_run(cfg, require_methods=False, marker="augment")
     if where["executor"] == "local":
         _warm(args.methods)
@@ -452,12 +458,25 @@ def _check_query_count(task: Any, n_queries: int | None, console: Any) -> None:
 
 
 def _augment_config(scenarios: str, fraction: float, max_per_class: int | None,
-                    seeds: tuple[int, ...]) -> Any:
+                    seeds: tuple[int, ...] | None, curve: str | list[Any] = "",
+                    where: str = "--curve") -> Any:
+    """The augmentation settings, checked (``seeds`` None: the study's default repetitions)."""
     from cfbench import augment
 
+    items = [c.strip() for c in curve.split(",") if c.strip()] if isinstance(curve, str) else curve
+    fracs = []
+    for c in items:
+        try:
+            value = float(c)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(c, bool) or not 0 < value < 1:
+            raise UserError(f"{where}: expected fractions in (0, 1) like 0.25,0.75,0.9, got {c!r}")
+        fracs.append(value)
     acfg = augment.AugmentConfig(
         scenarios=tuple(s.strip() for s in scenarios.split(",") if s.strip()), fraction=fraction,
-        seeds=seeds, max_per_class=max_per_class)
+        seeds=tuple(seeds) if seeds else augment.DEFAULT_SEEDS, max_per_class=max_per_class,
+        curve=tuple(fracs))
     acfg.validate()
     return acfg
 
@@ -492,11 +511,12 @@ def _augment(cfg: Any, acfg: Any, task: Any, pairs: Any, console: Any, quiet: bo
                                           observer=display)
     doc = augment.save(result, cfg.out, {
         "task": task.name, "task_hash": task.spec.hash, "fraction": acfg.fraction,
-        "seeds": list(acfg.seeds), "scenarios": list(acfg.scenarios),
-        "max_per_class": acfg.max_per_class, "methods": cfg.methods, "timeout": cfg.timeout,
-        "budget": cfg.budget, "params": runner.canonical_groups(cfg.params)})
+        "curve": list(acfg.fractions), "seeds": list(acfg.seeds),
+        "scenarios": list(acfg.scenarios), "max_per_class": acfg.max_per_class,
+        "methods": cfg.methods, "timeout": cfg.timeout, "budget": cfg.budget,
+        "params": runner.canonical_groups(cfg.params)})
     if not quiet:
-        print(augment.to_markdown(doc["aggregate"]))
+        print(augment.to_markdown(doc["aggregate"], acfg.fraction))
     console.print(f"wrote {cfg.out / 'augment.json'}")
 
 

@@ -273,8 +273,9 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     augmentation = None
     if augment_dir is not None:
         doc = aug.load(augment_dir)
-        augmentation = {k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
-                                            "methods", "timeout", "budget", "params", "aggregate")
+        augmentation = {k: doc[k] for k in ("protocol", "fraction", "curve", "seeds", "scenarios",
+                                            "max_per_class", "methods", "timeout", "budget",
+                                            "params", "aggregate")
                         if k in doc}
     return board_from_frames(cf, q, meta, config=run_info.get("config", {}),
                              provenance=full[0]["provenance"] if full else {},
@@ -422,7 +423,8 @@ def board_markdown(board: dict[str, Any]) -> str:
                  "than the CD.", ""]
     if board.get("augmentation"):
         a = board["augmentation"]
-        text += ["## Augmentation under label scarcity", "",
+        text += ["## Augmentation under label scarcity", "", _augment_intro(a, name) if
+                 a.get("protocol") == aug.PROTOCOL else
                  f"{a['fraction']:.0%} of the training rows removed (A: positives, B: negatives, "
                  f"C: both); mean ± std over seeds {', '.join(map(str, a['seeds']))}; F1 in points "
                  "on the fixed test split. *valid* adds only the CFs the scarce classifier assigns "
@@ -435,7 +437,9 @@ def board_markdown(board: dict[str, Any]) -> str:
                     + "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in a.get("params") or []
                               for k, v in vals.items()) + "`."
                     if a.get("methods") else ""),
-                 "", aug.to_markdown(a["aggregate"]), ""]
+                 "", aug.to_markdown(a["aggregate"], a["fraction"]), ""]
+        if _has_curve(a):
+            text += [f"![scarcity curve]({name}-scarcity.svg)", ""]
     text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
              f"![feature-change profile]({name}-features.svg)", ""]
     return "\n".join(text)
@@ -486,9 +490,41 @@ def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
     return paths + render_companions(written, out_dir)
 
 
+def _has_curve(a: dict[str, Any] | None) -> bool:
+    """A protocol-2 augmentation with more than one fraction removed: it has a scarcity curve."""
+    return bool(a and isinstance(a.get("aggregate"), dict)
+                and len({d["fraction"] for d in a["aggregate"]["deficit"]}) > 1)
+
+
+def _augment_intro(a: dict[str, Any], name: str) -> str:
+    """What the protocol-2 augmentation tables show, and the command that made them."""
+    seeds = a["seeds"]
+    rep = (f"{seeds[0]}-{seeds[-1]}" if list(seeds) == list(range(seeds[0], seeds[-1] + 1))
+           else ",".join(map(str, seeds)))
+    curve = [f for f in a.get("curve") or [] if f != a["fraction"]]
+    cmd = (f"cfbench augment --task {name} --methods {a['methods']} --seeds {rep} "
+           f"--fraction {a['fraction']:g}" + (f" --curve {','.join(f'{f:g}' for f in curve)}" if curve else "")
+           + (f" --max-per-class {a['max_per_class']}" if a.get("max_per_class") else "")
+           + (f" --budget {a['budget']:g}" if a.get("budget") else "")
+           + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "")
+           + "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in a.get("params") or []
+                     for k, v in vals.items()))
+    return (f"{a['fraction']:.0%} of the training rows removed (A: positives, B: negatives, C: both) "
+            f"in each of {len(seeds)} repetitions; every repetition draws its own stratified "
+            "train/test split, so the spread includes the test set. Every row adds exactly as many "
+            "rows per depleted class as were removed (*added*); a CF method fills that budget from "
+            "its own CFs, drawing with replacement when it has fewer (*distinct* counts the CFs "
+            "used). *valid* adds only CFs the scarce classifier assigns to their target class, "
+            "*all* every CF. Numbers are means over repetitions with 95 % CIs (corrected resampled "
+            "t, Nadeau and Bengio 2003); *gain vs none* and *vs SMOTE* are corrected paired "
+            "t-tests on F1 (* p < 0.05); *rel. recovery* is mean gain / mean F1 lost with a "
+            "bootstrap CI, shown only where the F1 lost is positive and its CI excludes 0. "
+            f"Protocol: docs/leaderboard.md. Run: `{cmd}`.")
+
+
 def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the board's Markdown and SVG plots (rendered from ``board`` only) into ``out_dir``."""
-    from cfbench.plots import feature_profile, metric_bars
+    from cfbench.plots import feature_profile, metric_bars, scarcity_curve
 
     name = check_task_name(board.get("task"))
     paths = [out_dir / f"{name}.md", out_dir / f"{name}-metrics.svg", out_dir / f"{name}-features.svg"]
@@ -497,6 +533,11 @@ def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
     prof = pd.DataFrame({m: d["all"]["feature_change"] for m, d in board["methods"].items()}).T
     feature_profile(prof.astype(float).fillna(0.0), f"{name}: share of CFs changing each feature",
                     paths[2])
+    a = board.get("augmentation")
+    if _has_curve(a):
+        paths.append(out_dir / f"{name}-scarcity.svg")
+        scarcity_curve(a["aggregate"], f"{name}: F1 under label scarcity (means over "
+                       f"{len(a['seeds'])} repetitions, 95% CI)", paths[-1])
     return paths
 
 

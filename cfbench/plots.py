@@ -71,3 +71,51 @@ def feature_profile(profile: pd.DataFrame, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
+
+
+def scarcity_curve(agg: dict[str, Any], title: str, path: Path) -> None:
+    """F1 and macro F1 (points) against the share of training rows removed: one column per
+    scenario; the full model, the references and each method's *valid* CFs, with 95 % CIs."""
+    plt = _pyplot()
+    scenarios = sorted({d["scenario"] for d in agg["deficit"]})
+    fracs = sorted({float(d["fraction"]) for d in agg["deficit"]})
+    series = sorted({(r["method"], r["cfs"]) for r in agg["methods"] if r["cfs"] in ("reference", "valid")},
+                    key=lambda mc: (mc[1] != "reference", mc[0]))
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(4.2 * len(scenarios), 6.4), squeeze=False,
+                             sharex=True)
+    for col, sc in enumerate(scenarios):
+        for row, metric in enumerate(("f1", "macro_f1")):
+            ax = axes[row][col]
+            full = {float(d["fraction"]): d[f"{metric}_full"] for d in agg["deficit"] if d["scenario"] == sc}
+            ys = [full[f]["mean"] * 100 if f in full else np.nan for f in fracs]
+            ax.plot(fracs, ys, color="#444444", linestyle="--", linewidth=1, label="full model")
+            for i, (method, cfs) in enumerate(series):
+                pts = {float(r["fraction"]): r[metric] for r in agg["methods"]
+                       if r["scenario"] == sc and r["method"] == method and r["cfs"] == cfs}
+                x = [f for f in fracs if f in pts]
+                mean = np.array([_val(pts[f]["mean"]) for f in x]) * 100
+                lo = np.array([_val(pts[f]["lo"]) for f in x]) * 100
+                hi = np.array([_val(pts[f]["hi"]) for f in x]) * 100
+                err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
+                shift = (i - len(series) / 2) * 0.004  # keep error bars apart
+                ax.errorbar(np.array(x) + shift, mean, yerr=err, color=colours[i % len(colours)],
+                            marker="o", markersize=3, capsize=2, linewidth=1,
+                            linestyle="-" if cfs == "reference" else ":",
+                            label=method if cfs == "reference" else f"{method} (valid CFs)")
+            ax.set_title(f"{sc}: {'F1' if metric == 'f1' else 'macro F1'}", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+            if row == 1:
+                ax.set_xlabel("share of training rows removed", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.025 * (len(labels) // 4)))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.025 * (len(labels) // 4), 1, 1))
+    fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _val(v: Any) -> float:
+    return np.nan if v is None else float(v)

@@ -171,8 +171,9 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
         doc = aug.load(d)
         if doc.get("task") not in (None, board["task"]):
             raise UserError(f"{d}: augmentation of task {doc.get('task')!r}, not {board['task']!r}")
-        augs.append({k: doc[k] for k in ("fraction", "seeds", "scenarios", "max_per_class",
-                                         "methods", "timeout", "aggregate") if k in doc})
+        augs.append({k: doc[k] for k in ("protocol", "fraction", "curve", "seeds", "scenarios",
+                                         "max_per_class", "methods", "timeout", "budget",
+                                         "aggregate") if k in doc})
     board["augmentations"] = augs
     board["libraries"] = _libraries(records)
     board["examples"], board["examples_note"] = _examples(board, records, n_examples)
@@ -493,7 +494,82 @@ def cd_diagram(sid: str, metric: str, mean_rank: dict[str, float], cd: float | N
     return "".join(p)
 
 
+def _ci_text(c: dict[str, Any] | None, signed: bool = False, scale: float = 100,
+             digits: int = 1) -> str:
+    from cfbench.augment import _ci
+
+    return _ci(c, scale=scale, signed=signed, digits=digits)
+
+
+def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
+    """Protocol 2: the deficit per scenario, then every method with 95 % CIs and paired tests."""
+    from cfbench.augment import _count, _p, _recovery
+
+    agg, main = a["aggregate"], a.get("fraction")
+    defs = {(d["fraction"], d["scenario"]): d for d in agg["deficit"]}
+    head = [_th_sort("scenario", "ascending", cls="text"),
+            _th_sort("full model F1", "descending", "mean [95 % CI] over repetitions (points)"),
+            _th_sort("scarce model F1", "descending", "mean [95 % CI] (points)"),
+            _th_sort("F1 lost (pts)", "descending", "full minus scarce, mean [95 % CI]"),
+            _th_sort("deficit", "ascending", "yes when the F1 lost is positive and its CI excludes 0",
+                     cls="text")]
+    rows = []
+    for (f, sc), d in sorted(defs.items()):
+        if f != main:
+            continue
+        rows.append([f'<th scope="row" data-v="{E(sc)}">{E(sc)} ({E(SCENARIOS.get(sc, ""))})</th>',
+                     _cell(_ci_text(d["f1_full"]), _num(d["f1_full"]["mean"])),
+                     _cell(_ci_text(d["f1_scarce"]), _num(d["f1_scarce"]["mean"])),
+                     _cell(_ci_text(d["f1_gap"], True), _num(d["f1_gap"]["mean"])),
+                     f'<td class="text">{"yes" if d["f1_present"] else "no"}</td>'])
+    n_rep = len(a.get("seeds") or [])
+    out = [_table(f"{tid}-deficit", f"F1 lost to scarcity ({_num(main) or 0:.0%} of the training "
+                  f"rows removed; {n_rep} repetitions, each on its own train/test split)", head, rows)]
+    cols = (("added", "rows added per repetition (the budget: as many as were removed)"),
+            ("distinct", "distinct CFs used to fill the budget"),
+            ("F1", "mean [95 % CI], points"), ("macro F1", "mean [95 % CI], points"),
+            ("bal. acc.", "mean [95 % CI], points"), ("F1 gain (pts)", "over no augmentation"),
+            ("gain vs none", "corrected paired t-test on F1; * p < 0.05"),
+            ("Δ F1 vs SMOTE (pts)", "mean [95 % CI]"), ("vs SMOTE", "corrected paired t-test"),
+            ("rel. recovery", "mean gain / mean F1 lost, bootstrap 95 % CI"),
+            ("n", "repetitions averaged"))
+    head = [_th_sort("scenario", "ascending", cls="text"), _th_sort("method", "ascending", cls="text"),
+            _th_sort("CFs", "ascending", "all: every CF; valid: only those the scarce classifier "
+                     "assigns to their target class", cls="text")]
+    head += [_th_sort(h, "descending", help_text) for h, help_text in cols]
+    rows = []
+    for r in agg["methods"]:
+        if r["fraction"] != main:
+            continue
+        sc = str(r["scenario"])
+        smote = r.get("vs_smote")
+        d = defs[(r["fraction"], r["scenario"])]
+        rec = _recovery(r, d)
+        added = r.get("n_added") or {}
+        distinct = r.get("n_distinct") or {}
+        rows.append([
+            f'<th scope="row" data-v="{E(sc)}">{E(sc)}</th>',
+            f'<td class="text" data-v="{E(str(r["method"]))}">{E(str(r["method"]))}</td>',
+            f'<td class="text" data-v="{E(str(r["cfs"]))}">{E(str(r["cfs"]))}</td>',
+            _cell(_count(r.get("n_added")), _num(added.get("mean"))),
+            _cell(_count(r.get("n_distinct")), _num(distinct.get("mean"))),
+            _cell(_ci_text(r["f1"]), _num(r["f1"]["mean"])),
+            _cell(_ci_text(r["macro_f1"]), _num(r["macro_f1"]["mean"])),
+            _cell(_ci_text(r["balanced_accuracy"]), _num(r["balanced_accuracy"]["mean"])),
+            _cell(_ci_text(r["f1_gain"], True), _num(r["f1_gain"]["mean"])),
+            _cell(_p(r.get("vs_no-augmentation")), _num((r.get("vs_no-augmentation") or {}).get("p"))),
+            _cell(_ci_text(smote, True), _num((smote or {}).get("mean"))),
+            _cell(_p(smote), _num((smote or {}).get("p"))),
+            _cell(rec, _num((r.get("f1_recovery") or {}).get("value"))),
+            _cell(str(r["n_seeds"]), r["n_seeds"])])
+    out.append(_table(f"{tid}-methods", "Augmentation: every row adds the same number of rows; "
+                      "means over repetitions with 95 % CIs (corrected resampled t)", head, rows))
+    return "".join(out)
+
+
 def _aug_table(tid: str, a: dict[str, Any]) -> str:
+    if isinstance(a.get("aggregate"), dict):
+        return _aug2_tables(tid, a)
     agg = a.get("aggregate") or []
     head = [_th_sort("scenario", "ascending", cls="text"), _th_sort("method", "ascending", cls="text"),
             _th_sort("CFs", "ascending", "all: every CF added; valid: only those the scarce "
@@ -530,13 +606,28 @@ def _aug_table(tid: str, a: dict[str, Any]) -> str:
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933")
 
 
+def _fractions(a: dict[str, Any]) -> list[float]:
+    """The shares removed in one augmentation document (protocol 2 holds several)."""
+    if isinstance(a.get("aggregate"), dict):
+        return [float(d["fraction"]) for d in a["aggregate"]["deficit"]]
+    f = _num(a.get("fraction"))
+    return [] if f is None else [f]
+
+
 def scarcity_plot(sid: str, augs: list[dict[str, Any]]) -> str:
     """F1 against the share of training rows removed, one panel per scenario (≥ 2 fractions)."""
-    fracs = sorted({f for a in augs if (f := _num(a.get("fraction"))) is not None})
+    fracs = sorted({f for a in augs for f in _fractions(a)})
     if len(fracs) < 2:
         return ""
     series: dict[tuple[str, str, str], dict[float, float]] = {}
     for a in augs:
+        if isinstance(a.get("aggregate"), dict):  # protocol 2: every fraction in one study
+            for r in a["aggregate"]["methods"]:
+                v = _num(r["f1"]["mean"])
+                if v is not None and r["cfs"] in ("reference", "valid"):
+                    key = (str(r["scenario"]), str(r["method"]), str(r["cfs"]))
+                    series.setdefault(key, {})[float(r["fraction"])] = v * 100
+            continue
         for r in a.get("aggregate") or []:
             v = _num(r.get("f1"))
             if v is not None and _num(a.get("fraction")) is not None:
@@ -723,8 +814,13 @@ def augment_command(a: dict[str, Any], task: str, i: int = 0) -> str:
            f"--seeds {','.join(map(str, a.get('seeds', [])))} --fraction {a.get('fraction', 0.5):g}")
     if a.get("scenarios") and list(a["scenarios"]) != ["A", "B", "C"]:
         cmd += f" --scenarios {','.join(a['scenarios'])}"
+    curve = [f for f in a.get("curve") or [] if f != a.get("fraction")]
+    if curve:
+        cmd += f" --curve {','.join(f'{f:g}' for f in curve)}"
     if a.get("max_per_class"):
         cmd += f" --max-per-class {a['max_per_class']}"
+    if a.get("budget"):
+        cmd += f" --budget {a['budget']:g}"
     if a.get("timeout"):
         cmd += f" --timeout {a['timeout']:g}"
     return cmd + f" --out runs/{task}-aug{i or ''}"

@@ -30,14 +30,15 @@ class SmokeRun:
     k: int
     timeout: float
     augment_max_per_class: int | None
+    augment_seeds: tuple[int, ...] = ()
 
 
 def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
     """The smoke runs of a suite file and its ``[check]`` tolerances (atol, rtol).
 
     The smoke check runs each task with the suite's settings and, when the run has an
-    ``augment`` table, the augmentation with its ``max_per_class`` over the run's seeds; other
-    augmentation settings would not be honoured, so they are refused.
+    ``augment`` table, the augmentation with its ``max_per_class`` and ``seeds`` (at least two
+    repetitions); other augmentation settings would not be honoured, so they are refused.
     """
     from cfbench.suite import AUGMENT, load_suite
 
@@ -49,7 +50,6 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
             ignored = [k for k in ("scenarios", "fraction", "timeout")
                        if a[k] != AUGMENT[k][1]]
             ignored += ["methods"] * (a["methods"] != r.methods)
-            ignored += ["seeds"] * (a["seeds"] not in (None, tuple(s.get("seeds", (0,)))))
             if ignored:
                 raise UserError(f"{path}: run {r.name!r}: the smoke check supports only "
                                 f"augment.max_per_class, not augment.{ignored[0]}")
@@ -58,9 +58,13 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
             raise UserError(f"{path}: run {r.name!r}: the smoke check does not support {extra[0]!r}")
         if s.get("n_queries") is None:
             raise UserError(f"{path}: run {r.name!r}: n_queries: the smoke check needs a number")
+        aug_seeds = tuple(a["seeds"] or s.get("seeds", (0,))) if a else ()
+        if a and len(aug_seeds) < 2:
+            raise UserError(f"{path}: run {r.name!r}: augment.seeds: the augmentation needs at "
+                            f"least 2 repetitions, got {list(aug_seeds)}; e.g. seeds = [0, 1]")
         runs.append(SmokeRun(r.task, r.methods, int(s["n_queries"]), tuple(s.get("seeds", (0,))),
                              int(s.get("k", 1)), float(s.get("timeout", 60)),
-                             a["max_per_class"] if a else None))
+                             a["max_per_class"] if a else None, aug_seeds))
     return runs, suite.check["atol"], suite.check["rtol"]
 
 
@@ -84,7 +88,7 @@ def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"config": run.__dict__, "classifier": summary["classifier"],
                               "methods": summary["methods"], "augmentation": None}
     if run.augment_max_per_class:
-        acfg = augment.AugmentConfig(seeds=run.seeds, max_per_class=run.augment_max_per_class)
+        acfg = augment.AugmentConfig(seeds=run.augment_seeds, max_per_class=run.augment_max_per_class)
         res = augment.run_augmentation(task, cfg, acfg, pairs)
         result["augmentation"] = augment.aggregate(res.rows)
     return result
@@ -101,9 +105,10 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, float]:
     elif isinstance(obj, list):
         for item in obj:
             if isinstance(item, dict) and "scenario" in item:
-                key = f"{item['scenario']}|{item['method']}|{item['cfs']}"
-                out.update(flatten({k: v for k, v in item.items()
-                                    if k not in ("scenario", "method", "cfs")}, f"{prefix}/{key}"))
+                names = [k for k in ("fraction", "scenario", "method", "cfs") if k in item]
+                key = "|".join(str(item[k]) for k in names)
+                out.update(flatten({k: v for k, v in item.items() if k not in names},
+                                   f"{prefix}/{key}"))
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         out[prefix] = float(obj)
     elif obj is None and prefix:

@@ -55,9 +55,10 @@ SETTINGS: dict[str, tuple[type | tuple[type, ...], Any]] = {
 }
 AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "methods": (list, None),  # default: the run's
-    "seeds": ((list, str, int), None),  # default: the run's
+    "seeds": ((list, str, int), None),  # default: cfbench.augment.DEFAULT_SEEDS (0-9)
     "scenarios": (list, ["A", "B", "C"]),
     "fraction": ((int, float), 0.5),
+    "curve": (list, []),  # more fractions removed, for the scarcity curve
     "max_per_class": (int, None),
     "timeout": ((int, float), None),  # default: the run's
     "budget": ((int, float), None),  # default: the run's

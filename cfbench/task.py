@@ -274,6 +274,8 @@ class Task:
     scores: dict[str, float]
     model_from_cache: bool = False
     scarcity: tuple[str, float, int] | None = None
+    #: the repetition whose stratified train/test split this is (``None``: the spec's own split)
+    split: int | None = None
     #: SHA-256 of the classifier's skops bytes (the cache file, or the user's model file)
     model_sha256: str = ""
 
@@ -378,6 +380,28 @@ class Task:
         model, _, digest = _fit(self.spec, pipe, X, y, key, True)
         return model, digest
 
+    def resplit(self, repetition: int) -> Task:
+        """The task on repetition ``repetition``'s own stratified train/test split (same test
+        share, classifier refit on the new training rows), for studies whose variance must
+        include the choice of test set.  Feature bounds come from the new training rows."""
+        if isinstance(repetition, bool) or not isinstance(repetition, (int, np.integer)) or repetition < 0:
+            raise UserError(f"split repetition must be an integer >= 0, got {repetition!r}")
+        X = pd.concat([self.X_train, self.X_test])
+        y = np.concatenate([self.y_train, self.y_test])
+        order = np.argsort(X.index.to_numpy(), kind="stable")  # the data's own row order
+        X, y = X.iloc[order], y[order]
+        state = int(np.random.SeedSequence([self.spec.split_seed, int(repetition), 1]).generate_state(1)[0])
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=len(self.y_test),
+                                                  random_state=state, stratify=y)
+        schema = self.spec.schema.with_data_bounds(X_tr)
+        model, digest = self._retrain(X_tr, y_tr, f"split:{int(repetition)}")
+        pred = model.predict(X_te[schema.names])
+        scores = {"accuracy": float(accuracy_score(y_te, pred)), "f1": float(f1_score(y_te, pred)),
+                  "n_train": int(len(y_tr)), "n_test": int(len(y_te))}
+        return Task(self.spec, self.dataset, schema, X_tr, X_te, np.asarray(y_tr, int),
+                    np.asarray(y_te, int), model, scores, False, split=int(repetition),
+                    model_sha256=digest)
+
     def scarce(self, scenario: str, fraction: float, seed: int) -> tuple[Task, pd.DataFrame, pd.Series]:
         """The task with a share of its training labels removed, and what was removed.
 
@@ -404,7 +428,7 @@ class Task:
                   "f1": float(f1_score(self.y_test, pred)),
                   "n_train": int(len(y_s)), "n_test": int(len(self.y_test))}
         task = Task(self.spec, self.dataset, self.schema, X_s, self.X_test, y_s, self.y_test,
-                    model, scores, False, scarcity=(scenario, fraction, seed),
+                    model, scores, False, scarcity=(scenario, fraction, seed), split=self.split,
                     model_sha256=digest)
         removed = self.X_train[~mask]
         return task, removed, pd.Series(self.y_train[~mask], index=removed.index)
@@ -463,6 +487,7 @@ class Task:
         return dict(self.dataset.class_names)
 
     def provenance(self) -> dict[str, Any]:
+        extra = {} if self.split is None else {"split": self.split}
         return {
             "task": self.spec.name,
             "task_hash": self.spec.hash,
@@ -472,6 +497,7 @@ class Task:
             "classifier": self.spec.model,
             "model_sha256": self.model_sha256,
             "scarcity": list(self.scarcity) if self.scarcity else None,
+            **extra,
         }
 
 

@@ -1,15 +1,20 @@
-"""Augmentation under label scarcity: rows removed per scenario, CFs added, recovery arithmetic."""
+"""Augmentation under label scarcity: per-repetition splits, equal budgets, and the statistics
+(CIs, paired tests, ratio-of-means recovery) pinned on a hand-made table."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
-from cfbench.augment import _recovery, aggregate, augmentation_queries
+from cfbench.augment import aggregate, augmentation_queries, fill_budget, to_markdown
+from cfbench.augment_stats import corrected_ci, corrected_paired_test, ratio_of_means
 from cfbench.errors import UserError
 from cfbench.task import Task, resolve_spec
 
@@ -35,7 +40,8 @@ def test_scarcity_removes_the_right_rows(task, scenario, classes):
     for c in classes:
         part = q[q["target"] == c]
         available = int((scarce.y_train != c).sum())
-        assert len(part) == min(int((removed_y == c).sum()), available)  # one CF per source row
+        assert len(part) == min(int((removed_y == c).sum()), available)  # distinct sources
+        assert part["query_id"].is_unique
         assert (scarce.y_train[scarce.X_train.index.get_indexer(part["query_id"])] != c).all()
 
 
@@ -46,34 +52,156 @@ def test_bad_scenario_and_fraction(task):
         task.scarce("A", 1.5, 0)
 
 
-def test_recovery_arithmetic():
-    row = {"f1": 0.70, "macro_f1": 0.80, "accuracy": 0.8, "balanced_accuracy": 0.8}
-    _recovery(row, {"f1": 0.90, "macro_f1": 0.90}, {"f1": 0.60, "macro_f1": 0.70})
-    assert row["f1_recovered"] == pytest.approx(0.10)
-    assert row["f1_recovered_rel"] == pytest.approx(0.10 / 0.30)
-    assert row["macro_f1_recovered_rel"] == pytest.approx(0.5)
-    agg = aggregate([{"scenario": "A", "method": "m", "cfs": "all", "n_added": 3, **row},
-                     {"scenario": "A", "method": "m", "cfs": "all", "n_added": 5, **row}])
-    assert agg[0]["n_added"] == 4 and agg[0]["n_added_std"] == pytest.approx(np.std([3, 5], ddof=1))
+def test_each_repetition_has_its_own_stratified_split(task):
+    a, b, a2 = task.resplit(0), task.resplit(1), task.resplit(0)
+    n = len(task.y_train) + len(task.y_test)
+    for t in (a, b):
+        assert len(t.y_test) == len(task.y_test) and len(t.y_train) + len(t.y_test) == n
+        assert not set(t.X_train.index) & set(t.X_test.index)
+        assert abs(t.y_test.mean() - task.y_test.mean()) < 0.02  # stratified
+    assert list(a.X_test.index) == list(a2.X_test.index)  # deterministic by repetition
+    assert list(a.X_test.index) != list(b.X_test.index)
+    assert a.split == 0 and a.scarce("A", 0.5, 0)[0].split == 0
+    with pytest.raises(UserError, match="split repetition must be an integer >= 0, got -1"):
+        task.resplit(-1)
+
+
+def test_fill_budget_adds_exactly_the_budget():
+    C = pd.DataFrame({"x": np.arange(5.0)})
+    tgt = np.array([1, 1, 1, 0, 0])
+    rng = np.random.default_rng(0)
+    X, y, distinct = fill_budget(C, tgt, {1: 7, 0: 2}, rng)
+    assert (y == 1).sum() == 7 and (y == 0).sum() == 2 and distinct == 5
+    assert set(X["x"][y == 1]) == {0.0, 1.0, 2.0}  # all three CFs, then draws among them
+    X, y, distinct = fill_budget(C, tgt, {1: 2}, rng)  # more CFs than the budget: the first ones
+    assert list(X["x"]) == [0.0, 1.0] and distinct == 2
+    X, y, distinct = fill_budget(C.iloc[:0], tgt[:0], {1: 4}, rng)  # no CF: nothing to add
+    assert len(X) == 0 and distinct == 0
+
+
+# --- the statistics, on a hand-made table --------------------------------------------------------
+
+RATIO = 0.1  # n_test / n_train of the hand-made rows
+
+
+def _rows(scenario: str, full: list[float], scarce: list[float], method_f1: list[float],
+          smote_f1: list[float]) -> list[dict]:
+    rows = []
+    for seed, (fu, sc, mf, sm) in enumerate(zip(full, scarce, method_f1, smote_f1, strict=True)):
+        base = {"fraction": 0.5, "scenario": scenario, "seed": seed, "n_train": 100, "n_test": 10,
+                "f1_full": fu, "f1_scarce": sc, "macro_f1_full": fu, "macro_f1_scarce": sc,
+                "accuracy": 0.5, "balanced_accuracy": 0.5}
+        for method, cfs, f1, added in (("no-augmentation", "reference", sc, 0),
+                                       ("smote", "reference", sm, 10), ("m", "valid", mf, 10)):
+            rows.append({**base, "method": method, "cfs": cfs, "f1": f1, "macro_f1": f1,
+                         "f1_gain": f1 - sc, "macro_f1_gain": f1 - sc, "n_added": added,
+                         "n_distinct": added})
+    return rows
+
+
+def _hand_made() -> list[dict]:
+    # A: a clear deficit (one repetition with a zero gap); C: m's F1 is NaN in repetition 2;
+    # B: the gaps are zero or negative -- nothing to recover.
+    a = _rows("A", [0.80, 0.82, 0.78, 0.81, 0.79], [0.60, 0.65, 0.78, 0.62, 0.61],
+              [0.70, 0.74, 0.79, 0.71, 0.69], [0.66, 0.70, 0.77, 0.65, 0.64])
+    b = _rows("B", [0.80, 0.80, 0.80, 0.80, 0.80], [0.80, 0.83, 0.82, 0.80, 0.85],
+              [0.81, 0.82, 0.83, 0.80, 0.84], [0.80, 0.83, 0.82, 0.81, 0.85])
+    c = _rows("C", [0.80, 0.81, 0.82, 0.83, 0.84], [0.70, 0.70, 0.72, 0.71, 0.73],
+              [0.75, 0.76, math.nan, 0.74, 0.78], [0.72, 0.71, 0.73, 0.72, 0.74])
+    return a + b + c
+
+
+def _ci_by_hand(v: list[float]) -> tuple[float, float, float]:
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    half = stats.t.ppf(0.975, n - 1) * math.sqrt((1 / n + RATIO) * v.var(ddof=1))
+    return v.mean(), v.mean() - half, v.mean() + half
+
+
+def test_aggregation_on_a_hand_made_table():
+    agg = aggregate(_hand_made())
+    d = {x["scenario"]: x for x in agg["deficit"]}
+    m = {(x["scenario"], x["method"]): x for x in agg["methods"]}
+
+    # A: deficit present; CIs are the corrected resampled t interval; ratio of means
+    gap_a = np.array([0.20, 0.17, 0.00, 0.19, 0.18])
+    mean, lo, hi = _ci_by_hand(list(gap_a))
+    assert d["A"]["f1_gap"]["mean"] == pytest.approx(mean)
+    assert (d["A"]["f1_gap"]["lo"], d["A"]["f1_gap"]["hi"]) == pytest.approx((lo, hi))
+    assert d["A"]["f1_present"] is True
+    gain_a = np.array([0.10, 0.09, 0.01, 0.09, 0.08])
+    rec = m[("A", "m")]["f1_recovery"]
+    assert rec["value"] == pytest.approx(gain_a.mean() / gap_a.mean())  # not a mean of ratios
+    assert rec["lo"] <= rec["value"] <= rec["hi"] and rec["n"] == 5
+    assert m[("A", "m")]["n_seeds"] == 5
+    mean, lo, hi = _ci_by_hand([0.70, 0.74, 0.79, 0.71, 0.69])
+    assert m[("A", "m")]["f1"]["mean"] == pytest.approx(mean)
+    assert m[("A", "m")]["f1"]["hi"] == pytest.approx(hi)
+    # paired corrected t-test against SMOTE, by hand
+    diff = np.array([0.04, 0.04, 0.02, 0.06, 0.05])
+    t = diff.mean() / math.sqrt((1 / 5 + RATIO) * diff.var(ddof=1))
+    assert m[("A", "m")]["vs_smote"]["p"] == pytest.approx(2 * stats.t.sf(abs(t), 4))
+    assert m[("A", "m")]["vs_smote"]["mean"] == pytest.approx(diff.mean())
+    assert m[("A", "smote")]["vs_smote"] is None and m[("A", "no-augmentation")]["vs_no-augmentation"] is None
+
+    # B: zero and negative gaps -> no deficit, no recovery number
+    assert d["B"]["f1_gap"]["mean"] < 0 and d["B"]["f1_present"] is False
+    assert m[("B", "m")]["f1_recovery"] is None
+
+    # C: the NaN repetition is left out and n says so; the paired test uses 4 pairs
+    assert m[("C", "m")]["n_seeds"] == 4 and m[("C", "smote")]["n_seeds"] == 5
+    assert m[("C", "m")]["f1"]["mean"] == pytest.approx(np.mean([0.75, 0.76, 0.74, 0.78]))
+    assert m[("C", "m")]["vs_smote"]["n"] == 4
+    assert m[("C", "m")]["f1_recovery"]["n"] == 4
+
+    text = to_markdown(agg, 0.5)
+    line_b = next(ln for ln in text.splitlines() if ln.startswith("| B | m |"))
+    assert "no deficit to recover" in line_b
+    line_a = next(ln for ln in text.splitlines() if ln.startswith("| A | m |"))
+    assert f"{rec['value']:.2f} [" in line_a and "| 5 |" in line_a
+    assert "| C | m | valid | 10 | 10 |" in text and text.count("| 4 |") == 1
+
+
+def test_small_sample_statistics_edge_cases():
+    assert math.isnan(corrected_ci([0.5], RATIO)["lo"]) and corrected_ci([0.5], RATIO)["n"] == 1
+    assert corrected_ci([math.nan, math.nan], RATIO)["n"] == 0
+    same = corrected_paired_test([0.75, 0.5, 0.25], [0.5, 0.25, 0.0], RATIO)
+    assert same["p"] == 0.0 and same["mean"] == 0.25  # identical differences: no variance
+    assert corrected_paired_test([0.5, 0.6], [0.5, 0.6], RATIO)["p"] == 1.0
+    assert math.isnan(ratio_of_means([0.1, 0.2], [-0.1, 0.05])["value"])  # mean gap <= 0
+    r = ratio_of_means([0.1, 0.1, 0.1], [0.2, 0.0, 0.1])  # a zero gap is no problem for a ratio of means
+    assert r["value"] == pytest.approx(1.0)
 
 
 @pytest.mark.slow
 def test_augment_cli_end_to_end(tmp_path):
     out = tmp_path / "aug"
     r = subprocess.run([sys.executable, "-m", "cfbench.cli", "augment", "--task", "breast-cancer",
-                        "--methods", "nearest-neighbour", "--seeds", "0", "--scenarios", "A,C",
-                        "--max-per-class", "10", "--out", str(out), "--quiet"],
-                       capture_output=True, text=True, timeout=600)
+                        "--methods", "nearest-neighbour", "--seeds", "0,1", "--scenarios", "A,C",
+                        "--max-per-class", "10", "--curve", "0.8", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "augment.json").read_text())
-    methods = {(a["scenario"], a["method"], a["cfs"]) for a in doc["aggregate"]}
-    for s in ("A", "C"):
-        assert {(s, "no-augmentation", "reference"), (s, "random-oversampling", "reference"),
-                (s, "smote", "reference"), (s, "nearest-neighbour", "valid"),
-                (s, "nearest-neighbour", "all")} <= methods
-    nn = [a for a in doc["aggregate"] if a["method"] == "nearest-neighbour" and a["cfs"] == "all"]
-    assert {a["scenario"]: a["n_added"] for a in nn} == {"A": 10, "C": 20}
+    assert doc["protocol"] == 2 and doc["curve"] == [0.5, 0.8]
+    rows = pd.DataFrame(doc["rows"])
+    assert set(rows["fraction"]) == {0.5, 0.8} and set(rows["seed"]) == {0, 1}
+    for _, g in rows.groupby(["fraction", "scenario", "seed"]):
+        smote = int(g.loc[g["method"] == "smote", "n_added"].iloc[0])
+        cf = g[g["cfs"] != "reference"]
+        assert set(cf["method"]) == {"nearest-neighbour"} and set(cf["cfs"]) == {"all", "valid"}
+        assert (cf["n_added"] == smote).all() and smote == int(g["n_removed"].iloc[0])
+        assert (cf["n_distinct"] <= 2 * 10).all()  # the cap limits distinct CFs, not rows added
+    # the two repetitions were scored on different test splits: the full model differs
+    assert rows.groupby("seed")["f1_full"].first().nunique() == 2
     bad = subprocess.run([sys.executable, "-m", "cfbench.cli", "augment", "--task", "breast-cancer",
                           "--scenarios", "A,Z", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown scenario 'Z'" in bad.stderr
+    for args, msg in ((["--seeds", "0"], "at least 2 seeds"),
+                      (["--curve", "0.5,1.2"], "--curve: expected fractions in (0, 1)")):
+        bad = subprocess.run([sys.executable, "-m", "cfbench.cli", "augment", "--task",
+                              "breast-cancer", *args, "--out", str(tmp_path / "y")],
+                             capture_output=True, text=True, timeout=600)
+        assert bad.returncode == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "y").exists()

@@ -312,7 +312,7 @@ def test_every_json_file_cfbench_writes_is_strict(plugin, tmp_path):
                                          load_records(out)))  # there is something to convert
     aug = subprocess.run(
         [sys.executable, "-m", "cfbench", "augment", "--task", "breast-cancer", "--methods",
-         "nearest-neighbour", "--scenarios", "A", "--seeds", "0", "--max-per-class", "2",
+         "nearest-neighbour", "--scenarios", "A", "--seeds", "0,1", "--max-per-class", "2",
          "--out", str(tmp_path / "aug"), "--quiet"], capture_output=True, text=True, timeout=300)
     assert aug.returncode == 0, aug.stderr
     board = leaderboard.build_board(out, tmp_path / "aug")

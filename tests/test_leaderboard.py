@@ -76,17 +76,20 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     (board_dir / "schema.json").write_text(SCHEMA.read_text())
     (board_dir / "smoke.suite.toml").write_text(
         '[check]\natol = 0.01\nrtol = 0.05\n[[runs]]\ntask = "breast-cancer"\n'
-        'methods = "nearest-neighbour"\nn_queries = 3\nseeds = [0]\naugment = { max_per_class = 5 }\n')
+        'methods = "nearest-neighbour"\nn_queries = 3\nseeds = [0]\n'
+        'augment = { max_per_class = 5, seeds = [0, 1] }\n')
     run = tmp_path / "run"
     assert cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "4",
                "--k", "2", "--out", str(run), "--quiet").returncode == 0
     aug = tmp_path / "aug"
-    assert cli("augment", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--seeds", "0",
-               "--max-per-class", "5", "--out", str(aug), "--quiet").returncode == 0
+    assert cli("augment", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--seeds", "0,1",
+               "--max-per-class", "5", "--curve", "0.75", "--out", str(aug), "--quiet").returncode == 0
     up = cli("leaderboard", str(run), "--update", "--augment", str(aug), "--dir", str(board_dir))
     assert up.returncode == 0, up.stderr
     md = (board_dir / "breast-cancer.md").read_text()
-    assert "## Direction 0->1" in md and "## Direction 1->0" in md and "| A (positive) | smote |" in md
+    assert "## Direction 0->1" in md and "## Direction 1->0" in md and "| A | smote | reference |" in md
+    assert "![scarcity curve](breast-cancer-scarcity.svg)" in md
+    assert (board_dir / "breast-cancer-scarcity.svg").read_text().lstrip().startswith("<?xml")
     assert (board_dir / "breast-cancer-metrics.svg").read_text().lstrip().startswith("<?xml")
 
     v = cli("leaderboard", "--validate", "--dir", str(board_dir))

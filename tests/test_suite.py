@@ -48,7 +48,7 @@ max_per_class = 4
     assert run.methods == "nice,dice:random[total_cfs=20],dice:random"
     assert run.settings == {"seeds": (0, 1, 2), "k": 3, "timeout": 5}
     assert run.augment == {"methods": "nice", "seeds": None, "scenarios": ["A", "B", "C"],
-                           "fraction": 0.5, "max_per_class": 4, "timeout": None,
+                           "fraction": 0.5, "curve": [], "max_per_class": 4, "timeout": None,
                            "budget": None}
 
 
@@ -124,14 +124,16 @@ methods = ["nearest-neighbour"]
 
 
 def test_the_smoke_suite_expands_to_the_former_smoke_configuration():
-    """leaderboard/smoke.suite.toml replaces smoke.toml: the same runs, settings and tolerances."""
+    """leaderboard/smoke.suite.toml replaces smoke.toml: the same runs, settings and tolerances
+    (the augmentation now over two repetitions: protocol 2 needs them for its CIs)."""
     runs, atol, rtol = load_config(BOARDS / "smoke.suite.toml")
     assert (atol, rtol) == (0.02, 0.05)
     assert runs == [  # what the old loader read from the old smoke.toml
         SmokeRun(task="heart", methods="nearest-neighbour,nice,dice:random,dice:genetic,dice:kdtree",
-                 n_queries=3, seeds=(0,), k=1, timeout=30.0, augment_max_per_class=5),
+                 n_queries=3, seeds=(0,), k=1, timeout=30.0, augment_max_per_class=5,
+                 augment_seeds=(0, 1)),
         SmokeRun(task="ai-readi", methods="nearest-neighbour,nice", n_queries=5, seeds=(0,), k=1,
-                 timeout=30.0, augment_max_per_class=10),
+                 timeout=30.0, augment_max_per_class=10, augment_seeds=(0, 1)),
     ]
 
 
