@@ -289,6 +289,28 @@ def test_verified_on_the_real_classifier_keeps_only_valid_cfs(heart, tiny, tmp_p
     assert all((a.cfs is None and b.cfs is None) or a.cfs.equals(b.cfs) for a, b in zip(res, again, strict=True))
 
 
+def test_verified_shortens_valid_candidates_with_the_classifier(heart, tiny, tmp_path):
+    """Unneeded changes are reverted and a needed one moved toward the query while valid."""
+    task, _ = heart
+    gen = _verified(task, tmp_path, tiny)
+    names = task.schema.names
+    chol, bps = names.index("chol"), names.index("trestbps")
+    gen.classes_ = np.array([0, 1])
+    # a stand-in classifier: class 1 exactly when chol >= 300
+    gen.predict_proba_ = lambda X: np.where((np.asarray(X)[:, chol] >= 300)[:, None], [0.1, 0.9], [0.9, 0.1])
+    x = np.array([60, 1, 2, 130, 250, 0, 1, 150, 0, 1.0, 2, 0, 3], dtype=float)
+    c = x.copy()
+    c[chol], c[bps] = 500, 150
+    lone = x.copy()
+    lone[bps] = 140  # invalid as it stands; a query never reaches _refined with it, but be safe
+    [[(d, row, tag)], [(_, row2, _)]] = gen._refined(np.stack([x, x]), np.array([1, 1]),
+                                                      [[(0.0, c, "a")], [(0.0, lone, "b")]])
+    assert tag == "a" and row[bps] == x[bps]  # the unneeded change is reverted
+    assert 300 <= row[chol] <= 300 + (500 - 250) / 2 ** 5  # the needed one shortened, still valid
+    assert (np.delete(row, chol) == np.delete(x, chol)).all() and d == gen._distance(x, row)
+    assert not (row2 == x).all()  # never shortened back to the query itself
+
+
 def test_closest_diverse_prefers_new_feature_sets():
     x = np.zeros(3)
     found = [(1.0, np.array([1.0, 0, 0]), "a"), (1.1, np.array([1.1, 0, 0]), "b"),

@@ -25,9 +25,12 @@ from cfbench_llm.prompts import (
     ExamplePool,
     PromptBuilder,
     load_templates,
+    sparsify,
     value_formats,
 )
 
+#: bisection steps per changed numeric feature when ``verified`` shortens its valid candidates
+REFINE_STEPS = 6
 MODES = ("zeroshot", "fewshot", "finetuned")
 VARIANTS = {
     "zeroshot": ("default", "freetext"),
@@ -303,6 +306,7 @@ class LocalLLM:
                 if rej:
                     notes[q] = self.builder_.feedback(X[q], int(sources[q]), int(targets[q]),
                                                       [row for _, row in rej[:3]])
+        found = self._refined(X, targets, found)
         out = []
         for q in range(len(X)):
             extra = {"samples": int(tried[q]), "rounds": int(rounds[q]), "valid_candidates": len(found[q]),
@@ -318,6 +322,53 @@ class LocalLLM:
                 extra["edited"] = [res.extra.get("edited") for _, _, res in keep]
             cfs = pd.DataFrame(np.stack([row for _, row, _ in keep]), columns=self.names_)
             out.append(QueryResult.ok(cfs, raw="".join(res.raw or "" for _, _, res in keep), extra=extra))
+        return out
+
+    def _refined(self, X: np.ndarray, targets: np.ndarray,
+                 found: list[list[tuple[float, np.ndarray, Any]]]) -> list[list[tuple[float, np.ndarray, Any]]]:
+        """Every valid candidate shortened with the classifier (all queries in one batch): the
+        changes it does not need are reverted, smallest first (``prompts.sparsify``), then each
+        remaining numeric change is moved toward the query by ``REFINE_STEPS`` bisection steps
+        on the feature's written grid, kept only while the classifier still gives the target.
+        Moving toward the query keeps the change's direction, and values stay in their bounds."""
+        owner = [q for q, cands in enumerate(found) for _ in cands]
+        if not owner:
+            return found
+        idx = np.asarray(owner)
+        Xq, tq = X[idx], targets[idx]
+        C = np.stack([row for cands in found for _, row, _ in cands])
+
+        def predict(D: pd.DataFrame | np.ndarray) -> np.ndarray:
+            frame = D if isinstance(D, pd.DataFrame) else pd.DataFrame(D, columns=self.names_)
+            return self.classes_[np.argmax(np.asarray(self.predict_proba_(frame), dtype=float), axis=1)]
+
+        C0 = C
+        C = sparsify(Xq, C, tq, self.mad_, predict, self.names_)
+        same = (C == Xq).all(axis=1)  # a classifier that accepts the query itself: keep a change
+        C[same] = C0[same]
+        lo = np.nan_to_num(self.lower_, nan=-np.inf)
+        hi = np.nan_to_num(self.upper_, nan=np.inf)
+        for j in np.flatnonzero(~self.categorical_):
+            moved = np.flatnonzero(C[:, j] != Xq[:, j])
+            if not len(moved):
+                continue
+            good, bad = C[moved, j].copy(), Xq[moved, j].copy()
+            fmt = self.formats_[j]
+            for _ in range(REFINE_STEPS):
+                mid = np.clip([float(fmt.format(v)) for v in (good + bad) / 2], lo[j], hi[j])
+                step = (mid != good) & (mid != bad)
+                if not step.any():
+                    break
+                trial = C[moved[step]].copy()
+                trial[:, j] = mid[step]
+                ok = predict(trial) == tq[moved[step]]
+                rows = np.flatnonzero(step)
+                good[rows[ok]] = mid[step][ok]
+                bad[rows[~ok]] = mid[step][~ok]
+            C[moved, j] = good
+        out: list[list[tuple[float, np.ndarray, Any]]] = [[] for _ in found]
+        for q, row, (_, _, res) in zip(owner, C, (c for cands in found for c in cands), strict=True):
+            out[q].append((self._distance(X[q], row), row, res))
         return out
 
     def _breaks_constraints(self, X: np.ndarray, C: np.ndarray) -> np.ndarray:
