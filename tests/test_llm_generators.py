@@ -362,3 +362,119 @@ def test_adapter_key_follows_the_classifier(heart):
     changed = ft.adapter_key(other, Settings(), builder)
     assert changed["classifier"] != key["classifier"] and changed["data"] == key["data"]
     assert ft.adapter_dir(other, changed) != ft.adapter_dir(ctx, key)
+
+
+def _layer_calls(monkeypatch):
+    """Count the forward calls of the first decoder layer's MLP in every model ``models.load`` gives
+    (inside the layer: a checkpointed layer's own hooks stay outside its recomputation)."""
+    from cfbench_llm import models
+
+    calls = []
+    load = models.load
+
+    def counting(*a, **k):
+        model, tok = load(*a, **k)
+        model.get_decoder().layers[0].mlp.register_forward_hook(lambda *_: calls.append(1))
+        return model, tok
+
+    monkeypatch.setattr(models, "load", counting)
+    return calls
+
+
+def test_checkpointing_recomputes_but_trains_the_same_adapter(heart, tiny, tmp_path, monkeypatch):
+    """Activation checkpointing is a memory-only change: the layers run twice per step, and the
+    loss curve and the adapter's weights are those of training without it."""
+    from cfbench_llm.generator import Settings
+    from cfbench_llm.prompts import PromptBuilder, load_templates, value_formats
+    from safetensors.torch import load_file
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    ctx.cache_dir = tmp_path
+    calls = _layer_calls(monkeypatch)
+    out = {}
+    for on in (False, True):
+        s = Settings.from_params(dict(model=tiny, pairs=8, epochs=1, ft_batch=4, rank=4, lr=2e-2, checkpointing=on))
+        builder = PromptBuilder(ctx.schema, value_formats(ctx.schema, ctx.X_train, s.digits), ctx.class_names,
+                                ctx.task_name, ctx.task_description, load_templates(None))
+        calls.clear()
+        info = ft.train(ctx, s, builder, tmp_path / f"ckpt-{on}")
+        out[on] = (info, load_file(str(tmp_path / f"ckpt-{on}" / "adapter_model.safetensors")), len(calls))
+    assert out[False][2] == info["steps"] and out[True][2] == 2 * info["steps"]
+    assert out[True][0]["losses"] == out[False][0]["losses"]
+    assert out[True][1].keys() == out[False][1].keys()
+    for name, w in out[False][1].items():
+        assert torch.equal(out[True][1][name], w), name
+
+
+def test_sparse_teacher_gives_valid_sparser_pairs(heart):
+    """teacher=sparse: the edits examples' sparsification, every CF checked with the classifier;
+    the nearest-neighbour teacher's CFs are not all valid and change more features."""
+    from cfbench_llm.generator import Settings
+
+    from cfbench.metrics import changed
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    span = np.ptp(ctx.X_train[task.schema.names].to_numpy(float), axis=0)
+    got = {}
+    for teacher in ("nearest-neighbour", "sparse"):
+        X, src, CF = ft.teacher_pairs(ctx, Settings(pairs=40, teacher=teacher))
+        got[teacher] = (ft.teacher_valid(ctx, X, src, CF), changed(X, CF, span).sum(axis=1), src)
+    valid, n_changed, src = got["sparse"]
+    assert valid.all() and n_changed.min() >= 1
+    assert 30 <= len(src) <= 40 and max(np.sum(src == 0), np.sum(src == 1)) <= 20
+    assert n_changed.mean() < got["nearest-neighbour"][1].mean()
+    assert not got["nearest-neighbour"][0].all()  # why the sparse teacher checks its CFs
+
+
+@pytest.mark.parametrize("teacher", ["sparce", "no-such-method:x", ""])
+def test_unknown_teacher_is_refused_in_one_line(teacher):
+    from cfbench_llm.generator import Settings
+
+    with pytest.raises(UserError) as err:
+        Settings.from_params({"teacher": teacher})
+    msg = str(err.value)
+    assert "\n" not in msg and repr(teacher) in msg and "nearest-neighbour, sparse" in msg
+    assert "dice" in msg  # registered methods are valid teachers too
+    Settings.from_params({"teacher": "sparse"})
+    Settings.from_params({"teacher": "dice:random"})
+
+
+def test_heldout_rows_are_training_rows_that_were_no_teacher_pair(heart):
+    from cfbench_llm.generator import Settings
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    X, _, _ = ft.teacher_pairs(ctx, Settings(pairs=64))
+    rows = ft.heldout_rows(ctx, X, 30)
+    train = ctx.X_train[task.schema.names].to_numpy(float)
+    assert len(rows) == 30 and len(set(rows.tolist())) == 30 and rows.max() < len(train)
+    teacher_rows = {r.tobytes() for r in X}
+    assert not any(train[i].tobytes() in teacher_rows for i in rows)
+    pred = np.asarray(ctx.predict(ctx.X_train[task.schema.names].iloc[rows[:2]]))
+    assert set(pred) == {0, 1}  # any prefix holds both classes
+    assert np.array_equal(rows, ft.heldout_rows(ctx, X, 30))
+
+
+def test_finetune_command_prints_loss_curve_and_heldout(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFBENCH_CACHE", str(tmp_path))
+    argv = ["finetune", "--task", "heart", "--model", tiny, "--pairs", "8", "--epochs", "2", "--rank", "4",
+            "--ft-batch", "4", "--teacher", "sparse", "--heldout", "6", "--threads", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "loss curve (mean of 4 equal spans of steps):" in out
+    assert "% of them are valid" in out and "held-out training rows:" in out
+    meta = json.loads(next((tmp_path / "llm" / "adapters").glob("heart-*/meta.json")).read_text())
+    h = meta["heldout"]
+    assert meta["key"]["settings"]["teacher"] == "sparse" and len(meta["loss_curve"]) == 4
+    assert h["rows"] == 6 and 0 <= h["valid"] <= h["found"] <= 6 and h["validity"] == h["valid"] / 6
+    assert f"{h['valid']}/6 valid" in out
+
+    def no_work(*a, **k):
+        raise AssertionError("cached adapter and held-out check should have been reused")
+
+    monkeypatch.setattr(ft, "train", no_work)
+    monkeypatch.setattr(ft, "heldout_validity", no_work)
+    assert main(argv) == 0
+    assert f"{h['valid']}/6 valid" in capsys.readouterr().out

@@ -114,7 +114,17 @@ def cfbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 2)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 8)")
-    p.add_argument("--teacher", default=None, help="method whose CFs are the targets (default nearest-neighbour)")
+    p.add_argument("--ft-batch", type=int, default=None, help="batch size (default 8)")
+    p.add_argument("--teacher", default=None,
+                   help="CFs the model learns: nearest-neighbour (default), sparse (nearest unlike "
+                        "neighbour sparsified and classifier-checked, as the edits examples) or a "
+                        "registered method[:variant]")
+    p.add_argument("--no-checkpointing", action="store_true",
+                   help="keep all activations for the backward pass (faster, about 4x the memory)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default $CFBENCH_LLM_THREADS or torch's)")
+    p.add_argument("--heldout", type=int, default=30,
+                   help="training rows, never teacher pairs, on which the adapter's CFs are checked "
+                        "with the task's classifier (default 30; 0 = skip)")
     p.add_argument("--seed", type=int, default=0, help="seed (the run seed the adapter is for; default 0)")
     p.add_argument("--data-dir", default=None, help="dataset folder (e.g. a real AI-READI release)")
     p.add_argument("--force", action="store_true", help="train again even if a cached adapter exists")
@@ -125,13 +135,41 @@ def _finetune_command(args: argparse.Namespace) -> int:
     from cfbench_llm.finetune import run_finetune
 
     params = {k: v for k, v in (("model", args.model), ("pairs", args.pairs), ("epochs", args.epochs),
-                                ("lr", args.lr), ("rank", args.rank), ("teacher", args.teacher))
+                                ("lr", args.lr), ("rank", args.rank), ("ft_batch", args.ft_batch),
+                                ("teacher", args.teacher), ("threads", args.threads))
               if v is not None}
+    if args.no_checkpointing:
+        params["checkpointing"] = False
     if args.force:
         params["force_finetune"] = True
-    path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir)
-    losses = info.get("losses") or []
-    print(f"adapter: {path}")
-    print(f"pairs {info.get('pairs')}, steps {info.get('steps')}, {info.get('seconds', 0):.1f} s; "
-          f"loss {losses[0] if losses else float('nan'):.4f} -> {losses[-1] if losses else float('nan'):.4f}")
+    if args.heldout < 0:
+        raise SystemExit("cfbench finetune: --heldout must be >= 0")
+    path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir, heldout=args.heldout)
+    for line in finetune_report(path, info):
+        print(line)
     return 0
+
+
+def finetune_report(path: Any, info: dict[str, Any]) -> list[str]:
+    """The lines ``cfbench finetune`` prints: the adapter, its loss curve and its held-out check."""
+    losses = info.get("losses") or []
+    nan = float("nan")
+    out = [f"adapter: {path}",
+           f"pairs {info.get('pairs')}, steps {info.get('steps')}, {info.get('seconds', 0):.1f} s; "
+           f"loss {losses[0] if losses else nan:.4f} -> {losses[-1] if losses else nan:.4f}"]
+    curve = info.get("loss_curve")
+    if curve:
+        out.append(f"loss curve (mean of {len(curve)} equal spans of steps): " + " ".join(f"{v:.3f}" for v in curve))
+    if info.get("teacher_changed") is not None:
+        valid = info.get("teacher_validity")
+        out.append(f"teacher CFs change {info['teacher_changed']:.2f} features on average"
+                   + ("" if valid is None else f"; {100 * valid:.0f}% of them are valid (task's classifier)"))
+    h = info.get("heldout")
+    if h:
+        def num(v: Any) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
+        out.append(f"held-out training rows: {h['valid']}/{h['rows']} valid ({100 * h['validity']:.0f}%), "
+                   f"{h['found']} with a CF; features changed {num(h['changed_mean'])} mean "
+                   f"({num(h['changed_mean_valid'])} over the valid ones); {h['seconds']:.0f} s")
+    return out

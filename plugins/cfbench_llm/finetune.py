@@ -18,6 +18,7 @@ missing file or a changed hash is discarded with a warning and fine-tuned again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -32,6 +33,7 @@ import pandas as pd
 from cfbench import phase
 from cfbench.errors import UserError
 from cfbench.generator import FitContext
+from cfbench.metrics import changed
 from cfbench.notices import warn
 from cfbench_llm import models
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, value_formats
@@ -45,10 +47,27 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(X, source, CF)`` training pairs, ``settings.pairs`` of them at most, half per direction."""
+    """``(X, source, CF)`` training pairs, ``settings.pairs`` of them at most, half per direction.
+
+    ``teacher="sparse"`` takes the nearest-neighbour pairs through the sparsification of the
+    edits examples (``ExamplePool(sparse=True)``) and keeps only the CFs the task's classifier
+    puts in the target class (the nearest unlike row with the query's immutables copied into it
+    is often not: a third to a half of them on heart).  It draws twice ``pairs`` rows so that
+    about ``pairs`` valid ones are left, then keeps at most ``pairs // 2`` per direction.
+    """
     if settings.teacher == "nearest-neighbour":
         pool = ExamplePool(settings.pairs, seed=context.seed).fit(context)
         return pool.X_, pool.source_, pool.cf_
+    if settings.teacher == "sparse":
+        pool = ExamplePool(2 * settings.pairs, seed=context.seed, sparse=True).fit(context)
+        ok = teacher_valid(context, pool.X_, pool.source_, pool.cf_)
+        rng = np.random.default_rng(context.seed)
+        keep = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(ok & (pool.source_ == c)))[: max(settings.pairs // 2, 1)]
+            for c in (0, 1)]))
+        if not len(keep):
+            raise UserError("teacher 'sparse' found no valid counterfactual for the training rows")
+        return pool.X_[keep], pool.source_[keep], pool.cf_[keep]
     from cfbench.plugins import registry
 
     method, _, variant = settings.teacher.partition(":")
@@ -70,6 +89,41 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
         raise UserError(f"teacher {settings.teacher!r} found no counterfactual for the training rows")
     cfs = np.stack([res[j].cfs[names].to_numpy(float)[0] for j in good])
     return X.iloc[idx[good]].to_numpy(float), y[idx[good]], cfs
+
+
+def teacher_valid(context: FitContext, X: np.ndarray, source: np.ndarray, CF: np.ndarray) -> np.ndarray:
+    """Per pair: whether the task's classifier puts the teacher's CF in the target class."""
+    names = context.schema.names
+    if not len(CF):
+        return np.zeros(0, bool)
+    return np.asarray(context.predict(pd.DataFrame(np.asarray(CF, float), columns=names))) == 1 - np.asarray(source)
+
+
+#: training rows set aside (never teacher pairs) to measure what the adapter learnt
+HELDOUT_POOL = 200
+
+
+def heldout_rows(context: FitContext, X_teacher: np.ndarray, n: int = HELDOUT_POOL) -> np.ndarray:
+    """Up to ``n`` training-split positions, seeded, none of them a teacher pair's query, half
+    from each predicted class: the rows ``cfbench finetune`` measures the adapter on.  They come
+    from the training split, never the test split the benchmark queries are drawn from."""
+    X = context.X_train[context.schema.names].to_numpy(float)
+    seen = {row.tobytes() for row in np.asarray(X_teacher, float)}
+    free = np.array([i for i, row in enumerate(X) if row.tobytes() not in seen], dtype=int)
+    if not len(free):
+        return free
+    pred = np.asarray(context.predict(context.X_train[context.schema.names].iloc[free]))
+    rng = np.random.default_rng([context.seed, 15])
+    picks = [list(rng.permutation(free[pred == c])[: max(n // 2, 1)]) for c in np.unique(pred)]
+    out = [i for group in itertools.zip_longest(*picks) for i in group if i is not None]
+    return np.asarray(out[:n], dtype=int)  # classes interleaved: any prefix holds both
+
+
+def loss_curve(losses: list[float], points: int = 8) -> list[float]:
+    """The mean training loss over ``points`` equal windows of steps (fewer if there are fewer steps)."""
+    if not losses:
+        return []
+    return [float(np.mean(w)) for w in np.array_split(np.asarray(losses, float), min(points, len(losses)))]
 
 
 def data_fingerprint(context: FitContext) -> str:
@@ -206,6 +260,7 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
     models.set_threads(settings.threads)
     torch.manual_seed(context.seed)
     X, src, CF = teacher_pairs(context, settings)
+    heldout = heldout_rows(context, X)
     model, tok = models.load(settings.model, context.cache_dir, settings.device, fresh=True)
     vocab = NumberVocab(tok)
     prefix_ids = tok.encode(builder.finetune_header() + "\n", add_special_tokens=True)
@@ -221,7 +276,20 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
         warnings.simplefilter("ignore", FutureWarning)
         peft_model = get_peft_model(model, cfg)
     peft_model.train()
-    decoder = peft_model.get_base_model().get_decoder()
+    base = peft_model.get_base_model()
+    if settings.checkpointing:
+        # Keep only each layer's input and recompute its activations in the backward pass: the
+        # stored activations of a batch of 8 records were most of the 7.9 GB peak on ai-readi
+        # (3.7 GB with this).  The recomputation repeats the same operations on the same
+        # tensors, so the adapter is bit for bit the one trained without it; ~1.4x the CPU time.
+        enable = getattr(base, "activation_checkpointing_enable", None)
+        with warnings.catch_warnings():  # older transformers: only the deprecated name exists
+            warnings.simplefilter("ignore", FutureWarning)
+            if enable is not None:
+                enable({"use_reentrant": False})
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    decoder = base.get_decoder()
     head_w = model.get_output_embeddings().weight.detach()
     W = head_w[torch.tensor(allowed, device=head_w.device)]
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -264,12 +332,17 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
             phase.step("LoRA fine-tuning (first use only): step", step, n_steps)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(out, safe_serialization=True)
+    span = np.ptp(context.X_train[context.schema.names].to_numpy(float), axis=0)
     return {
         "pairs": len(examples),
+        "teacher_changed": float(changed(X, CF, span).sum(axis=1).mean()),
+        "teacher_validity": float(teacher_valid(context, X, src, CF).mean()),
         "steps": n_steps,
         "losses": losses,
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
+        "loss_curve": loss_curve(losses),
+        "heldout_rows": [int(i) for i in heldout],
         "seconds": time.perf_counter() - t0,
         "tokens_per_example": float(np.mean([len(ids) for ids, _ in examples])),
         "lora_targets": targets,
@@ -293,9 +366,52 @@ def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, devi
     return merged, tok
 
 
+def heldout_validity(context: FitContext, params: dict[str, Any], info: dict[str, Any], n: int) -> dict[str, Any]:
+    """What the adapter learnt, on ``n`` training rows that were not teacher pairs.
+
+    ``llm-finetuned`` (with the cached adapter for ``params``) writes one counterfactual per row
+    towards the class the task's classifier does not predict; returned are the share of rows
+    whose CF the classifier puts in that class (a row without a CF counts as invalid) and the
+    mean number of features changed (``cfbench.metrics.changed``, as the benchmark counts them)
+    over all CFs and over the valid ones.
+    """
+    from cfbench_llm.generator import LocalLLM, Settings
+
+    names = context.schema.names
+    rows = info.get("heldout_rows")
+    if rows is None:  # an adapter trained before held-out rows were recorded
+        rows = heldout_rows(context, teacher_pairs(context, Settings.from_params(params))[0])
+    rows = np.asarray(rows, dtype=int)[:n]
+    if not len(rows):
+        raise UserError("no training row is left over for the held-out check (every row was a teacher pair)")
+    Q = context.X_train[names].iloc[rows].reset_index(drop=True)
+    target = 1 - np.asarray(context.predict(Q), dtype=int)
+    t0 = time.perf_counter()
+    gen = LocalLLM("finetuned", **{k: v for k, v in params.items() if k != "force_finetune"}).fit(context)
+    res = gen.generate(Q, target, 1, 1e9)
+    found = [j for j, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
+    X = Q.to_numpy(float)
+    C = np.stack([res[j].cfs[names].to_numpy(float)[0] for j in found]) if found else np.empty((0, len(names)))
+    valid = np.asarray(context.predict(pd.DataFrame(C, columns=names))) == target[found] if found else np.zeros(0, bool)
+    span = np.ptp(context.X_train[names].to_numpy(float), axis=0)
+    n_changed = changed(X[found], C, span).sum(axis=1)
+    return {
+        "asked": n,
+        "rows": len(rows),
+        "found": len(found),
+        "valid": int(valid.sum()),
+        "validity": float(valid.sum() / len(rows)),
+        "changed_mean": float(n_changed.mean()) if len(found) else None,
+        "changed_mean_valid": float(n_changed[valid].mean()) if valid.any() else None,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def run_finetune(task_name: str, params: dict[str, Any], seed: int = 0, data_dir: str | None = None,
-                 log: Any = print) -> tuple[Path, dict[str, Any]]:
-    """What ``cfbench finetune`` does: load the task, then fine-tune (or find the cached adapter)."""
+                 log: Any = print, heldout: int = 0) -> tuple[Path, dict[str, Any]]:
+    """What ``cfbench finetune`` does: load the task, then fine-tune (or find the cached adapter);
+    with ``heldout`` > 0, also measure it on that many held-out training rows (stored in its
+    ``meta.json`` under ``"heldout"``, and reused while ``heldout`` is the same)."""
     from cfbench.task import Task, resolve_spec
     from cfbench_llm.generator import Settings
     from cfbench_llm.prompts import load_templates
@@ -307,4 +423,10 @@ def run_finetune(task_name: str, params: dict[str, Any], seed: int = 0, data_dir
     formats = value_formats(ctx.schema, ctx.X_train, settings.digits)
     builder = PromptBuilder(ctx.schema, formats, ctx.class_names, ctx.task_name, ctx.task_description,
                             load_templates(settings.prompt_dir), settings.row_style, settings.sep)
-    return ensure_adapter(ctx, settings, builder, log=log)
+    path, info = ensure_adapter(ctx, settings, builder, log=log)
+    if heldout > 0 and (info.get("heldout") or {}).get("asked") != heldout:
+        phase.say(f"measuring the adapter on {heldout} held-out training rows")
+        info["heldout"] = heldout_validity(ctx, params, info, heldout)
+        with models.file_lock(path.with_name(path.name + ".lock")):
+            (path / "meta.json").write_text(json.dumps(info, indent=1))
+    return path, info

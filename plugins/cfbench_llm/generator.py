@@ -18,7 +18,7 @@ import pandas as pd
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
 from cfbench_llm.models import QUANTIZE
-from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, refuse_unused
+from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, check_teacher, refuse_unused
 from cfbench_llm.prompts import (
     CF_STYLES,
     ROW_STYLES,
@@ -69,7 +69,8 @@ class Settings:
     lr: float = 1e-3
     rank: int = 8
     ft_batch: int = 8
-    teacher: str = "nearest-neighbour"
+    teacher: str = "nearest-neighbour"  # nearest-neighbour | sparse | a registered method[:variant]
+    checkpointing: bool = True  # recompute activations in the backward pass (memory only)
     force_finetune: bool = False
 
     @classmethod
@@ -102,6 +103,7 @@ class Settings:
             raise UserError(f"llm parameter example_seed: expected an integer >= 0, got {s.example_seed!r}")
         if not (isinstance(s.lr, float | int) and s.lr > 0):
             raise UserError(f"llm parameter lr: expected a positive number, got {s.lr!r}")
+        check_teacher(s.teacher)
         return s
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cfbench.errors import UserError
 from cfbench.generator import Param, unknown_param
 from cfbench_llm.models import QUANTIZE
 from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
@@ -60,7 +61,11 @@ LOCAL = (
     Param("lr", float, 1e-3, "fine-tuning: learning rate", exclusive_minimum=0),
     Param("rank", int, 8, "fine-tuning: LoRA rank", minimum=1),
     Param("ft_batch", int, 8, "fine-tuning: batch size", minimum=1),
-    Param("teacher", str, "nearest-neighbour", "fine-tuning: method whose CFs are the targets"),
+    Param("teacher", str, "nearest-neighbour", "fine-tuning: CFs the model learns: nearest-neighbour "
+          "(nearest unlike training row), sparse (the same, sparsified and classifier-checked as the "
+          "edits examples) or any registered method[:variant]"),
+    Param("checkpointing", bool, True, "fine-tuning: recompute each layer's activations in the "
+          "backward pass (under half the peak memory, ~1.4x the CPU time; the same adapter)"),
     Param("force_finetune", bool, False, "fine-tuning: train again even if an adapter is cached"),
 )
 
@@ -74,7 +79,10 @@ API = (
 #: keys only the few-shot modes use (examples in the prompt; rounds: the verified variant)
 FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds")
 #: keys only llm-finetuned uses (its LoRA training)
-FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "force_finetune")
+FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "checkpointing", "force_finetune")
+#: teachers built in (besides any registered method): the nearest unlike training row, and that
+#: row sparsified as the edits examples are (``prompts.ExamplePool(sparse=True)``)
+TEACHERS = ("nearest-neighbour", "sparse")
 #: keys llm-finetuned cannot use: its adapter is trained on full rows (cf_style must be full)
 EDIT_KEYS = ("cf_style", "max_edits")
 
@@ -119,3 +127,16 @@ def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, An
     unknown = sorted(set(params) - names)
     if unknown:
         raise unknown_param(method, unknown[0], names)
+
+
+def check_teacher(teacher: Any) -> None:
+    """One line naming a ``teacher`` that is neither built in nor a registered method, and the valid ones."""
+    if teacher in TEACHERS:
+        return
+    from cfbench.plugins import registry
+
+    names = sorted(registry().generators)
+    if isinstance(teacher, str) and teacher.partition(":")[0] in names:
+        return
+    raise UserError(f"llm parameter teacher: got {teacher!r}; valid choices: {', '.join(TEACHERS)} or a "
+                    f"registered method[:variant] ({', '.join(names)})")
