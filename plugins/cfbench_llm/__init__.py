@@ -143,7 +143,9 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if args.force:
         params["force_finetune"] = True
     if args.heldout < 0:
-        raise SystemExit("cfbench finetune: --heldout must be >= 0")
+        from cfbench.errors import UserError
+
+        raise UserError(f"cfbench finetune: --heldout must be an integer >= 0, got {args.heldout}")
     path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir, heldout=args.heldout)
     for line in finetune_report(path, info):
         print(line)
