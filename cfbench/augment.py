@@ -256,7 +256,7 @@ def _missing(v: Any) -> bool:  # NaN in memory, null once read back from strict 
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _ci(c: dict[str, Any] | None, scale: float = 100, signed: bool = False, digits: int = 1) -> str:
+def fmt_ci(c: dict[str, Any] | None, scale: float = 100, signed: bool = False, digits: int = 1) -> str:
     """``mean [lo, hi]``; a mean without a CI (one repetition) prints ``[–]``."""
     if not c or _missing(c.get("mean", c.get("value"))):
         return "–"
@@ -267,24 +267,24 @@ def _ci(c: dict[str, Any] | None, scale: float = 100, signed: bool = False, digi
     return f"{f.format(v * scale)} [{c['lo'] * scale:.{digits}f}, {c['hi'] * scale:.{digits}f}]"
 
 
-def _p(t: dict[str, Any] | None) -> str:
+def fmt_p(t: dict[str, Any] | None) -> str:
     if not t or _missing(t.get("p")):
         return "–"
     p = t["p"]
     return ("p < 0.001" if p < 0.001 else f"p = {p:.3f}") + (" *" if p < 0.05 else "")
 
 
-def _count(c: dict[str, Any] | None) -> str:
+def fmt_count(c: dict[str, Any] | None) -> str:
     if not c:
         return "–"
     return f"{c['mean']:.0f}" if c["min"] == c["max"] else f"{c['min']:.0f}–{c['max']:.0f}"
 
 
-def _recovery(r: dict[str, Any], d: dict[str, Any]) -> str:
+def fmt_recovery(r: dict[str, Any], d: dict[str, Any]) -> str:
     if not d.get("f1_present"):
         return "no deficit to recover"
     rec = r.get("f1_recovery")
-    return _ci(rec, scale=1, digits=2) if rec else "–"
+    return fmt_ci(rec, scale=1, digits=2) if rec else "–"
 
 
 def to_markdown(agg: Any, fraction: float | None = None) -> str:
@@ -294,7 +294,7 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
     if isinstance(agg, list):
         return _legacy_markdown(agg)
     fracs = sorted({float(d["fraction"]) for d in agg["deficit"]})
-    if not fracs:
+    if not fracs and not agg["methods"]:
         return "No augmentation rows."
     main = fraction if fraction is not None else (0.5 if 0.5 in fracs else fracs[0])
     defs = {(d["fraction"], d["scenario"]): d for d in agg["deficit"]}
@@ -302,8 +302,8 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
              "|---|---|---|---|---|"]
     for (f, sc), d in sorted(defs.items()):
         if f == main:
-            lines.append(f"| {sc} ({SCENARIOS[sc]}) | {_ci(d['f1_full'])} | {_ci(d['f1_scarce'])} | "
-                         f"{_ci(d['f1_gap'], signed=True)} | {'yes' if d['f1_present'] else 'no'} |")
+            lines.append(f"| {sc} ({SCENARIOS[sc]}) | {fmt_ci(d['f1_full'])} | {fmt_ci(d['f1_scarce'])} | "
+                         f"{fmt_ci(d['f1_gap'], signed=True)} | {'yes' if d['f1_present'] else 'no'} |")
     lines += ["", "| scenario | method | CFs | added | distinct | F1 | macro F1 | bal. acc. "
               "| F1 gain (pts) | gain vs none | Δ F1 vs SMOTE (pts) | vs SMOTE | rel. recovery | n |",
               "|" + "---|" * 14]
@@ -313,11 +313,11 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
         d = defs[(r["fraction"], r["scenario"])]
         smote = r.get("vs_smote")
         lines.append(
-            f"| {r['scenario']} | {r['method']} | {r['cfs']} | {_count(r.get('n_added'))} | "
-            f"{_count(r.get('n_distinct'))} | {_ci(r['f1'])} | {_ci(r['macro_f1'])} | "
-            f"{_ci(r['balanced_accuracy'])} | {_ci(r['f1_gain'], signed=True)} | "
-            f"{_p(r.get('vs_no-augmentation'))} | {_ci(smote, signed=True)} | {_p(smote)} | "
-            f"{_recovery(r, d)} | {r['n_seeds']} |")
+            f"| {r['scenario']} | {r['method']} | {r['cfs']} | {fmt_count(r.get('n_added'))} | "
+            f"{fmt_count(r.get('n_distinct'))} | {fmt_ci(r['f1'])} | {fmt_ci(r['macro_f1'])} | "
+            f"{fmt_ci(r['balanced_accuracy'])} | {fmt_ci(r['f1_gain'], signed=True)} | "
+            f"{fmt_p(r.get('vs_no-augmentation'))} | {fmt_ci(smote, signed=True)} | {fmt_p(smote)} | "
+            f"{fmt_recovery(r, d)} | {r['n_seeds']} |")
     if len(fracs) > 1:
         lines += ["", "Scarcity curve: F1 (points, 95 % CI) by share of training rows removed "
                   "(references and *valid* CFs).", "",
@@ -325,14 +325,14 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
                   "|---|---|---|" + "---|" * len(fracs)]
         for sc in sorted({d["scenario"] for d in agg["deficit"]}):
             lines.append(f"| {sc} | full model | – | " + " | ".join(
-                _ci(defs[(f, sc)]["f1_full"]) if (f, sc) in defs else "–" for f in fracs) + " |")
+                fmt_ci(defs[(f, sc)]["f1_full"]) if (f, sc) in defs else "–" for f in fracs) + " |")
             curve: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
             for r in agg["methods"]:
                 if r["scenario"] == sc and r["cfs"] in ("reference", "valid"):
                     curve.setdefault((r["method"], r["cfs"]), {})[r["fraction"]] = r["f1"]
             for (m, cfs), by in sorted(curve.items(), key=lambda kv: (kv[0][1] != "reference", kv[0])):
                 lines.append(f"| {sc} | {m} | {cfs} | " + " | ".join(
-                    _ci(by.get(f)) for f in fracs) + " |")
+                    fmt_ci(by.get(f)) for f in fracs) + " |")
     return "\n".join(lines)
 
 
@@ -364,8 +364,8 @@ def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
     def missing(v: Any) -> bool:  # NaN in memory, null once read back from strict JSON
         return v is None or np.isnan(v)
 
-    def pm(r: dict[str, Any], m: str) -> str:
-        v, s = r[m], r[f"{m}_std"]
+    def pm(r: dict[str, Any], m: str) -> str:  # a number older files lack prints as "–"
+        v, s = r.get(m), r.get(f"{m}_std")
         if missing(v):
             return "–"
         if r.get("n_seeds", 2) < 2 or missing(s):  # no spread from one seed
@@ -373,10 +373,11 @@ def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
         return f"{v * 100:.1f} ± {s * 100:.1f}"
 
     for r in agg:
-        rel = "–" if missing(r["f1_recovered_rel"]) else f"{r['f1_recovered_rel']:.2f}"
+        rel = "–" if missing(r.get("f1_recovered_rel")) else f"{r['f1_recovered_rel']:.2f}"
+        added = "–" if missing(r.get("n_added")) else f"{r['n_added']:.0f}"
         lines.append(
             f"| {r['scenario']} ({SCENARIOS[r['scenario']]}) | {r['method']} | {r['cfs']} | "
-            f"{r['n_added']:.0f} | {pm(r, 'f1')} | {pm(r, 'macro_f1')} | {pm(r, 'balanced_accuracy')} | "
+            f"{added} | {pm(r, 'f1')} | {pm(r, 'macro_f1')} | {pm(r, 'balanced_accuracy')} | "
             f"{pm(r, 'f1_recovered')} | {rel} | {pm(r, 'macro_f1_recovered')} |"
         )
     return "\n".join(lines)
@@ -393,4 +394,13 @@ def load(out: Path) -> dict[str, Any]:
     path = Path(out) / "augment.json"
     if not path.exists():
         raise UserError(f"{out}: no augment.json (expected the --out folder of `cfbench augment`)")
-    return json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+        agg = doc["aggregate"]
+        shown = {r["fraction"] for r in agg["methods"]} if isinstance(agg, dict) else {None}
+        for fraction in shown or {None}:  # reads every field the tables and plots show
+            to_markdown(agg, fraction)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise UserError(f"{path}: not an augmentation result of `cfbench augment` "
+                        f"({type(exc).__name__}: {exc})") from None
+    return doc

@@ -494,16 +494,9 @@ def cd_diagram(sid: str, metric: str, mean_rank: dict[str, float], cd: float | N
     return "".join(p)
 
 
-def _ci_text(c: dict[str, Any] | None, signed: bool = False, scale: float = 100,
-             digits: int = 1) -> str:
-    from cfbench.augment import _ci
-
-    return _ci(c, scale=scale, signed=signed, digits=digits)
-
-
 def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
     """Protocol 2: the deficit per scenario, then every method with 95 % CIs and paired tests."""
-    from cfbench.augment import _count, _p, _recovery
+    from cfbench.augment import fmt_ci, fmt_count, fmt_p, fmt_recovery
 
     agg, main = a["aggregate"], a.get("fraction")
     defs = {(d["fraction"], d["scenario"]): d for d in agg["deficit"]}
@@ -518,9 +511,9 @@ def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
         if f != main:
             continue
         rows.append([f'<th scope="row" data-v="{E(sc)}">{E(sc)} ({E(SCENARIOS.get(sc, ""))})</th>',
-                     _cell(_ci_text(d["f1_full"]), _num(d["f1_full"]["mean"])),
-                     _cell(_ci_text(d["f1_scarce"]), _num(d["f1_scarce"]["mean"])),
-                     _cell(_ci_text(d["f1_gap"], True), _num(d["f1_gap"]["mean"])),
+                     _cell(fmt_ci(d["f1_full"]), _num(d["f1_full"]["mean"])),
+                     _cell(fmt_ci(d["f1_scarce"]), _num(d["f1_scarce"]["mean"])),
+                     _cell(fmt_ci(d["f1_gap"], True), _num(d["f1_gap"]["mean"])),
                      f'<td class="text">{"yes" if d["f1_present"] else "no"}</td>'])
     n_rep = len(a.get("seeds") or [])
     out = [_table(f"{tid}-deficit", f"F1 lost to scarcity ({_num(main) or 0:.0%} of the training "
@@ -544,22 +537,22 @@ def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
         sc = str(r["scenario"])
         smote = r.get("vs_smote")
         d = defs[(r["fraction"], r["scenario"])]
-        rec = _recovery(r, d)
+        rec = fmt_recovery(r, d)
         added = r.get("n_added") or {}
         distinct = r.get("n_distinct") or {}
         rows.append([
             f'<th scope="row" data-v="{E(sc)}">{E(sc)}</th>',
             f'<td class="text" data-v="{E(str(r["method"]))}">{E(str(r["method"]))}</td>',
             f'<td class="text" data-v="{E(str(r["cfs"]))}">{E(str(r["cfs"]))}</td>',
-            _cell(_count(r.get("n_added")), _num(added.get("mean"))),
-            _cell(_count(r.get("n_distinct")), _num(distinct.get("mean"))),
-            _cell(_ci_text(r["f1"]), _num(r["f1"]["mean"])),
-            _cell(_ci_text(r["macro_f1"]), _num(r["macro_f1"]["mean"])),
-            _cell(_ci_text(r["balanced_accuracy"]), _num(r["balanced_accuracy"]["mean"])),
-            _cell(_ci_text(r["f1_gain"], True), _num(r["f1_gain"]["mean"])),
-            _cell(_p(r.get("vs_no-augmentation")), _num((r.get("vs_no-augmentation") or {}).get("p"))),
-            _cell(_ci_text(smote, True), _num((smote or {}).get("mean"))),
-            _cell(_p(smote), _num((smote or {}).get("p"))),
+            _cell(fmt_count(r.get("n_added")), _num(added.get("mean"))),
+            _cell(fmt_count(r.get("n_distinct")), _num(distinct.get("mean"))),
+            _cell(fmt_ci(r["f1"]), _num(r["f1"]["mean"])),
+            _cell(fmt_ci(r["macro_f1"]), _num(r["macro_f1"]["mean"])),
+            _cell(fmt_ci(r["balanced_accuracy"]), _num(r["balanced_accuracy"]["mean"])),
+            _cell(fmt_ci(r["f1_gain"], True), _num(r["f1_gain"]["mean"])),
+            _cell(fmt_p(r.get("vs_no-augmentation")), _num((r.get("vs_no-augmentation") or {}).get("p"))),
+            _cell(fmt_ci(smote, True), _num((smote or {}).get("mean"))),
+            _cell(fmt_p(smote), _num((smote or {}).get("p"))),
             _cell(rec, _num((r.get("f1_recovery") or {}).get("value"))),
             _cell(str(r["n_seeds"]), r["n_seeds"])])
     out.append(_table(f"{tid}-methods", "Augmentation: every row adds the same number of rows; "

@@ -205,3 +205,14 @@ def test_augment_cli_end_to_end(tmp_path):
                              capture_output=True, text=True, timeout=600)
         assert bad.returncode == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("text", ['{"aggregate": [1, 2]}', 'NaN{',
+                                  '{"fraction": 0.5, "aggregate": {"deficit": [{"fraction": 0.5}], "methods": []}}',
+                                  '{"aggregate": {"deficit": [], "methods": [{"f1": "x"}]}}'])
+def test_a_garbled_augment_json_is_one_user_error(tmp_path, text):
+    from cfbench.augment import load
+
+    (tmp_path / "augment.json").write_text(text)
+    with pytest.raises(UserError, match="not an augmentation result of `cfbench augment`"):
+        load(tmp_path)
