@@ -8,6 +8,10 @@ peak RSS after the constrained run (the model included), before the naive loop r
 
     python benchmarks/bench_llm.py --task ai-readi --queries 100 --naive 5 [--threads 2] [--json out.json]
     python benchmarks/bench_llm.py --configs fast --naive 0      # peak memory of one variant alone
+    python benchmarks/bench_llm.py --configs all --naive 0 --threads 2   # every local variant, one process each
+
+Beside speed, each row gives the parsed and valid shares over all queries and, over the valid
+CFs, L1/MAD, #changed and the LOF-inlier share, scored by the metric suite as on the boards.
 """
 
 from __future__ import annotations
@@ -38,27 +42,61 @@ def _validity(task, res, q) -> tuple[float, float]:
     return len(ok) / len(res), float(valid.sum()) / len(res)
 
 
-def run_ours(task, ctx, q, variant: str, **params) -> dict:
+def _quality(task, scorer, res, q) -> dict:
+    """Parsed and valid shares over all queries; L1/MAD, #changed and LOF-inlier share over the
+    valid CFs (the boards' definitions, from the metric suite's own scorer)."""
+    ok = [i for i, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
+    out = {"parse_rate": len(ok) / len(res), "valid_rate": 0.0, "l1_mad": float("nan"),
+           "n_changed": float("nan"), "lof_inlier": float("nan")}
+    if not ok:
+        return out
+    names = task.schema.names
+    C = np.concatenate([res[i].cfs[names].to_numpy(float)[:1] for i in ok])
+    X = q[names].to_numpy(float)[ok]
+    target = q.target.to_numpy()[ok]
+    pred = task.predict(pd.DataFrame(scorer.clip(C), columns=names))
+    scores = scorer.score(X, C, target, pred)
+    valid = pred == target
+    out["valid_rate"] = float(valid.sum()) / len(res)
+    if valid.any():
+        v = scores[valid]
+        out.update(l1_mad=float(v["l1_mad"].mean()), n_changed=float(v["n_changed"].mean()),
+                   lof_inlier=float(v["lof_inlier"].mean()))
+    return out
+
+
+def run_ours(task, ctx, q, mode: str, variant: str, scorer=None, **params) -> tuple[dict, object]:
+    """One local LLM method timed as the runner calls it: fit once, then ``generate`` on chunks of
+    the plugin's batch (50 queries), k = 1."""
+    from cfbench_llm import BATCH
     from cfbench_llm.generator import LocalLLM
 
+    from cfbench.summary import fit_scorer
+
     t0 = time.perf_counter()
-    gen = LocalLLM("fewshot", variant, **params).fit(ctx)
+    gen = LocalLLM(mode, variant, **params).fit(ctx)
     fit_s = time.perf_counter() - t0
     before = dict(gen.engine_.stats)
+    names = task.schema.names
     t1 = time.perf_counter()
-    res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 60.0)
+    res = []
+    for lo in range(0, len(q), BATCH):
+        part = q.iloc[lo: lo + BATCH]
+        res += gen.generate(part[names], part.target.to_numpy(), 1, 60.0)
     gen_s = time.perf_counter() - t1
-    parsed, valid = _validity(task, res, q)
     tokens = gen.engine_.stats["forward_tokens"] - before["forward_tokens"]
     n = len(q)
-    return {
-        "method": f"llm-fewshot:{variant}", "queries": n, "fit_s": fit_s,
+    row = {
+        "method": f"llm-{mode}:{variant}", "queries": n, "fit_s": fit_s,
         "prefix_tokens": gen.stats_["prefix_tokens"], "prefix_s": gen.stats_["prefix_seconds"],
         "generate_s": gen_s, "s_per_cf": gen_s / n, "s_per_cf_with_prefix": (gen_s + gen.stats_["prefix_seconds"]) / n,
         "tokens_processed": tokens, "tokens_per_s": tokens / gen_s,
         "new_tokens_per_cf": float(np.mean([r.extra.get("new_tokens", 0) for r in res])),
-        "parse_rate": parsed, "valid_rate": valid, "peak_rss_gb": _peak_gb(),
-    }, gen
+        **_quality(task, scorer or fit_scorer(task), res, q), "peak_rss_gb": _peak_gb(),
+    }
+    if params:
+        row["params"] = params
+    return row, gen
 
 
 def run_naive(task, gen, q) -> dict:
@@ -98,6 +136,55 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+MODES = ("zeroshot", "fewshot", "finetuned")
+
+
+def _parse_config(config: str) -> tuple[str, str, dict]:
+    """``variant`` (of llm-fewshot), ``mode:variant``, or ``row_style:cf_style:quantize:max_edits``
+    (settings of llm-fewshot's default variant) -> (mode, variant, params)."""
+    parts = config.split(":")
+    if len(parts) == 1:
+        return "fewshot", parts[0], {}
+    if len(parts) == 2 and parts[0] in MODES:
+        return parts[0], parts[1], {}
+    if len(parts) == 4 and parts[3].isdigit():
+        style, cf_style, quant, max_edits = parts
+        return "fewshot", "default", {"row_style": style, "cf_style": cf_style, "quantize": quant,
+                                      "max_edits": int(max_edits)}
+    raise SystemExit(f"--configs: expected a llm-fewshot variant, mode:variant (mode one of {', '.join(MODES)}) "
+                     f"or row_style:cf_style:quantize:max_edits, got {config!r}")
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise SystemExit(f"--param: expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _isolated(args, config: str) -> list[dict]:
+    """Run one config in a child process, so that its peak RSS is its own."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, __file__, "--task", args.task, "--queries", str(args.queries), "--naive", "0",
+               "--digits", str(args.digits), "--configs", config, "--json", out, "--no-isolate"]
+        cmd += ["--threads", str(args.threads)] if args.threads is not None else []
+        cmd += ["--batch-size", str(args.batch_size)] if args.batch_size is not None else []
+        for p in args.param:
+            cmd += ["--param", p]
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+        if done.returncode != 0 or not os.path.exists(out):
+            return [{"method": f"{config} (failed: exit {done.returncode})", "queries": args.queries}]
+        with open(out) as fh:
+            return json.load(fh)["rows"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="ai-readi")
@@ -108,40 +195,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the variant's own")
     ap.add_argument("--digits", type=int, default=3, help="significant digits of values in prompts")
     ap.add_argument("--configs", default="fast,default",
-                    help="llm-fewshot variants to time (fast, default, retrieval), or settings of the "
-                         "default variant as row_style:cf_style:quantize:max_edits")
+                    help="comma-separated: llm-fewshot variants (fast, default, retrieval, freetext, verified), "
+                         "mode:variant (zeroshot:default, zeroshot:freetext, finetuned:default, ...), 'all' for "
+                         "every local variant, or settings of the default variant as row_style:cf_style:quantize:max_edits")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="generator parameter for every config (JSON value), e.g. samples=4; repeatable")
+    ap.add_argument("--no-isolate", action="store_true",
+                    help="run every config in this process (default with several configs: one child process "
+                         "each, so that each peak RSS is the variant's own)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
     from cfbench_llm import models
+    from cfbench_llm.generator import VARIANTS
 
+    from cfbench.summary import fit_scorer
     from cfbench.task import Task, resolve_spec
 
+    configs = args.configs.split(",")
+    if configs == ["all"]:
+        configs = [f"{m}:{v}" for m, vs in VARIANTS.items() for v in vs]
+    parsed = [_parse_config(c) for c in configs]
+    params = dict(_parse_param(p) for p in args.param)
     threads = models.set_threads(args.threads)
     task = Task.load(resolve_spec(args.task))
     ctx = task.fit_context(seed=0)
     q = _queries(task, args.queries)
+    scorer = fit_scorer(task)
     load0 = os.getloadavg()[0]
     rows = []
-    for config in args.configs.split(","):
-        if ":" not in config:
-            params = {} if args.batch_size is None else {"batch_size": args.batch_size}
-            ours, _ = run_ours(task, ctx, q, config, threads=threads, digits=args.digits, **params)
-            rows.append(ours)
+    for config, (mode, variant, own) in zip(configs, parsed, strict=True):
+        if len(configs) > 1 and not args.no_isolate:
+            rows += _isolated(args, config)
+            print(f"{config}: done", file=sys.stderr)
             continue
-        try:
-            style, cf_style, quant, max_edits = config.split(":")
-            max_edits = int(max_edits)
-        except ValueError:
-            raise SystemExit(f"--configs: expected row_style:cf_style:quantize:max_edits, got {config!r}") from None
-        ours, _ = run_ours(task, ctx, q, "default", batch_size=args.batch_size or 32, threads=threads,
-                           digits=args.digits, row_style=style, cf_style=cf_style, quantize=quant,
-                           max_edits=max_edits)
-        ours["method"] += f" {config}"
+        extra = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+        ours, _ = run_ours(task, ctx, q, mode, variant, scorer, threads=threads, digits=args.digits,
+                           **{**extra, **own, **params})
+        if own:
+            ours["method"] += f" {config}"
         rows.append(ours)
     if args.freetext:
-        ft, _ = run_ours(task, ctx, q.head(args.freetext), "freetext", batch_size=args.batch_size or 32,
-                         threads=threads, digits=args.digits, row_style="json", cf_style="full")
+        ft, _ = run_ours(task, ctx, q.head(args.freetext), "fewshot", "freetext", scorer,
+                         batch_size=args.batch_size or 32, threads=threads, digits=args.digits,
+                         row_style="json", cf_style="full")
         rows.append(ft)
     if args.naive:  # the naive loop writes full JSON rows, whatever the configs above
         from cfbench_llm.generator import LocalLLM
@@ -150,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                         row_style="json", cf_style="full").fit(ctx)
         rows.append(run_naive(task, full, _queries(task, args.naive)))
     meta = {"task": args.task, "threads": threads, "cpus": os.cpu_count(), "batch_size": args.batch_size,
-            "digits": args.digits,
+            "digits": args.digits, "params": params,
             "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
             "torch": __import__("torch").__version__, "python": sys.version.split()[0]}
     cols = ["method", "queries", "s_per_cf", "s_per_cf_with_prefix", "tokens_per_s", "new_tokens_per_cf",
-            "parse_rate", "valid_rate", "peak_rss_gb"]
+            "parse_rate", "valid_rate", "l1_mad", "n_changed", "lof_inlier", "peak_rss_gb"]
     table = pd.DataFrame(rows)
     print(json.dumps(meta))
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

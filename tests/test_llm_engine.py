@@ -15,6 +15,8 @@ from cfbench_llm import models  # noqa: E402
 from cfbench_llm.engine import (  # noqa: E402
     Choice,
     Engine,
+    _feed_width,
+    _Groups,
     build_program,
     can_differ,
     edits_program,
@@ -90,12 +92,15 @@ def test_program_structure(engine):
     assert [s.max_tokens for s in prog.slots] == [3, 6, 1]  # "-12.34" is six characters
 
 
-@pytest.mark.parametrize("batch_size, chunk", [(1, 256), (2, 256), (5, 256), (5, 3)])
-def test_batched_prefix_decoding_matches_reference(engine, batch_size, chunk, monkeypatch):
+@pytest.mark.parametrize("batch_size, chunk, fill", [(1, 256, 0.75), (2, 256, 0.75), (5, 256, 0.75),
+                                                    (5, 3, 0.75), (5, 256, 1.0), (5, 256, 0.0)])
+def test_batched_prefix_decoding_matches_reference(engine, batch_size, chunk, fill, monkeypatch):
     progs = [build_program(engine.vocab, h, SEGS, FORMATS) for h in HEADS]
     prefix = engine.prefix(PREFIX)
     assert len(prefix.ids) > 3 * 16  # longer than the sliding window: the window path is exercised
     monkeypatch.setattr(engine, "prefill_chunk", chunk)  # 3: the heads run a few tokens at a time
+    # literal text (" b=") fed one token per step (fill 1), all at once with the chosen token (0), or between
+    monkeypatch.setattr(engine, "min_fill", fill)
     out = engine.run(prefix, progs, batch_size=batch_size)
     for prog, dec in zip(progs, out, strict=True):
         assert dec.values == reference(engine, prog)
@@ -114,6 +119,18 @@ def test_free_text_matches_reference_and_stops(engine):
         n = len(engine.tok.encode(dec.values[0], add_special_tokens=False))
         assert dec.finished == (n < 12)  # ended by a newline, not by the cap
         assert dec.raw.startswith(dec.values[0]) and len(dec.raw) <= len(dec.values[0]) + 1
+
+
+@pytest.mark.parametrize("lengths, fill, width", [
+    ([1, 1, 1, 9], 0.75, 1),    # one long literal: the others would pad 8 slots each
+    ([7, 7, 6, 7], 0.75, 7),    # rows in step (full rows write the same keys): all at once
+    ([2, 2, 1, 9], 0.6, 3),     # 3 slots each: 8 of 12 real; 4 slots: 9 of 16
+    ([1, 1, 1, 9], 0.0, 9),     # 0: everything at once (one step, most padding)
+    ([0, 0, 3], 1.0, 1),        # finished rows still in the batch count as slots
+    ([], 0.75, 1),
+])
+def test_feed_width(lengths, fill, width):
+    assert _feed_width(lengths, fill) == width
 
 
 def test_number_vocabulary(engine):
@@ -166,8 +183,9 @@ def _reference_edits(engine, prog) -> list[tuple[int, str]]:
     return prog.edits
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 5])
-def test_edits_decoding_matches_reference_and_respects_the_grammar(engine, batch_size):
+@pytest.mark.parametrize("batch_size, fill", [(1, 0.75), (3, 0.75), (5, 0.75), (5, 1.0), (5, 0.0)])
+def test_edits_decoding_matches_reference_and_respects_the_grammar(engine, batch_size, fill, monkeypatch):
+    monkeypatch.setattr(engine, "min_fill", fill)  # feature names: one token per step, all at once, or between
     heads = HEADS
     progs = [_edits(engine, h) for h in heads]
     out = engine.run(engine.prefix(PREFIX), progs, batch_size=batch_size)
@@ -268,6 +286,59 @@ def test_candidates_sharing_a_head_decode_as_they_would_alone(engine):
         alone.append(p.edits)
     assert [p.edits for p in together] == alone
     assert len({tuple(e) for e in alone}) > 1  # the seeds do differ
+
+
+def test_shared_heads_decode_as_copied_heads(engine, monkeypatch):
+    """Groups of different sizes (3, 1 and 2 candidates), rows finishing at different steps
+    (so groups shrink unevenly): reading each head from one shared copy must choose exactly
+    the tokens of every row holding its own copy, and of each program run alone."""
+    def progs():
+        out = []
+        for h, seeds in zip(HEADS[:3], ([1, 2, 3], [4], [5, 6]), strict=True):
+            for s in seeds:
+                p = _edits(engine, h)
+                p.rng = torch.Generator().manual_seed(s)
+                out.append(p)
+        return out
+
+    prefix = engine.prefix(PREFIX)
+    got, states = {}, {}
+    choose = engine._choose
+    for share in (True, False):
+        seen = []
+
+        def spy(hidden, *args, _seen=seen):  # the hidden states every choice is made from
+            _seen.append(hidden.clone())
+            return choose(hidden, *args)
+
+        monkeypatch.setattr(engine, "share_heads", share)
+        monkeypatch.setattr(engine, "_choose", spy)
+        ps = progs()
+        engine.run(prefix, ps, batch_size=6, temperature=1.5)
+        got[share], states[share] = [p.edits for p in ps], seen
+    monkeypatch.setattr(engine, "_choose", choose)
+    alone = []
+    for p in progs():
+        engine.run(prefix, [p], batch_size=1, temperature=1.5)
+        alone.append(p.edits)
+    assert got[True] == got[False] == alone
+    assert len({len(e) for e in alone}) > 1  # rows do finish at different steps
+    # not only the same tokens: the same states (sampling hides small differences)
+    assert len(states[True]) == len(states[False]) >= 5
+    for a, b in zip(states[True], states[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_groups_gather_and_scatter_back():
+    group = torch.tensor([2, 0, 2, 2, 1, 0])
+    g = _Groups(group, 4)  # group 3 has no row: padded, never read back
+    x = torch.randn(6, 2, 3, 5)
+    stacked = g.gather(x)
+    assert stacked.shape == (4, 2, g.R * 3, 5) and g.R == 3
+    assert torch.equal(g.rows(stacked), x)
+    # rows of one group sit together: group 2's rows are 0, 2, 3 in order
+    assert torch.equal(stacked[2, :, :3], x[0]) and torch.equal(stacked[2, :, 3:6], x[2])
+    assert torch.count_nonzero(stacked[3]) == 0
 
 
 @pytest.mark.parametrize("arch", ["llama", "mistral"])

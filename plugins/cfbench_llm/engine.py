@@ -389,6 +389,19 @@ class _BufferedFull(DynamicLayer):
         self._k, self._v = self._k[rows], self._v[rows]
         self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
 
+    def split_heads(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hand over the tokens written so far (one row per distinct head) and start ``batch``
+        empty rows after them: the forked sequences then read their head from the one copy."""
+        n = self._n
+        head_k, head_v = self._k[:, :, :n], self._v[:, :, :n]
+        b, h, cap, d = self._k.shape
+        self._k = self._k.new_empty((batch, h, max(cap - n, 1), d))
+        self._v = self._v.new_empty((batch, h, max(cap - n, 1), d))
+        self._n = 0
+        self.offset += n
+        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
+        return head_k, head_v
+
 
 class _BufferedSliding(_BufferedFull):
     """The same for a sliding-window layer; keys are returned from ``start_abs`` on (set per step,
@@ -437,6 +450,7 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     kp, vp, pmask = state.prefix(module.layer_idx)
+    heads = state.heads(module.layer_idx)
     B, Hq, q, D = query.shape
     Hkv = key.shape[1]
     G = Hq // Hkv  # query heads per key/value head; head h uses kv head h // G
@@ -446,18 +460,27 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
     # prefix: every sequence's queries against the one prefix copy, (Hkv, B*G*q, D) @ (Hkv, D, P)
     qh = qg.transpose(0, 1).reshape(Hkv, B * G * q, D)
     sp = torch.matmul(qh, kp[0].transpose(-1, -2)).reshape(Hkv, B, G * q, P).transpose(0, 1)
+    parts, masks = [sp], [pmask]
+    if heads is not None:  # forked sequences: each group's queries against its one head copy
+        kh, vh, hmask, groups = heads
+        parts.append(groups.rows(torch.matmul(groups.gather(qg), kh.transpose(-1, -2))))
+        masks.append(hmask)
     ss = torch.matmul(qg, key.transpose(-1, -2))  # own tokens: (B, Hkv, G*q, S)
-    scores = torch.cat([sp, ss], dim=-1) * scale
+    scores = torch.cat([*parts, ss], dim=-1) * scale
     cap = getattr(module.config, "attn_logit_softcapping", None)
     if cap:
         scores = torch.tanh(scores / cap) * cap
-    allowed = torch.cat([pmask, attention_mask[:, 0]], dim=-1)  # (B, q, P+S)
-    allowed = allowed[:, None, None].expand(B, Hkv, G, q, P + key.shape[-2]).reshape(B, Hkv, G * q, -1)
+    allowed = torch.cat([*masks, attention_mask[:, 0]], dim=-1)  # (B, q, P[+Hh]+S)
+    allowed = allowed[:, None, None].expand(B, Hkv, G, q, allowed.shape[-1]).reshape(B, Hkv, G * q, -1)
     scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(value.dtype)
     pp = probs[..., :P].transpose(0, 1).reshape(Hkv, B * G * q, P)
     out = torch.matmul(pp, vp[0]).reshape(Hkv, B, G * q, D).transpose(0, 1)
-    out = out + torch.matmul(probs[..., P:], value)
+    n = P
+    if heads is not None:
+        n = P + kh.shape[-2]
+        out = out + groups.rows(torch.matmul(groups.gather(probs[..., P:n]), vh))
+    out = out + torch.matmul(probs[..., n:], value)
     return out.reshape(B, Hq, q, D).transpose(1, 2).contiguous(), None
 
 
@@ -481,10 +504,37 @@ class _PrefixState:
                                  device=layer.keys.device) for layer in cache.layers]
         self.masks: dict[tuple[bool, int], torch.Tensor] = {}
 
+        self.head_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def set_heads(self, kv: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Tensor, group: torch.Tensor) -> None:
+        """Per layer the distinct heads' keys/values (U, Hkv, H, D), their slots' positions
+        ``pos`` (U, H; -1 for padding) and each batch row's head ``group`` (B,)."""
+        self.head_kv, self.head_pos = kv, pos
+        self.set_groups(group)
+
+    def set_groups(self, group: torch.Tensor) -> None:
+        """Each batch row's head (after rows were dropped or forked)."""
+        self.groups = _Groups(group, len(self.head_pos))
+
     def set_queries(self, qpos: torch.Tensor) -> None:
         """``qpos`` (B, q): positions of this step's query tokens, -1 for padding."""
         self.masks = {}
         self._qpos = qpos
+
+    def heads(self, layer_idx: int):
+        """(keys, values, mask (B, q, H), groups) of the shared heads, or None without them."""
+        if self.head_kv is None:
+            return None
+        k, v = self.head_kv[layer_idx]
+        key = ("head", self.sliding[layer_idx])
+        if key not in self.masks:
+            kpos = self.head_pos[self.groups.group]  # (B, H)
+            qpos = self._qpos
+            ok = (qpos[:, :, None] >= 0) & (kpos[:, None, :] >= 0) & (kpos[:, None, :] <= qpos[:, :, None])
+            if self.sliding[layer_idx]:
+                ok = ok & ((qpos[:, :, None] - kpos[:, None, :]) < self.window)
+            self.masks[key] = ok
+        return k, v, self.masks[key], self.groups
 
     def prefix(self, layer_idx: int):
         k, v = self.kv[layer_idx]
@@ -499,6 +549,38 @@ class _PrefixState:
         return k, v, self.masks[key]
 
 
+class _Groups:
+    """Batch rows grouped by the head they share, for one matmul per group against that
+    head's single key/value copy.  Groups may differ in size (rows finish at different times):
+    each is padded to the largest with a zero row."""
+
+    def __init__(self, group: torch.Tensor, n_groups: int) -> None:
+        self.group = group
+        B = len(group)
+        counts = torch.bincount(group, minlength=n_groups)
+        self.U, self.R = n_groups, max(int(counts.max()) if B else 0, 1)
+        order = torch.argsort(group, stable=True)
+        rank = torch.empty_like(order)
+        first = torch.cumsum(counts, 0) - counts  # each group's first place in ``order``
+        rank[order] = torch.arange(B, device=group.device) - first[group[order]]
+        self.slot = group * self.R + rank  # each row's place in the padded (U*R) layout
+        index = torch.full((self.U * self.R,), B, dtype=torch.long, device=group.device)
+        index[self.slot] = torch.arange(B, device=group.device)
+        self.index = index  # padded layout -> row (B = the zero row)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Hkv, M, X) per row -> (U, Hkv, R*M, X): each group's rows stacked."""
+        B, Hkv, M, X = x.shape
+        padded = torch.cat([x, x.new_zeros((1, Hkv, M, X))])[self.index]
+        return padded.reshape(self.U, self.R, Hkv, M, X).transpose(1, 2).reshape(self.U, Hkv, self.R * M, X)
+
+    def rows(self, y: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``gather`` for a result (U, Hkv, R*M, Y) -> (B, Hkv, M, Y)."""
+        U, Hkv, RM, Y = y.shape
+        M = RM // self.R
+        return y.reshape(U, Hkv, self.R, M, Y).transpose(1, 2).reshape(U * self.R, Hkv, M, Y)[self.slot]
+
+
 # ----------------------------------------------------------------------------- decoder
 
 
@@ -508,6 +590,18 @@ class Prefix:
 
     ids: list[int]
     cache: Cache | None
+
+
+def _feed_width(lengths: Sequence[int], min_fill: float) -> int:
+    """The most tokens per sequence a step feeds: the largest ``q`` whose padded slots
+    (``len(lengths) * q``) are at least ``min_fill`` real tokens, ``sum(min(n, q))``; at least 1."""
+    best = 1
+    total = len(lengths)
+    for q in range(2, max(lengths, default=1) + 1):  # the real share only falls as q grows
+        if sum(min(n, q) for n in lengths) < min_fill * total * q:
+            break
+        best = q
+    return best
 
 
 class Engine:
@@ -532,6 +626,15 @@ class Engine:
         self.stats = {"forward_tokens": 0, "forward_calls": 0}
         #: head tokens run per forward; bounds the attention scores of long heads (retrieval examples)
         self.prefill_chunk = 256
+        #: least share of a decoding step's token slots that are real tokens.  Every row of a step
+        #: is padded to the longest feed, so one sequence feeding a 9-token key would make the
+        #: whole batch pay 9 slots; a step feeds at most as many tokens per sequence as keeps this
+        #: share (1 token always), and literal text beyond it waits for the next steps while the
+        #: rest of the batch keeps choosing.  0 = feed everything at once; fewer slots cost more steps.
+        self.min_fill = 0.75
+        #: sequences forked from one head (a query's sampled candidates) read its keys/values from
+        #: one copy, one matmul per head, instead of each holding and reading its own copy
+        self.share_heads = True
 
     # -- prefix
     @torch.inference_mode()
@@ -589,7 +692,8 @@ class Engine:
         return hit
 
     def _masks(self, cache: Cache, slot_pos: torch.Tensor, t: int, q: int, start_abs: int, P: int) -> Any:
-        """Boolean masks over this batch's own slots ``[P, t+q)`` for query slots ``[t, t+q)``, by *position*.
+        """Boolean masks over this batch's own slots ``[P, t+q)`` for query slots ``[t, t+q)``, by *position*
+        (``P``: the first slot the rows hold themselves: after the prefix, and after the heads once these are shared).
 
         ``slot_pos[b, k]`` is the position of the token in slot ``k`` (-1 for padding), so padding
         holes are invisible.  A real query sees real keys at positions <= its own (and within the
@@ -619,7 +723,8 @@ class Engine:
         H = max(len(p.head) for p in progs)
         steps = max(p.max_new for p in progs)
         dev = self.device
-        # each distinct head is run once: the candidates sampled for one query share it
+        # each distinct head is run once: the candidates sampled for one query share it (and,
+        # with share_heads, read it from that one copy afterwards)
         heads: dict[tuple[int, ...], int] = {}
         fork = [heads.setdefault(tuple(p.head), len(heads)) for p in progs]
         U = len(heads)
@@ -640,27 +745,32 @@ class Engine:
         # the sequence in each row of the batch tensors: during the heads, the first program of
         # each distinct head (its holes stand for all of them); later every program, until it finishes
         rows = sorted({u: b for b, u in reversed(list(enumerate(fork)))}.values())
+        own = P  # the first slot the batch rows hold themselves
 
         def forward(x: torch.Tensor, t: int) -> torch.Tensor:
             q = x.shape[1]
-            start_abs = max(t - (window - 1) - max(holes_b[b] for b in rows), P) if sliding else P
+            start_abs = max(t - (window - 1) - max(holes_b[b] for b in rows), own) if sliding else own
             for layer in sliding:
                 layer.start_abs = start_abs
             qpos = slot_pos[:, t: t + q]
             state.set_queries(qpos)
             _ACTIVE["state"] = state
             try:
-                return self._forward(x, self._masks(cache, slot_pos, t, q, start_abs, P), qpos.clamp(min=0), cache)
+                return self._forward(x, self._masks(cache, slot_pos, t, q, start_abs, own), qpos.clamp(min=0), cache)
             finally:
                 _ACTIVE.pop("state", None)
 
         # the heads in chunks: attention scores stay (chunk x window) on sliding layers, not (H x H)
         for c in range(0, H, self.prefill_chunk):
             hidden = forward(ids[:, c: c + self.prefill_chunk], P + c)[:, -1]
-        if U < B:  # fork: every program gets its head's cache row and last hidden state
+        if U < B:  # fork: every program gets its head (one shared copy, or its own) and last hidden state
             idx = torch.tensor(fork, device=dev)
-            for layer in cache.layers:
-                layer.keep(idx)
+            if self.share_heads:
+                state.set_heads([layer.split_heads(B) for layer in cache.layers], slot_pos[:, P: P + H], idx)
+                own = P + H
+            else:
+                for layer in cache.layers:
+                    layer.keep(idx)
             slot_pos, hidden = slot_pos[idx], hidden[idx]
         rows = list(range(B))
         next_pos = [P + len(p.head) for p in progs]
@@ -673,9 +783,10 @@ class Engine:
         cut = [False] * B
         n_new = [0] * B
         raw_ids: list[list[int]] = [[] for _ in range(B)]
+        queue: list[list[int]] = [[] for _ in range(B)]  # literal text still to be fed (min_fill)
         while not all(done):
             feeds: dict[int, list[int]] = {b: [] for b in rows}
-            need = [b for b in rows if not done[b]]
+            need = [b for b in rows if not done[b] and not queue[b]]
             choice = self._choose(hidden, {b: r for r, b in enumerate(rows)}, need, progs, slot_i, text)
             for b in need:
                 prog = progs[b]
@@ -711,6 +822,13 @@ class Engine:
                     if slot_i[b] == len(prog.slots):
                         done[b] = True
                 n_new[b] += len(feeds[b])
+            for b in rows:
+                if not done[b] and b not in choice:
+                    feeds[b] = queue[b]
+            m = _feed_width([len(feeds[b]) if not done[b] else 0 for b in rows], self.min_fill)
+            for b in rows:  # at most m tokens per sequence this step; the rest waits in its queue
+                if not done[b]:
+                    feeds[b], queue[b] = feeds[b][:m], feeds[b][m:]
             if all(done):
                 break  # the last tokens need no forward: nothing reads their states
             finished = [r for r, b in enumerate(rows) if done[b]]
@@ -718,6 +836,8 @@ class Engine:
                 keep = torch.tensor([r for r, b in enumerate(rows) if not done[b]], device=dev)
                 for layer in cache.layers:
                     layer.keep(keep)
+                if state.head_kv is not None:
+                    state.set_groups(state.groups.group[keep])
                 slot_pos = slot_pos[keep]
                 rows = [b for b in rows if not done[b]]
             q = max(len(feeds[b]) if not done[b] else 0 for b in rows)
