@@ -502,9 +502,8 @@ class _PrefixState:
                             if isinstance(layer, DynamicSlidingWindowLayer)), 0)
         self.pos = [torch.arange(layer.get_seq_length() - layer.keys.shape[-2], layer.get_seq_length(),
                                  device=layer.keys.device) for layer in cache.layers]
-        self.masks: dict[tuple[bool, int], torch.Tensor] = {}
-
-        self.head_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.masks: dict[tuple, torch.Tensor] = {}
+        self.head_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # set_heads, on a fork
 
     def set_heads(self, kv: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Tensor, group: torch.Tensor) -> None:
         """Per layer the distinct heads' keys/values (U, Hkv, H, D), their slots' positions

@@ -118,7 +118,7 @@ FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits":
 #: to ``rounds``) that shows the model what was rejected and allows 3 more edits.  Parameters
 #: given explicitly still win.
 VERIFIED: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
-                            "batch_size": 200, "samples": 8, "temperature": 1.5, "clip": True}
+                            "batch_size": 400, "samples": 8, "temperature": 1.5, "clip": True}
 
 
 def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:
