@@ -265,17 +265,22 @@ def test_edits_cannot_write_the_query_value(engine, monkeypatch, must_change):
         assert all(changed) if must_change else not any(changed)
 
 
+def _sampled(engine, seeds_per_head) -> list:
+    """Edits programs with their own seeded generators: one per seed, for HEADS in order."""
+    out = []
+    for h, seeds in zip(HEADS, seeds_per_head, strict=False):
+        for s in seeds:
+            p = _edits(engine, h)
+            p.rng = torch.Generator().manual_seed(s)
+            out.append(p)
+    return out
+
+
 def test_candidates_sharing_a_head_decode_as_they_would_alone(engine):
     """Sampled candidates of one query share one run of their head (forked cache rows); each
     must decode exactly as it does on its own."""
     def progs(seeds):
-        out = []
-        for h in HEADS[:2]:
-            for s in seeds:
-                p = _edits(engine, h)
-                p.rng = torch.Generator().manual_seed(s)
-                out.append(p)
-        return out
+        return _sampled(engine, [seeds, seeds])
 
     prefix = engine.prefix(PREFIX)
     together = progs([1, 2, 3])
@@ -293,13 +298,7 @@ def test_shared_heads_decode_as_copied_heads(engine, monkeypatch):
     (so groups shrink unevenly): reading each head from one shared copy must choose exactly
     the tokens of every row holding its own copy, and of each program run alone."""
     def progs():
-        out = []
-        for h, seeds in zip(HEADS[:3], ([1, 2, 3], [4], [5, 6]), strict=True):
-            for s in seeds:
-                p = _edits(engine, h)
-                p.rng = torch.Generator().manual_seed(s)
-                out.append(p)
-        return out
+        return _sampled(engine, [[1, 2, 3], [4], [5, 6]])
 
     prefix = engine.prefix(PREFIX)
     got, states = {}, {}
