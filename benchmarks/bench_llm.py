@@ -136,12 +136,11 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-MODES = ("zeroshot", "fewshot", "finetuned")
-
-
 def _parse_config(config: str) -> tuple[str, str, dict]:
     """``variant`` (of llm-fewshot), ``mode:variant``, or ``row_style:cf_style:quantize:max_edits``
     (settings of llm-fewshot's default variant) -> (mode, variant, params)."""
+    from cfbench_llm.generator import MODES
+
     parts = config.split(":")
     if len(parts) == 1:
         return "fewshot", parts[0], {}
@@ -186,6 +185,15 @@ def _isolated(args, config: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cfbench.errors import UserError
+
+    try:
+        return _main(argv)
+    except UserError as exc:  # a bad --param or --task: one line, as the CLI gives it
+        raise SystemExit(f"bench_llm: {exc}") from None
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="ai-readi")
     ap.add_argument("--queries", type=int, default=100)
