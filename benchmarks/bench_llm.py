@@ -33,15 +33,6 @@ def _queries(task, n: int) -> pd.DataFrame:
     return q.groupby("source", group_keys=False).head(per_class).head(n).reset_index(drop=True)
 
 
-def _validity(task, res, q) -> tuple[float, float]:
-    ok = [i for i, r in enumerate(res) if r.status == "ok"]
-    if not ok:
-        return 0.0, 0.0
-    cfs = pd.concat([res[i].cfs for i in ok])
-    valid = task.predict(cfs) == q.target.to_numpy()[ok]
-    return len(ok) / len(res), float(valid.sum()) / len(res)
-
-
 def _quality(task, scorer, res, q) -> dict:
     """Parsed and valid shares over all queries; L1/MAD, #changed and LOF-inlier share over the
     valid CFs (the boards' definitions, from the metric suite's own scorer)."""
@@ -99,7 +90,7 @@ def run_ours(task, ctx, q, mode: str, variant: str, scorer=None, **params) -> tu
     return row, gen
 
 
-def run_naive(task, gen, q) -> dict:
+def run_naive(task, gen, q, scorer) -> dict:
     """One query at a time: full few-shot JSON prompt, ``generate`` greedy, stop at a newline."""
     import torch
 
@@ -126,10 +117,9 @@ def run_naive(task, gen, q) -> dict:
         results.append(QueryResult.ok(pd.DataFrame([cf], columns=task.schema.names)) if cf is not None
                        else QueryResult("invalid_output", None, why, raw=raw))
     dt = time.perf_counter() - t0
-    parsed, valid = _validity(task, results, q)
     return {"method": "naive loop (few-shot JSON, generate, 1 query at a time)", "queries": len(q),
             "prompt_tokens": len(tok(prefix + head)["input_ids"]), "generate_s": dt, "s_per_cf": dt / len(q),
-            "tokens_processed": tokens, "tokens_per_s": tokens / dt, "parse_rate": parsed, "valid_rate": valid}
+            "tokens_processed": tokens, "tokens_per_s": tokens / dt, **_quality(task, scorer, results, q)}
 
 
 def _peak_gb() -> float:
@@ -181,7 +171,7 @@ def _isolated(args, config: str) -> list[dict]:
         if done.returncode != 0 or not os.path.exists(out):
             return [{"method": f"{config} (failed: exit {done.returncode})", "queries": args.queries}]
         with open(out) as fh:
-            return json.load(fh)["rows"]
+            return json.load(fh)["rows"]  # nulls become NaN in the table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +243,7 @@ def _main(argv: list[str] | None) -> int:
 
         full = LocalLLM("fewshot", "freetext", threads=threads, digits=args.digits,
                         row_style="json", cf_style="full").fit(ctx)
-        rows.append(run_naive(task, full, _queries(task, args.naive)))
+        rows.append(run_naive(task, full, _queries(task, args.naive), scorer))
     meta = {"task": args.task, "threads": threads, "cpus": os.cpu_count(), "batch_size": args.batch_size,
             "digits": args.digits, "params": params,
             "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
@@ -264,8 +254,10 @@ def _main(argv: list[str] | None) -> int:
     print(json.dumps(meta))
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": rows}, fh, indent=1, default=float)
+        from cfbench.strict_json import dumps
+
+        with open(args.json, "w") as fh:  # strict JSON: a metric without valid CFs is null, not NaN
+            fh.write(dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
 

@@ -361,20 +361,17 @@ def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
     head = ("| scenario | method | CFs | added | F1 | macro F1 | bal. acc. | F1 recovered (pts) "
             "| rel. recovery | macro F1 recovered (pts) |")
     lines = [head, "|" + "---|" * 10]
-    def missing(v: Any) -> bool:  # NaN in memory, null once read back from strict JSON
-        return v is None or np.isnan(v)
-
     def pm(r: dict[str, Any], m: str) -> str:  # a number older files lack prints as "–"
         v, s = r.get(m), r.get(f"{m}_std")
-        if missing(v):
+        if _missing(v):
             return "–"
-        if r.get("n_seeds", 2) < 2 or missing(s):  # no spread from one seed
+        if r.get("n_seeds", 2) < 2 or _missing(s):  # no spread from one seed
             return f"{v * 100:.1f} ± –"
         return f"{v * 100:.1f} ± {s * 100:.1f}"
 
     for r in agg:
-        rel = "–" if missing(r.get("f1_recovered_rel")) else f"{r['f1_recovered_rel']:.2f}"
-        added = "–" if missing(r.get("n_added")) else f"{r['n_added']:.0f}"
+        rel = "–" if _missing(r.get("f1_recovered_rel")) else f"{r['f1_recovered_rel']:.2f}"
+        added = "–" if _missing(r.get("n_added")) else f"{r['n_added']:.0f}"
         lines.append(
             f"| {r['scenario']} ({SCENARIOS[r['scenario']]}) | {r['method']} | {r['cfs']} | "
             f"{added} | {pm(r, 'f1')} | {pm(r, 'macro_f1')} | {pm(r, 'balanced_accuracy')} | "
