@@ -134,8 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-queries", type=_positive_int, default=None,
                      help="test instances per source class (default: the task's, usually 50)")
     run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
-    run.add_argument("--augment", action="store_true",
-                     help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
+    augment = run.add_mutually_exclusive_group()
+    augment.add_argument("--augment", action="store_true",
+                         help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
+    augment.add_argument("--no-augment", action="store_true",
+                         help="with --config: skip the suite file's [augment] table (the runs only)")
     run.add_argument("--wide", action="store_true", help="every column in the result table")
     run.set_defaults(func=cmd_run, _parser=run)
 
@@ -287,7 +290,7 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
             data_dir=args.data_dir if "data_dir" in given else s.get("data_dir"),
             params=params, suite=suite.identity(), **where,
         )
-        a = srun.augment
+        a = None if args.no_augment else srun.augment
         acfg, aug_cfg = None, None
         if a is not None:
             acfg = _augment_config(",".join(a["scenarios"]), float(a["fraction"]),

@@ -212,3 +212,20 @@ def test_run_config_checks_every_run_before_starting(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
     r = cli("run", "--config", str(tmp_path / "missing.toml"))
     assert r.returncode == 2 and "cannot read the suite file" in r.stderr
+
+
+def test_no_augment_runs_a_suite_without_its_augmentation(tmp_path):
+    """``--no-augment`` runs the suite file's runs and skips its ``[augment]`` table (a board's
+    run part, timed on its own); the run still records the suite file it came from."""
+    p = tmp_path / "aug.suite.toml"
+    p.write_text('task = "breast-cancer"\nmethods = ["nearest-neighbour"]\nn_queries = 2\n'
+                 '[augment]\nmethods = ["nearest-neighbour"]\nseeds = [0, 1]\n')
+    out = tmp_path / "out"
+    r = cli("run", "--config", str(p), "--out", str(out), "--quiet", "--no-augment")
+    assert r.returncode == 0, r.stderr
+    assert (out / "summary.json").exists()
+    assert not (out / "augment.json").exists() and not (out / "augment").exists()
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["suite"]["file"] == "aug.suite.toml"
+    r = cli("run", "--config", str(p), "--out", str(tmp_path / "x"), "--augment", "--no-augment")
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
