@@ -133,8 +133,10 @@ def run_end(lines: list[tuple[float, str]], wall: float) -> float:
     return next((t for t, x in lines if x.startswith("wrote ") and "summary.json" in x), wall)
 
 
-def phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
-    """Start-up + task load, cells, scoring + summary, from when the lines were printed."""
+def phases(lines: list[tuple[float, str]], wall: float, suite: bool) -> dict[str, float]:
+    """Start-up + task load, cells, scoring + summary, from when the lines were printed; then
+    what follows ``summary.json``: the suite file's augmentation (``suite``) or the printed table
+    and the exit."""
     plan = next((t for t, x in lines if x.startswith("plan:")), None)
     end = run_end(lines, wall)
     finished = [t for t, x in lines if x.startswith(("✓", "✗")) and t <= end]
@@ -142,8 +144,10 @@ def phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
         return {}
     out = {"start-up and task load": plan, "cells": max(finished) - plan,
            "scoring, summary and table": end - max(finished)}
-    if wall - end > 1:
+    if suite:
         out["augmentation (suite file; not part of the run's time)"] = wall - end
+    else:
+        out["table and exit, after summary.json"] = wall - end
     return out
 
 
@@ -167,7 +171,8 @@ def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) ->
             f"({total / max(wall, 1e-9):.2f} × the wall time)", ""]
     if split:
         out += ["| phase | seconds | share |", "|---|---|---|"]
-        out += [f"| {k} | {v:.1f} | {v / wall:.0%} |" for k, v in split.items()]
+        whole = sum(split.values())
+        out += [f"| {k} | {v:.1f} | {v / whole:.0%} |" for k, v in split.items()]
     return "\n".join(out)
 
 
@@ -209,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         wall = run_end(lines, total)
         rows = cells(out)
-        split = phases(lines, total)
+        split = phases(lines, total, suite="--config" in extra and "--no-augment" not in extra)
     print(report(wall, rows, split, args.mode))
     if args.json:
         args.json.write_text(json.dumps({"mode": args.mode, "wall": wall, "total": total,
