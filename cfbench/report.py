@@ -74,20 +74,11 @@ def ranked_header(metric: str) -> str:
 # ----------------------------------------------------------------------------- strict JSON
 
 
-def strict(obj: Any) -> Any:
-    """A copy with every NaN or infinite float replaced by ``None`` (JSON ``null``)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict(v) for v in obj]
-    return obj
-
-
 def embed_json(obj: Any) -> str:
     """Strict JSON safe inside ``<script type="application/json">`` (no ``<`` can end the tag)."""
-    text = json.dumps(strict(obj), allow_nan=False, separators=(",", ":"), sort_keys=False)
+    from cfbench.strict_json import json_safe
+
+    text = json.dumps(json_safe(obj), allow_nan=False, separators=(",", ":"), sort_keys=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
