@@ -24,6 +24,7 @@ from typing import Any
 
 from cfbench.errors import UserError
 from cfbench.leaderboard import RANK_NOTE, SCOPE_NOTE
+from cfbench.strict_json import json_safe
 
 # ----------------------------------------------------------------------------- metric view
 # Headers, formats, better directions and help texts come from ``cfbench.metric_registry``.
@@ -76,8 +77,6 @@ def ranked_header(metric: str) -> str:
 
 def embed_json(obj: Any) -> str:
     """Strict JSON safe inside ``<script type="application/json">`` (no ``<`` can end the tag)."""
-    from cfbench.strict_json import json_safe
-
     text = json.dumps(json_safe(obj), allow_nan=False, separators=(",", ":"), sort_keys=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
