@@ -100,8 +100,9 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                        help="one seed (default: 0; for augment the repetitions 0-9)")
     seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
     p.add_argument("--budget", type=_positive_float, default=schedule.DEFAULT_BUDGET,
-                   help="search budget in seconds per query, the same for every method "
-                        "(anytime methods such as CFNOW search until it runs out)")
+                   help="search budget in CPU seconds per query, the same for every method "
+                        "(anytime methods such as CFNOW search until it runs out; CPU time, so "
+                        "a busy machine does not shrink the search)")
     p.add_argument("--timeout", type=_positive_float, default=schedule.DEFAULT_TIMEOUT,
                    help="hard safety kill in seconds per query: a worker is killed after "
                         f"max(timeout, {schedule.KILL_BUDGETS:g} x budget) x batch + 10 s")

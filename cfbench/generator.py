@@ -1,8 +1,9 @@
 """The generator contract: what a plugin declares, what ``fit`` receives, what ``generate`` returns.
 
 A generator is a small scikit-learn-shaped object: ``fit(context)`` once per task and seed, then
-``generate(queries, targets, k, budget)``.  The runner validates every result, so a generator
-that returns garbage is recorded as ``invalid_output`` rather than trusted.
+``generate(queries, targets, k, budget)`` (``budget``: CPU seconds per query, ``cfbench.budget``).
+The runner validates every result, so a generator that returns garbage is recorded as
+``invalid_output`` rather than trusted.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ features rounded) before calling the classifier.  Every point CFNOW evaluates is
 scored as its projection, and the projection of a CF CFNOW returns is what we return, so
 validity is preserved and immutables, bounds and directions hold by construction.
 
-The per-query ``budget`` is CFNOW's ``limit_seconds`` (its fine-tuning time) and also a hard
+The per-query ``budget`` (CPU seconds, ``cfbench.budget``; CFNOW's own timers are put on that
+clock for the search) is CFNOW's ``limit_seconds`` (its fine-tuning time) and also a hard
 deadline in the prediction function: past it the search is stopped and the closest CFs CFNOW
 had already evaluated are returned (what CFNOW itself returns at the end of fine-tuning), or
 ``timeout`` if it had found none.
@@ -24,12 +25,10 @@ had already evaluated are returned (what CFNOW itself returns at the end of fine
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import logging
-import signal
 import sys
-import threading
-import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench.budget import Deadline, interrupt_after
+from cfbench.budget import clock as budget_clock
 from cfbench.errors import UserError
 from cfbench.generator import FitContext, QueryResult
 
@@ -56,33 +57,41 @@ class BudgetExceeded(Exception):
     """Raised from a model call once a query's time budget has passed."""
 
 
-ALARM_SLACK = 1.0  # seconds past the budget before the alarm interrupts a search making no model calls
+#: CPU seconds past the budget before a search that makes no model calls is interrupted
+ALARM_SLACK = 1.0
+
+
+class _CpuDatetime(datetime.datetime):
+    """``datetime`` whose ``now()`` follows the budget's clock (CPU seconds), for CFNOW's timers."""
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
+        return _EPOCH + datetime.timedelta(seconds=budget_clock())
+
+
+_EPOCH = datetime.datetime(2000, 1, 1)
+#: the cfnow modules that time their search with ``datetime.now()``
+TIMED_MODULES = ("cfnow._fine_tune", "cfnow._cf_searchers", "cfnow.cf_finder")
 
 
 @contextlib.contextmanager
-def alarm(seconds: float) -> Iterator[None]:
-    """Raise ``BudgetExceeded`` in this thread after ``seconds`` (main thread on POSIX only).
+def cpu_timed_cfnow() -> Iterator[None]:
+    """CFNOW's ``limit_seconds`` counted in CPU seconds, like every cfbench budget.
 
-    CFNOW's greedy search can loop forever without calling the model (``_greedy_generator``
-    ``continue``s without counting an iteration when its tabu list forbids every change), where
-    the deadline in the prediction function never fires.  Elsewhere this is a no-op and the
-    runner's hard timeout is the backstop.
+    CFNOW measures its fine-tuning time as ``datetime.now() - start`` (wall clock) in the modules
+    of ``TIMED_MODULES``; for the duration of one search their ``datetime`` is one whose
+    ``now()`` reads ``cfbench.budget.clock``, so the search does as much work on a busy machine
+    as on an idle one.  Restored afterwards.
     """
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def _raise(_signum: int, _frame: object) -> None:
-        raise BudgetExceeded
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    mods = [sys.modules[m] for m in TIMED_MODULES if m in sys.modules]
+    previous = [m.datetime for m in mods]
+    for m in mods:
+        m.datetime = _CpuDatetime
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for m, d in zip(mods, previous, strict=True):
+            m.datetime = d
 
 
 def _no_download(*_args: object, **_kwargs: object) -> bool:
@@ -191,14 +200,14 @@ class Predictor:
     (probability >= 0.5), so the search can be cut at the deadline without losing them.
     """
 
-    def __init__(self, gen: CfnowGenerator, space: Space, target: int, deadline: float) -> None:
+    def __init__(self, gen: CfnowGenerator, space: Space, target: int, deadline: Deadline) -> None:
         self.gen, self.space, self.deadline = gen, space, deadline
         self.t_col = int(np.searchsorted(gen.classes_, target))
         self.hits: list[np.ndarray] = []
         self.calls = 0
 
     def __call__(self, Z: Any) -> np.ndarray:
-        if time.monotonic() > self.deadline:
+        if self.deadline.passed():
             raise BudgetExceeded
         self.calls += 1
         Z = np.atleast_2d(np.asarray(Z, dtype=float))
@@ -285,7 +294,7 @@ class CfnowGenerator:
         space = Space(self, q)
         if not space.names:
             return QueryResult.not_found("no mutable feature CFNOW could change")
-        pred = Predictor(self, space, target, time.monotonic() + budget)
+        pred = Predictor(self, space, target, Deadline(budget))
         if pred(space.z0[None, :])[0] >= 0.5:
             return QueryResult.not_found("the query is already scored as the target class")
         pred.hits.clear()
@@ -296,7 +305,7 @@ class CfnowGenerator:
             limit = 0.0  # no fine-tuning: CFNOW returns the CFs of the search itself
         stopped = False
         try:
-            with quiet(), alarm(budget + ALARM_SLACK):
+            with quiet(), cpu_timed_cfnow(), interrupt_after(budget + ALARM_SLACK, BudgetExceeded):
                 res = self.find_tabular_(
                     factual=pd.Series(space.z0, index=space.names),
                     model_predict_proba=pred,

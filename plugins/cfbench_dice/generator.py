@@ -13,8 +13,8 @@ What is mapped, per query:
 DiCE's public output (``final_cfs_df_sparse`` when it ran its post-hoc sparsity step, else
 ``final_cfs_df``) is returned as is: CFs DiCE returns that change an immutable, leave a bound or
 are not valid are *not* filtered here; the harness's metrics report them.  DiCE's
-"no counterfactuals found" becomes ``not_found``.  The per-query ``budget`` is enforced inside
-the model adapter: once it has passed, the next prediction DiCE asks for raises, and the query
+"no counterfactuals found" becomes ``not_found``.  The per-query ``budget`` (CPU seconds,
+``cfbench.budget``) is enforced inside the model adapter: once it has passed, the next prediction DiCE asks for raises, and the query
 is recorded as ``timeout`` (the runner's hard timeout remains the backstop for hangs outside
 model calls).
 """
@@ -25,7 +25,6 @@ import contextlib
 import io
 import logging
 import random
-import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench.budget import Deadline
 from cfbench.errors import UserError
 from cfbench.generator import FitContext, QueryResult
 
@@ -89,7 +89,7 @@ class DiceModel:
         self.categorical = set(context.schema.categorical)
         self.classes_ = np.asarray(context.classes)
         self._proba = context.predict_proba
-        self.deadline: float | None = None
+        self.deadline: Deadline | None = None
         self.calls = 0
 
     def _frame(self, X: Any) -> pd.DataFrame:
@@ -103,7 +103,7 @@ class DiceModel:
         return to_float(df, self.categorical)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.deadline is not None and self.deadline.passed():
             raise BudgetExceeded
         self.calls += 1
         return np.asarray(self._proba(self._frame(X)), float)
@@ -263,7 +263,7 @@ class DiceGenerator:
             random.seed(self.seed_)
             np.random.seed(self.seed_ % 2**32)
         buf = io.StringIO()
-        self.model_.deadline = time.monotonic() + budget
+        self.model_.deadline = Deadline(budget)
         self.model_.calls = 0
         try:
             with quiet(buf):
