@@ -355,3 +355,36 @@ def test_other_architectures_decode_as_the_reference(tmp_path, arch):
     eng.run(prefix, edits, batch_size=3)
     for h, prog in zip(HEADS[:3], edits, strict=True):
         assert prog.edits == _reference_edits(eng, _edits(eng, h))
+
+
+def test_bfloat16_screened_logits_pick_the_float32_argmax(tmp_path):
+    """In a 16-bit model the vocabulary-sized matmul only screens: the token chosen is the
+    argmax of the float32 logits of the same 16-bit hidden states and weights, and the tokens
+    kept carry exactly those float32 logits."""
+    model, tok = models.load(str(tiny_model_dir(tmp_path, seed=5)), fresh=True, dtype=torch.bfloat16)
+    eng = Engine(model, tok)
+    assert eng.half
+    g = torch.Generator().manual_seed(0)
+    h = (torch.randn(256, model.config.hidden_size, generator=g) * 3).to(torch.bfloat16)
+    got = eng._full_logits(h)
+    exact = h.float() @ eng.lm_weight.float().T
+    assert torch.equal(got.argmax(dim=1), exact.argmax(dim=1))
+    kept = torch.isfinite(got)
+    assert torch.equal(got[kept], exact[kept])
+    assert kept.sum(dim=1).float().mean() < 0.25 * got.shape[1]  # it screens: few tokens get float32
+    eng.temperature = 1.0
+    wide = eng._full_logits(h, sampled=True)  # a sampled row keeps every token near the best
+    near = exact >= exact.max(dim=1, keepdim=True).values - 20.0
+    assert torch.isfinite(wide[near]).all()
+
+
+def test_bfloat16_model_decodes_complete_values(tmp_path):
+    model, tok = models.load(str(tiny_model_dir(tmp_path, seed=3, sliding_window=16)), fresh=True,
+                             dtype=torch.bfloat16)
+    eng = Engine(model, tok)
+    prefix = eng.prefix(PREFIX)
+    out = eng.run(prefix, [build_program(eng.vocab, h, SEGS, FORMATS) for h in HEADS], batch_size=5)
+    for dec in out:
+        assert dec.finished and all(fmt.complete(v) for fmt, v in zip(FORMATS, dec.values, strict=True))
+    free = eng.run(prefix, [free_program(eng.vocab, h, max_tokens=12) for h in HEADS[:3]], batch_size=3)
+    assert all(len(tok.encode(d.values[0], add_special_tokens=False)) <= 12 for d in free)

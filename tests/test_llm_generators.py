@@ -68,6 +68,7 @@ def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mod
                 assert r.cfs[f.name].iloc[0] in f.categories
         assert r.raw and r.raw.endswith("\n")
         assert r.extra["new_tokens"] > 0 and r.extra["prompt_tokens"] > 0
+        assert r.extra["dtype"] == str(gen.dtype_).removeprefix("torch.")
     examples = gen.prefix_text_.count("Counterfactual (")
     assert examples == (6 if variant in ("default", "fast") and mode == "fewshot" else 0)
 
@@ -118,6 +119,10 @@ def test_bad_parameters_are_user_errors():
         LocalLLM("fewshot", quantize="int4")
     with pytest.raises(UserError, match="max_edits: expected a non-negative integer"):
         LocalLLM("fewshot", max_edits=-1)
+    with pytest.raises(UserError, match="dtype: got 'float16'; valid choices: auto, float32, bfloat16"):
+        LocalLLM("fewshot", dtype="float16")
+    with pytest.raises(UserError, match="quantize='int8' needs dtype 'float32'"):
+        LocalLLM("fewshot", "fast", dtype="bfloat16")
     # llm-finetuned's adapter is trained on full rows: it does not take cf_style at all
     with pytest.raises(UserError, match="unknown parameter 'cf_style' of method 'llm-finetuned'"):
         LocalLLM("finetuned", cf_style="edits")

@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from cfbench_llm import models  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
 
@@ -39,3 +40,15 @@ def test_cli_runs_every_local_llm_family_on_another_model(tmp_path, arch):
     meta = list((tmp_path / "cache" / "llm" / "adapters").glob("*/meta.json"))
     assert len(meta) == 1 and json.loads(meta[0].read_text())["key"]["model"].startswith(f"{arch}:")
     assert not (tmp_path / "cache" / "llm" / "models").exists()  # the default model was never converted
+
+
+def test_inference_dtype_is_bfloat16_only_where_it_is_fast(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    assert models.inference_dtype("cpu") == torch.bfloat16
+    assert models.inference_dtype("cpu", quantize="int8") == torch.float32  # int8 layers take float32
+    assert models.inference_dtype("cpu", "float32") == torch.float32
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    assert models.inference_dtype("cpu") == torch.float32
+    assert models.inference_dtype("cpu", "bfloat16") == torch.bfloat16  # asked for: given

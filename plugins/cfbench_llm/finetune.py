@@ -68,6 +68,17 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
         if not len(keep):
             raise UserError("teacher 'sparse' found no valid counterfactual for the training rows")
         return pool.X_[keep], pool.source_[keep], pool.cf_[keep]
+    if settings.teacher == "prototype":
+        pool = ExamplePool(2 * settings.pairs, seed=context.seed).fit(context)
+        CF = prototype_cfs(context, pool.X_, pool.source_)
+        ok = teacher_valid(context, pool.X_, pool.source_, CF) & (CF != pool.X_).any(axis=1)
+        rng = np.random.default_rng(context.seed)
+        keep = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(ok & (pool.source_ == c)))[: max(settings.pairs // 2, 1)]
+            for c in (0, 1)]))
+        if not len(keep):
+            raise UserError("teacher 'prototype' found no valid counterfactual for the training rows")
+        return pool.X_[keep], pool.source_[keep], CF[keep]
     from cfbench.plugins import registry
 
     method, _, variant = settings.teacher.partition(":")
@@ -89,6 +100,82 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
         raise UserError(f"teacher {settings.teacher!r} found no counterfactual for the training rows")
     cfs = np.stack([res[j].cfs[names].to_numpy(float)[0] for j in good])
     return X.iloc[idx[good]].to_numpy(float), y[idx[good]], cfs
+
+
+#: the target-class probability a ``prototype`` teacher CF must reach: past the boundary, so a
+#: student that imitates it loosely still lands in the target class
+PROTOTYPE_MARGIN = 0.7
+
+
+def class_prototypes(context: FitContext) -> np.ndarray:
+    """Per class ``c`` (rows 0 and 1), each feature's typical value among the training rows the
+    classifier puts in ``c``: the median (rounded for integer features), the most common code
+    for categorical and ordinal ones."""
+    names = context.schema.names
+    X = context.X_train[names].to_numpy(float)
+    pred = np.asarray(context.predict(context.X_train[names]))
+    out = np.empty((2, len(names)))
+    for c in (0, 1):
+        rows = X[pred == c] if (pred == c).any() else X
+        for j, f in enumerate(context.schema.features):
+            col = rows[:, j][np.isfinite(rows[:, j])]
+            if not len(col):
+                out[c, j] = np.nan
+            elif f.kind in ("categorical", "ordinal"):
+                vals, counts = np.unique(col, return_counts=True)
+                out[c, j] = vals[np.argmax(counts)]
+            else:
+                out[c, j] = np.round(np.median(col)) if f.integer else np.median(col)
+    return out
+
+
+def prototype_cfs(context: FitContext, X: np.ndarray, source: np.ndarray,
+                  margin: float = PROTOTYPE_MARGIN) -> np.ndarray:
+    """Per row, a counterfactual that moves mutable features to the target class's typical value
+    (``class_prototypes``) one at a time, each time the one that raises the target-class
+    probability most, until that probability reaches ``margin``; a move against a feature's
+    direction is never made.  Rows that do not reach it keep their last state (the caller drops
+    them).  The values a student must write are then the same few per direction, and the CFs
+    sit past the decision boundary, not on it."""
+    names = context.schema.names
+    proto = class_prototypes(context)
+    dirs = context.schema.directions()
+    mutable = context.schema.mask("mutable")
+    X = np.asarray(X, float)
+    target = 1 - np.asarray(source, int)
+    CF = X.copy()
+    V = proto[target]  # (rows, features): each row's target values
+    allowed = mutable[None, :] & np.isfinite(V) & (V != X)
+    allowed &= ~((dirs[None, :] > 0) & (V < X)) & ~((dirs[None, :] < 0) & (V > X))
+
+    def p_target(rows: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        proba = np.asarray(context.predict_proba(pd.DataFrame(Z, columns=names)), float)
+        cols = np.searchsorted(np.asarray(context.classes), target[rows])
+        return proba[np.arange(len(Z)), cols]
+
+    live = np.arange(len(X))
+    live = live[p_target(live, CF[live]) < margin]
+    while len(live):
+        cand = [(r, j) for r in live for j in np.flatnonzero(allowed[r])]
+        if not cand:
+            break
+        rr = np.array([r for r, _ in cand])
+        jj = np.array([j for _, j in cand])
+        trial = CF[rr].copy()
+        trial[np.arange(len(cand)), jj] = V[rr, jj]
+        p = p_target(rr, trial)
+        best: dict[int, tuple[float, int]] = {}
+        for r, j, pk in zip(rr, jj, p, strict=True):
+            if r not in best or pk > best[r][0]:
+                best[int(r)] = (float(pk), int(j))
+        nxt = []
+        for r, (pk, j) in best.items():
+            CF[r, j] = V[r, j]
+            allowed[r, j] = False
+            if pk < margin:
+                nxt.append(r)
+        live = np.array(nxt, dtype=int)
+    return CF
 
 
 def teacher_valid(context: FitContext, X: np.ndarray, source: np.ndarray, CF: np.ndarray) -> np.ndarray:
@@ -350,8 +437,10 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
     }
 
 
-def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, device: str | None) -> tuple[Any, Any]:
-    """A fresh copy of the base model with the adapter merged into its weights (as fast as the base)."""
+def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, device: str | None,
+                   dtype: Any = None) -> tuple[Any, Any]:
+    """A fresh copy of the base model with the adapter merged into its weights (as fast as the
+    base), in the dtype it was trained in, then cast to ``dtype`` if one is given."""
     from peft import PeftModel
 
     if not (Path(adapter) / ADAPTER_FILES[0]).is_file() or any(
@@ -362,6 +451,8 @@ def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, devi
     with warnings.catch_warnings():  # peft calls a deprecated transformers property
         warnings.simplefilter("ignore", FutureWarning)
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if dtype is not None:
+        merged.to(dtype)
     merged.eval()
     return merged, tok
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
-from cfbench_llm.models import QUANTIZE
+from cfbench_llm.models import DTYPES, QUANTIZE
 from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, check_teacher, refuse_unused
 from cfbench_llm.prompts import (
     CF_STYLES,
@@ -55,6 +55,7 @@ class Settings:
     cf_style: str = "full"  # full | edits (only the changed features; see prompts.PromptBuilder)
     max_edits: int = 0  # edits format: most features one counterfactual may change (0 = no cap)
     quantize: str = "none"  # none | int8 (dynamic int8 linear layers, CPU only; see docs/llm.md)
+    dtype: str = "auto"  # auto | float32 | bfloat16 (auto: bfloat16 where it is fast; models.inference_dtype)
     digits: int = 3  # significant digits of values in prompts
     clip: bool = False  # clip generated values to the schema bounds (counted in extra["clipped"])
     max_new_tokens: int = 0  # free text cap; 0 = 12 per mutable feature + 16
@@ -90,6 +91,10 @@ class Settings:
             raise UserError(f"llm parameter cf_style: got {s.cf_style!r}; valid choices: {', '.join(CF_STYLES)}")
         if s.quantize not in QUANTIZE:
             raise UserError(f"llm parameter quantize: got {s.quantize!r}; valid choices: {', '.join(QUANTIZE)}")
+        if s.dtype not in DTYPES:
+            raise UserError(f"llm parameter dtype: got {s.dtype!r}; valid choices: {', '.join(DTYPES)}")
+        if s.dtype == "bfloat16" and s.quantize == "int8":
+            raise UserError("llm parameters: quantize='int8' needs dtype 'float32' (or 'auto'), got 'bfloat16'")
         if s.row_style not in ROW_STYLES:
             raise UserError(f"llm parameter row_style: got {s.row_style!r}; valid choices: {', '.join(ROW_STYLES)}")
         for name in ("max_new_tokens", "samples"):
@@ -162,15 +167,17 @@ class LocalLLM:
             if len(self.pool_) == 0:
                 raise UserError(f"task {context.task_name!r}: no training row has a valid nearest-unlike-neighbour example")
         self.finetune_info_: dict[str, Any] = {}
+        self.dtype_ = models.inference_dtype(s.device, s.dtype, s.quantize)
         if self.mode == "finetuned":
             from cfbench_llm.finetune import ensure_adapter, load_finetuned
 
             adapter, self.finetune_info_ = ensure_adapter(context, self.settings, self.builder_)
-            self.model_, self.tok_ = load_finetuned(s.model, adapter, context.cache_dir, s.device)
+            self.model_, self.tok_ = load_finetuned(s.model, adapter, context.cache_dir, s.device, self.dtype_)
             if s.quantize == "int8":
                 models.quantize_int8(self.model_)
         else:
-            self.model_, self.tok_ = models.load(s.model, context.cache_dir, s.device, quantize=s.quantize)
+            self.model_, self.tok_ = models.load(s.model, context.cache_dir, s.device, quantize=s.quantize,
+                                                 dtype=self.dtype_)
         from cfbench_llm.engine import Engine
 
         self.engine_ = Engine(self.model_, self.tok_)
@@ -216,6 +223,9 @@ class LocalLLM:
             n_draw = 1 if k == 1 else (self.settings.samples or 3 * k)
             got = self._decode(X, sources, targets, n_draw, sample_first=n_draw > 1)
             out = [g[0] if n_draw == 1 else self._distinct(g, k) for g in got]
+        dtype = str(self.dtype_).removeprefix("torch.")
+        for r in out:  # which float type the numbers came from: "auto" depends on the CPU
+            r.extra["dtype"] = dtype
         self.stats_["generate_seconds"] += time.perf_counter() - t0
         self.stats_["queries"] += len(X)
         return out

@@ -154,7 +154,8 @@ def model_id(name: str | None, cache_dir: Path | None = None) -> str:
 
 
 def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
-    """CUDA (bfloat16) when present, else CPU (float32: this CPU path has no fast bfloat16)."""
+    """CUDA (bfloat16) when present, else CPU (float32): the device, and the dtype fine-tuning
+    trains in.  The generators' dtype is ``inference_dtype``'s."""
     import torch
 
     if device in (None, "auto"):
@@ -166,14 +167,46 @@ def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
 
 
 QUANTIZE = ("none", "int8")
+#: ``dtype`` of the local generators: ``auto`` is bfloat16 where it is fast (``inference_dtype``)
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where a bfloat16
+    matmul is several times a float32 one; elsewhere it is emulated and slower."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def inference_dtype(device: str | None, dtype: str = "auto", quantize: str = "none") -> Any:
+    """The torch dtype the generators run the model in.
+
+    ``auto``: bfloat16 on CUDA, and on a CPU with native bfloat16 unless the model is quantized
+    to int8 (dynamic int8 layers take float32 input); float32 otherwise.  The choice is recorded
+    in every record's ``extra["dtype"]``.
+    """
+    import torch
+
+    if dtype not in DTYPES:
+        raise UserError(f"llm parameter dtype: got {dtype!r}; valid choices: {', '.join(DTYPES)}")
+    device, _ = device_and_dtype(device)
+    if dtype == "auto":
+        fast = device.startswith("cuda") or cpu_has_fast_bf16()
+        dtype = "bfloat16" if fast and quantize == "none" else "float32"
+    if dtype == "bfloat16" and quantize == "int8":
+        raise UserError("llm parameters: quantize='int8' needs dtype 'float32' (or 'auto'), got 'bfloat16'")
+    return torch.bfloat16 if dtype == "bfloat16" else torch.float32
 
 
 def load(name: str | None = None, cache_dir: Path | None = None, device: str | None = None,
-         fresh: bool = False, quantize: str = "none") -> tuple[Any, Any]:
+         fresh: bool = False, quantize: str = "none", dtype: Any = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` in eval mode, offline; shared within a process unless ``fresh``.
 
-    ``quantize="int8"`` gives the model with its decoder's linear layers in dynamic int8
-    (``quantize_int8``), cached separately from the float one.
+    ``dtype``: a torch dtype (``inference_dtype``), or None for the device's default
+    (``device_and_dtype``: what fine-tuning trains in).  ``quantize="int8"`` gives the model
+    with its decoder's linear layers in dynamic int8 (``quantize_int8``), cached separately.
 
     A hub id is read from the local Hugging Face cache only when ``HF_HUB_OFFLINE`` is set.
     """
@@ -182,8 +215,9 @@ def load(name: str | None = None, cache_dir: Path | None = None, device: str | N
     if quantize not in QUANTIZE:
         raise UserError(f"unknown quantize {quantize!r}; valid choices: {', '.join(QUANTIZE)}")
     path = resolve_model(name, cache_dir)
-    device, dtype = device_and_dtype(device)
-    key = (path, device, quantize)
+    device, default = device_and_dtype(device)
+    dtype = default if dtype is None else dtype
+    key = (path, device, quantize, str(dtype))
     if not fresh and key in _LOADED:
         return _LOADED[key]
     local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -13,7 +13,7 @@ from typing import Any
 
 from cfbench.errors import UserError
 from cfbench.generator import Param, unknown_param
-from cfbench_llm.models import QUANTIZE
+from cfbench_llm.models import DTYPES, QUANTIZE
 from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
 
 #: shared by the local and the API generators (prompt formatting and few-shot examples)
@@ -44,6 +44,8 @@ LOCAL = (
           "fast variant uses 3)", minimum=0),
     Param("quantize", str, "none", "int8 = dynamic int8 linear layers, CPU only (the fast "
           "variant uses int8)", choices=QUANTIZE),
+    Param("dtype", str, "auto", "the model's float type: auto = bfloat16 on CUDA and on CPUs with "
+          "native bfloat16 (AVX512-BF16/AMX) unless int8, else float32", choices=DTYPES),
     Param("clip", bool, False, "clip generated values to the schema bounds"),
     Param("max_new_tokens", int, 0, "free-text token cap (0 = 12 per mutable feature + 16)",
           minimum=0),
@@ -82,7 +84,7 @@ FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds")
 FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "checkpointing", "force_finetune")
 #: teachers built in (besides any registered method): the nearest unlike training row, and that
 #: row sparsified as the edits examples are (``prompts.ExamplePool(sparse=True)``)
-TEACHERS = ("nearest-neighbour", "sparse")
+TEACHERS = ("nearest-neighbour", "sparse", "prototype")
 #: keys llm-finetuned cannot use: its adapter is trained on full rows (cf_style must be full)
 EDIT_KEYS = ("cf_style", "max_edits")
 
