@@ -433,6 +433,30 @@ def test_sparse_teacher_gives_valid_sparser_pairs(heart):
     assert not got["nearest-neighbour"][0].all()  # why the sparse teacher checks its CFs
 
 
+def test_prototype_teacher_moves_features_to_the_target_class_typical_values(heart):
+    """teacher=prototype: each CF sets some mutable features to the target class's typical value
+    (never against a feature's direction) and the classifier gives it at least the margin."""
+    from cfbench_llm.generator import Settings
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    names = task.schema.names
+    X, src, CF = ft.teacher_pairs(ctx, Settings(pairs=40, teacher="prototype"))
+    assert 30 <= len(src) <= 40 and max(np.sum(src == 0), np.sum(src == 1)) <= 20
+    proto = ft.class_prototypes(ctx)
+    proba = np.asarray(ctx.predict_proba(pd.DataFrame(CF, columns=names)))
+    p_target = proba[np.arange(len(CF)), 1 - src]
+    assert ft.teacher_valid(ctx, X, src, CF).all()  # kept: the classifier puts them in the target
+    assert np.mean(p_target >= ft.PROTOTYPE_MARGIN) > 0.9  # past the boundary, unless features ran out
+    moved = CF != X
+    assert moved.any(axis=1).all()
+    assert not moved[:, ~task.schema.mask("mutable")].any()
+    target_value = proto[1 - src]
+    assert np.array_equal(CF[moved], target_value[moved])  # every change is to the prototype value
+    dirs = np.broadcast_to(task.schema.directions(), CF.shape)
+    assert not ((dirs > 0) & (CF < X)).any() and not ((dirs < 0) & (CF > X)).any()
+
+
 @pytest.mark.parametrize("teacher", ["sparce", "no-such-method:x", ""])
 def test_unknown_teacher_is_refused_in_one_line(teacher):
     from cfbench_llm.generator import Settings
@@ -440,7 +464,7 @@ def test_unknown_teacher_is_refused_in_one_line(teacher):
     with pytest.raises(UserError) as err:
         Settings.from_params({"teacher": teacher})
     msg = str(err.value)
-    assert "\n" not in msg and repr(teacher) in msg and "nearest-neighbour, sparse" in msg
+    assert "\n" not in msg and repr(teacher) in msg and "nearest-neighbour, sparse, prototype" in msg
     assert "dice" in msg  # registered methods are valid teachers too
     Settings.from_params({"teacher": "sparse"})
     Settings.from_params({"teacher": "dice:random"})

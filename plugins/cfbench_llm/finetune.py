@@ -54,6 +54,7 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
     puts in the target class (the nearest unlike row with the query's immutables copied into it
     is often not: a third to a half of them on heart).  It draws twice ``pairs`` rows so that
     about ``pairs`` valid ones are left, then keeps at most ``pairs // 2`` per direction.
+    ``teacher="prototype"`` does the same with ``prototype_cfs``.
     """
     if settings.teacher == "nearest-neighbour":
         pool = ExamplePool(settings.pairs, seed=context.seed).fit(context)
@@ -134,8 +135,8 @@ def prototype_cfs(context: FitContext, X: np.ndarray, source: np.ndarray,
     """Per row, a counterfactual that moves mutable features to the target class's typical value
     (``class_prototypes``) one at a time, each time the one that raises the target-class
     probability most, until that probability reaches ``margin``; a move against a feature's
-    direction is never made.  Rows that do not reach it keep their last state (the caller drops
-    them).  The values a student must write are then the same few per direction, and the CFs
+    direction is never made.  A row that runs out of features first keeps its last state (the
+    caller keeps it only if the classifier then puts it in the target class).  The values a student must write are then the same few per direction, and the CFs
     sit past the decision boundary, not on it."""
     names = context.schema.names
     proto = class_prototypes(context)

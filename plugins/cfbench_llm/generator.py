@@ -70,7 +70,7 @@ class Settings:
     lr: float = 1e-3
     rank: int = 8
     ft_batch: int = 8
-    teacher: str = "nearest-neighbour"  # nearest-neighbour | sparse | a registered method[:variant]
+    teacher: str = "nearest-neighbour"  # nearest-neighbour | sparse | prototype | a method[:variant]
     checkpointing: bool = True  # recompute activations in the backward pass (memory only)
     force_finetune: bool = False
 

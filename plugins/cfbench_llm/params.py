@@ -65,7 +65,8 @@ LOCAL = (
     Param("ft_batch", int, 8, "fine-tuning: batch size", minimum=1),
     Param("teacher", str, "nearest-neighbour", "fine-tuning: CFs the model learns: nearest-neighbour "
           "(nearest unlike training row), sparse (the same, sparsified and classifier-checked as the "
-          "edits examples) or any registered method[:variant]"),
+          "edits examples), prototype (features moved to the target class's typical values until "
+          "the classifier gives 0.7) or any registered method[:variant]"),
     Param("checkpointing", bool, True, "fine-tuning: recompute each layer's activations in the "
           "backward pass (under half the peak memory, ~1.4x the CPU time; the same adapter)"),
     Param("force_finetune", bool, False, "fine-tuning: train again even if an adapter is cached"),
@@ -82,8 +83,9 @@ API = (
 FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds")
 #: keys only llm-finetuned uses (its LoRA training)
 FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "checkpointing", "force_finetune")
-#: teachers built in (besides any registered method): the nearest unlike training row, and that
-#: row sparsified as the edits examples are (``prompts.ExamplePool(sparse=True)``)
+#: teachers built in (besides any registered method): the nearest unlike training row, that row
+#: sparsified as the edits examples are (``prompts.ExamplePool(sparse=True)``), and the
+#: greedy move to the target class's typical values (``finetune.prototype_cfs``)
 TEACHERS = ("nearest-neighbour", "sparse", "prototype")
 #: keys llm-finetuned cannot use: its adapter is trained on full rows (cf_style must be full)
 EDIT_KEYS = ("cf_style", "max_edits")
