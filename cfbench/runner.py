@@ -529,6 +529,7 @@ class _Worker:
         ctx = context()
         self.conn, child = ctx.Pipe()
         self.on_phase = on_phase
+        self._kill_lock = threading.Lock()  # an interrupt and the cell's own thread may both kill
         environ = schedule.worker_env(threads) if threads else dict(os.environ)
         self.log = Path(cfg.out) / "logs" / workerproc.log_name(cell.label, cell.seed)
         self.proc = ctx.Process(
@@ -570,14 +571,17 @@ class _Worker:
                 return "died", self.proc.exitcode
 
     def kill(self) -> None:
-        """Kill the worker and every process it started (its process group)."""
-        workerproc.kill_group(self.proc.pid)
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(10)
-        workerproc.kill_group(self.proc.pid)  # children started just before the kill
-        self.conn.close()
-        workerproc.drop_if_empty(self.log)
+        """Kill the worker and every process it started (its process group); safe to call from
+        two threads at once (an interrupt's abort and the cell's own clean-up)."""
+        with self._kill_lock:
+            workerproc.kill_group(self.proc.pid)
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join(10)
+            workerproc.kill_group(self.proc.pid)  # children started just before the kill
+            if not self.conn.closed:
+                self.conn.close()
+            workerproc.drop_if_empty(self.log)
 
     def stop(self) -> None:
         try:
@@ -612,7 +616,10 @@ class Runner:
         with self._live_lock:
             live = list(self._live)
         for w in live:
-            w.kill()
+            try:
+                w.kill()
+            except OSError:  # one worker's clean-up failing must not leave the others running
+                continue
 
     def _start(self, cell: Cell) -> WorkerHandle:
         obs = self.observer

@@ -110,15 +110,16 @@ def cfbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", required=True, help="task name or spec file")
     p.add_argument("--model", default=None, help="HF id or local folder (default: $CFBENCH_LLM_MODEL or embedded Gemma 3 270M)")
-    p.add_argument("--pairs", type=int, default=None, help="training pairs (default 64)")
+    p.add_argument("--pairs", type=int, default=None, help="training pairs (default 128)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 2)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 8)")
     p.add_argument("--ft-batch", type=int, default=None, help="batch size (default 8)")
     p.add_argument("--teacher", default=None,
-                   help="CFs the model learns: nearest-neighbour (default), sparse (nearest unlike "
-                        "neighbour sparsified and classifier-checked, as the edits examples) or a "
-                        "registered method[:variant]")
+                   help="CFs the model learns: prototype (default: features moved to the target "
+                        "class's typical values until the classifier gives 0.7), nearest-neighbour, "
+                        "sparse (nearest unlike neighbour sparsified and classifier-checked, as the "
+                        "edits examples) or a registered method[:variant]")
     p.add_argument("--no-checkpointing", action="store_true",
                    help="keep all activations for the backward pass (faster, about 4x the memory)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default $CFBENCH_LLM_THREADS or torch's)")

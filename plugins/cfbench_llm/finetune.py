@@ -229,9 +229,19 @@ def classifier_fingerprint(context: FitContext) -> str:
     return hashlib.sha256(np.round(proba, 9).astype("<f8").tobytes()).hexdigest()
 
 
+def train_dtype(settings: Any) -> str:
+    """``bfloat16`` where the generators run the model in bfloat16 (``models.inference_dtype``):
+    training then autocasts its matmuls to bfloat16; else ``float32``."""
+    import torch
+
+    dtype = models.inference_dtype(settings.device, settings.dtype, settings.quantize)
+    return "bfloat16" if dtype == torch.bfloat16 else "float32"
+
+
 def adapter_key(context: FitContext, settings: Any, builder: PromptBuilder) -> dict[str, Any]:
-    """Everything the adapter depends on; its hash names the cache folder."""
-    return {
+    """Everything the adapter depends on; its hash names the cache folder (a float32-trained
+    adapter's key is the one it had before bfloat16 training existed)."""
+    key = {
         "version": KEY_VERSION,
         "task": context.task_name,
         "data": data_fingerprint(context),
@@ -243,6 +253,9 @@ def adapter_key(context: FitContext, settings: Any, builder: PromptBuilder) -> d
         "templates": hashlib.sha256(
             (builder.templates["finetune"] + builder.templates["record"]).encode()).hexdigest()[:16],
     }
+    if train_dtype(settings) == "bfloat16":
+        key["train_dtype"] = "bfloat16"
+    return key
 
 
 def adapter_dir(context: FitContext, key: dict[str, Any]) -> Path:
@@ -378,6 +391,10 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
             else:
                 base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = base.get_decoder()
+    # where the generators run in bfloat16, training runs its matmuls in bfloat16 too (autocast;
+    # the weights, the adapter and the optimiser stay float32): several times faster on a CPU
+    # with native bfloat16
+    amp = train_dtype(settings) == "bfloat16"
     head_w = model.get_output_embeddings().weight.detach()
     W = head_w[torch.tensor(allowed, device=head_w.device)]
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -405,9 +422,10 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
                 rows += [b] * len(pos)
                 cols += pos
                 labels += [col[seq[p + 1]] for p in pos]
-            hidden = decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).last_hidden_state
-            h = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
-            logits = (h @ W.T).float()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                hidden = decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).last_hidden_state
+                h = hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
+            logits = h.float() @ W.float().T
             loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels, device=dev))
             opt.zero_grad()
             loss.backward()
@@ -434,6 +452,7 @@ def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path,
         "seconds": time.perf_counter() - t0,
         "tokens_per_example": float(np.mean([len(ids) for ids, _ in examples])),
         "lora_targets": targets,
+        "train_dtype": "bfloat16 autocast" if amp else "float32",
         "trainable_params": int(sum(p.numel() for p in params)),
     }
 

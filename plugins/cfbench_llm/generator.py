@@ -65,12 +65,12 @@ class Settings:
     tune_malloc: bool = True  # see models.tune_malloc
     threads: int | None = None  # torch CPU threads; default $CFBENCH_LLM_THREADS or torch's default
     # fine-tuning (llm-finetuned)
-    pairs: int = 64
+    pairs: int = 128
     epochs: int = 2
     lr: float = 1e-3
     rank: int = 8
     ft_batch: int = 8
-    teacher: str = "nearest-neighbour"  # nearest-neighbour | sparse | prototype | a method[:variant]
+    teacher: str = "prototype"  # prototype | nearest-neighbour | sparse | a method[:variant]
     checkpointing: bool = True  # recompute activations in the backward pass (memory only)
     force_finetune: bool = False
 

@@ -58,15 +58,15 @@ LOCAL = (
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
     Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
           minimum=1),
-    Param("pairs", int, 64, "fine-tuning: training pairs", minimum=1),
+    Param("pairs", int, 128, "fine-tuning: training pairs", minimum=1),
     Param("epochs", int, 2, "fine-tuning: epochs", minimum=1),
     Param("lr", float, 1e-3, "fine-tuning: learning rate", exclusive_minimum=0),
     Param("rank", int, 8, "fine-tuning: LoRA rank", minimum=1),
     Param("ft_batch", int, 8, "fine-tuning: batch size", minimum=1),
-    Param("teacher", str, "nearest-neighbour", "fine-tuning: CFs the model learns: nearest-neighbour "
-          "(nearest unlike training row), sparse (the same, sparsified and classifier-checked as the "
-          "edits examples), prototype (features moved to the target class's typical values until "
-          "the classifier gives 0.7) or any registered method[:variant]"),
+    Param("teacher", str, "prototype", "fine-tuning: CFs the model learns: prototype (features "
+          "moved to the target class's typical values until the classifier gives 0.7), "
+          "nearest-neighbour (nearest unlike training row), sparse (that row sparsified and "
+          "classifier-checked as the edits examples) or any registered method[:variant]"),
     Param("checkpointing", bool, True, "fine-tuning: recompute each layer's activations in the "
           "backward pass (under half the peak memory, ~1.4x the CPU time; the same adapter)"),
     Param("force_finetune", bool, False, "fine-tuning: train again even if an adapter is cached"),
