@@ -366,14 +366,21 @@ def test_bfloat16_screened_logits_pick_the_float32_argmax(tmp_path):
     assert eng.half
     g = torch.Generator().manual_seed(0)
     h = (torch.randn(256, model.config.hidden_size, generator=g) * 3).to(torch.bfloat16)
-    got = eng._full_logits(h)
     exact = h.float() @ eng.lm_weight.float().T
+
+    def full(sampled: bool) -> torch.Tensor:
+        cols, logits = eng._full_logits(h, sampled=sampled)
+        out = torch.full_like(exact, float("-inf"))
+        out[:, cols] = logits
+        return out
+
+    got = full(False)
     assert torch.equal(got.argmax(dim=1), exact.argmax(dim=1))
     kept = torch.isfinite(got)
     assert torch.equal(got[kept], exact[kept])
     assert kept.sum(dim=1).float().mean() < 0.25 * got.shape[1]  # it screens: few tokens get float32
     eng.temperature = 1.0
-    wide = eng._full_logits(h, sampled=True)  # a sampled row keeps every token near the best
+    wide = full(True)  # a sampled row keeps every token near the best
     near = exact >= exact.max(dim=1, keepdim=True).values - 20.0
     assert torch.isfinite(wide[near]).all()
 

@@ -877,10 +877,11 @@ class Engine:
         free_set = set(free)
         cons = [b for b in need if b not in free_set]
         if free:
-            logits = self._full_logits(hidden[[row[b] for b in free]],
-                                       sampled=any(progs[b].rng is not None for b in free))
+            cols, logits = self._full_logits(hidden[[row[b] for b in free]],
+                                             sampled=any(progs[b].rng is not None for b in free))
             for r, b in enumerate(free):
-                out[b] = (self._pick(logits[r], progs[b].rng), "")
+                j = self._pick(logits[r], progs[b].rng)
+                out[b] = (j if cols is None else int(cols[j]), "")
         if cons:
             allowed = []
             union: dict[int, int] = {}
@@ -913,37 +914,40 @@ class Engine:
     #: have a probability under e^-30 of the best token's
     SAMPLE_WINDOW = 30.0
 
-    def _full_logits(self, h: torch.Tensor, sampled: bool = False) -> torch.Tensor:
-        """Float32 logits over the whole vocabulary for the free-text rows ``h``.
+    def _full_logits(self, h: torch.Tensor, sampled: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(cols, logits)``: float32 logits of the free-text rows ``h`` over the vocabulary
+        tokens ``cols`` (None: all of them); ``-inf`` marks a token that row cannot choose.
 
-        In float32 models, one matmul.  In 16-bit models, the vocabulary-sized matmul runs in 16
-        bits (several times faster on a CPU with native bfloat16) and only *screens*: a token
-        whose screened logit plus its error margin (``SCREEN`` x |h| |w|) falls below the best
-        token's screened logit minus that token's margin cannot be the argmax, so it keeps
-        ``-inf``; every other token (a handful per row) gets its float32 logit.  The argmax is
-        then the argmax of the float32 logits over all tokens; a sampled row also keeps every
-        token within ``SAMPLE_WINDOW`` temperatures of the best.
+        In float32 models, one matmul over the whole vocabulary.  In 16-bit models that matmul
+        runs in 16 bits (several times faster on a CPU with native bfloat16) and only *screens*.
+        Each token's screened logit is trusted to within ``SCREEN`` x |h| |w|.  A token whose
+        screened logit, plus the largest such margin, is below the screened best minus the
+        best's own margin cannot be the argmax.  The few tokens left get their float32 logits,
+        so the argmax over ``cols`` is the argmax of the float32 logits over all tokens.  A
+        sampled row also keeps every token within ``SAMPLE_WINDOW`` temperatures of the best.
         """
         if not self.half:
             logits = h @ self.lm_weight.T
-            return logits + self.lm_bias if self.lm_bias is not None else logits
+            return None, (logits + self.lm_bias if self.lm_bias is not None else logits)
         if self._w_norm is None:
             self._w_norm = self.lm_weight.float().norm(dim=1)
-        approx = (h @ self.lm_weight.T).float()
+            self._w_max = float(self._w_norm.max())
+        approx = h @ self.lm_weight.T  # 16-bit, float32 sums
         if self.lm_bias is not None:
-            approx = approx + self.lm_bias.float()
-        margin = self.SCREEN * h.float().norm(dim=1, keepdim=True) * self._w_norm[None, :]
-        floor = (approx - margin).max(dim=1, keepdim=True).values
+            approx = approx + self.lm_bias
+        top, arg = approx.max(dim=1)
+        hn = h.float().norm(dim=1)
+        floor = top.float() - self.SCREEN * hn * self._w_norm[arg]  # the best's lowest possible logit
         if sampled:
             floor = floor - self.SAMPLE_WINDOW * max(self.temperature, 1e-6)
-        keep = approx + margin >= floor
+        thr = floor - self.SCREEN * hn * self._w_max  # a token below it cannot reach the floor
+        # compared in 16 bits, against the threshold lowered by more than the 16-bit rounding
+        keep = approx >= (thr - thr.abs() * 2.0 ** -6).to(approx.dtype)[:, None]
         cols = keep.any(dim=0).nonzero().squeeze(1)
         exact = h.float() @ self.lm_weight[cols].float().T
         if self.lm_bias is not None:
             exact = exact + self.lm_bias[cols].float()
-        out = torch.full_like(approx, float("-inf"))
-        out[:, cols] = torch.where(keep[:, cols], exact, exact.new_tensor(float("-inf")))
-        return out
+        return cols, exact.masked_fill(~keep[:, cols], float("-inf"))
 
     def _pick(self, logits: torch.Tensor, rng: torch.Generator | None) -> int:
         """The index of the chosen token: the argmax, or a draw at ``self.temperature`` from ``rng``."""

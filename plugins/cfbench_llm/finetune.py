@@ -59,26 +59,17 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
     if settings.teacher == "nearest-neighbour":
         pool = ExamplePool(settings.pairs, seed=context.seed).fit(context)
         return pool.X_, pool.source_, pool.cf_
-    if settings.teacher == "sparse":
-        pool = ExamplePool(2 * settings.pairs, seed=context.seed, sparse=True).fit(context)
-        ok = teacher_valid(context, pool.X_, pool.source_, pool.cf_)
-        rng = np.random.default_rng(context.seed)
-        keep = np.sort(np.concatenate([
-            rng.permutation(np.flatnonzero(ok & (pool.source_ == c)))[: max(settings.pairs // 2, 1)]
-            for c in (0, 1)]))
-        if not len(keep):
-            raise UserError("teacher 'sparse' found no valid counterfactual for the training rows")
-        return pool.X_[keep], pool.source_[keep], pool.cf_[keep]
-    if settings.teacher == "prototype":
-        pool = ExamplePool(2 * settings.pairs, seed=context.seed).fit(context)
-        CF = prototype_cfs(context, pool.X_, pool.source_)
+    if settings.teacher in ("sparse", "prototype"):
+        sparse = settings.teacher == "sparse"
+        pool = ExamplePool(2 * settings.pairs, seed=context.seed, sparse=sparse).fit(context)
+        CF = pool.cf_ if sparse else prototype_cfs(context, pool.X_, pool.source_)
         ok = teacher_valid(context, pool.X_, pool.source_, CF) & (CF != pool.X_).any(axis=1)
         rng = np.random.default_rng(context.seed)
         keep = np.sort(np.concatenate([
             rng.permutation(np.flatnonzero(ok & (pool.source_ == c)))[: max(settings.pairs // 2, 1)]
             for c in (0, 1)]))
         if not len(keep):
-            raise UserError("teacher 'prototype' found no valid counterfactual for the training rows")
+            raise UserError(f"teacher {settings.teacher!r} found no valid counterfactual for the training rows")
         return pool.X_[keep], pool.source_[keep], CF[keep]
     from cfbench.plugins import registry
 
@@ -136,8 +127,9 @@ def prototype_cfs(context: FitContext, X: np.ndarray, source: np.ndarray,
     (``class_prototypes``) one at a time, each time the one that raises the target-class
     probability most, until that probability reaches ``margin``; a move against a feature's
     direction is never made.  A row that runs out of features first keeps its last state (the
-    caller keeps it only if the classifier then puts it in the target class).  The values a student must write are then the same few per direction, and the CFs
-    sit past the decision boundary, not on it."""
+    caller keeps it only if the classifier then puts it in the target class).  The values a
+    student must write are then the same few per direction, and the CFs sit past the decision
+    boundary, not on it."""
     names = context.schema.names
     proto = class_prototypes(context)
     dirs = context.schema.directions()
