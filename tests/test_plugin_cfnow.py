@@ -131,12 +131,14 @@ def test_a_model_that_never_flips_gives_timeout_not_a_hang(task):
 def test_budget_is_cpu_time_so_waiting_does_not_shrink_the_search(task):
     """A classifier that also waits (as a loaded machine makes every call wait) gets about as
     many model calls from CFNOW as one that does not: the budget and CFNOW's own fine-tuning
-    timer count CPU seconds.  On the wall clock, 20 ms of waiting per call (a call computes for
-    about 8 ms here) would leave about a third of the calls."""
+    timer count CPU seconds.  On the wall clock, 50 ms of waiting per call (a call computes for
+    6-10 ms here) would leave under a fifth of the calls.  On the CPU clock the waiting search
+    measured 0.56-0.95 of the plain one's calls (a call after a pause computes longer: cold
+    caches), hence the bound of 0.4 between the two."""
     ctx, Q, T, _ = task
 
     def waiting(D):
-        time.sleep(0.02)
+        time.sleep(0.05)
         return ctx.predict_proba(D)
 
     slow = FitContext(**{**ctx.__dict__, "predict_proba": waiting})
@@ -145,6 +147,6 @@ def test_budget_is_cpu_time_so_waiting_does_not_shrink_the_search(task):
         (r,) = make_cfnow("greedy").fit(c).generate(Q.iloc[[2]], T[2:3], k=1, budget=BUDGET)
         assert r.status == "ok", r.reason
         calls[name] = r.extra["model_calls"]
-    assert calls["waiting"] >= 0.6 * calls["plain"], calls
+    assert calls["waiting"] >= 0.4 * calls["plain"], calls
     from cfnow import _fine_tune
     assert _fine_tune.datetime.now.__self__.__name__ == "datetime"  # CFNOW's clock is restored
