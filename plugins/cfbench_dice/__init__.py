@@ -51,7 +51,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="dice",
             requires=("dice_ml",),
-            cost={"random": 1.3, "genetic": 0.9, "kdtree": 0.3},
+            cost={"random": 0.5, "genetic": 0.35, "kdtree": 0.1},
             preload=("dice_ml", "cfbench_dice.generator"),
             params=PARAMS,
             description="DiCE diverse counterfactuals (dice-ml): random sampling, genetic search or KD-tree",

@@ -19,11 +19,12 @@ from cfbench.hookspecs import hookimpl
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
 BATCH = 50
-#: expected seconds per query on one core (ai-readi board, Gemma 3 270M); for scheduling only
+#: expected seconds per query on one core, fit included (the ai-readi board's cells, Gemma 3
+#: 270M in bfloat16, 2026-12-04; heart's take a quarter to a half); for scheduling only
 COSTS = {
-    "zeroshot": {"default": 3.5, "freetext": 6.3},
-    "fewshot": {"default": 5.0, "retrieval": 10.0, "freetext": 6.0, "fast": 0.6, "verified": 1.5},
-    "finetuned": {"default": 3.0},
+    "zeroshot": {"default": 0.9, "freetext": 1.7},
+    "fewshot": {"default": 1.4, "retrieval": 3.0, "freetext": 2.5, "fast": 0.4, "verified": 1.45},
+    "finetuned": {"default": 0.8},
 }
 
 

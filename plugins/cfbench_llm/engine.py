@@ -930,7 +930,7 @@ class Engine:
             logits = h @ self.lm_weight.T
             return None, (logits + self.lm_bias if self.lm_bias is not None else logits)
         if self._w_norm is None:
-            self._w_norm = self.lm_weight.float().norm(dim=1)
+            self._w_norm = self.lm_weight.detach().float().norm(dim=1)
             self._w_max = float(self._w_norm.max())
         approx = h @ self.lm_weight.T  # 16-bit, float32 sums
         if self.lm_bias is not None:
