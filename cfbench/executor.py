@@ -53,9 +53,11 @@ class Executor(Protocol):
     def open(self, task: Task, cfg: RunConfig) -> None: ...
 
     def start(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
-              on_phase: Callable[[str], None] | None = None) -> WorkerHandle:
+              on_phase: Callable[[str], None] | None = None,
+              on_ready: Callable[[], None] | None = None) -> WorkerHandle:
         """A started worker for ``cell``: ``threads`` CPU threads (0: as configured), long
-        phases (model conversion, fine-tuning) reported to ``on_phase`` where it can."""
+        phases (model conversion, fine-tuning) reported to ``on_phase`` and a shared set-up
+        done (``cfbench.phase.ready``) to ``on_ready``, where it can."""
 
     def close(self) -> None: ...
 
@@ -91,10 +93,11 @@ class LocalExecutor:
         pass
 
     def start(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
-              on_phase: Callable[[str], None] | None = None) -> WorkerHandle:
+              on_phase: Callable[[str], None] | None = None,
+              on_ready: Callable[[], None] | None = None) -> WorkerHandle:
         from cfbench.runner import _Worker
 
-        return _LocalHandle(_Worker(task, cell, cfg, threads, on_phase))
+        return _LocalHandle(_Worker(task, cell, cfg, threads, on_phase, on_ready))
 
     def close(self) -> None:
         pass

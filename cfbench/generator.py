@@ -257,6 +257,12 @@ class GeneratorSpec:
     seconds per query on one core, per variant (``"*"`` for all), and ``anytime`` names the
     variants that search until the per-query budget runs out; the scheduler orders cells and
     estimates durations from these hints (``cfbench.schedule``), nothing else depends on them.
+    ``setup`` names a first-use set-up that cells of this method share with others naming the
+    same key (e.g. converting a model into the cache): the scheduler starts one such cell and
+    holds the others until it has fitted, running other cells meanwhile, so no slot idles
+    waiting for a set-up another cell is doing.  ``first_use`` gives, per variant, the seconds
+    its first cell may spend on a one-time set-up it caches (a fine-tune): the scheduler starts
+    such a cell early rather than last.
     """
 
     name: str
@@ -274,6 +280,8 @@ class GeneratorSpec:
     variant_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     anytime: tuple[str, ...] = ()
+    setup: str = ""
+    first_use: dict[str, float] = field(default_factory=dict)
 
     def build(self, variant: str, params: Mapping[str, Any] | None = None) -> Generator:
         """An unfitted generator for ``variant`` with ``params`` validated against ``self.params``."""

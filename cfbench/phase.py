@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 _sink: Callable[[str], None] | None = None
+_ready_sink: Callable[[], None] | None = None
 _last: dict[str, float] = {}
 #: seconds between two step() messages of the same phase
 STEP_EVERY = 1.0
@@ -22,6 +23,24 @@ def set_sink(fn: Callable[[str], None] | None) -> Callable[[str], None] | None:
     global _sink
     prev, _sink = _sink, fn
     return prev
+
+
+def set_ready_sink(fn: Callable[[], None] | None) -> Callable[[], None] | None:
+    """Route :func:`ready` to ``fn`` (``None``: drop it); returns the previous sink."""
+    global _ready_sink
+    prev, _ready_sink = _ready_sink, fn
+    return prev
+
+
+def ready() -> None:
+    """This cell's shared first-use set-up (``GeneratorSpec.setup``, e.g. a model converted into
+    the cache) is done: cells of other methods waiting for it may start.  Never raises."""
+    if _ready_sink is None:
+        return
+    try:
+        _ready_sink()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def say(text: str) -> None:

@@ -152,12 +152,18 @@ class ProgressDisplay(RunObserver):
             n_q = sum(c.total for c in self.cells.values())
             costs = [schedule.CELL_OVERHEAD + c.total * c.expected for c in self.cells.values()]
             est = schedule.estimate(costs, self.jobs)
+            first = {cell: schedule.first_use_cost(cell.method, cell.variant) for cell, _ in work}
+            cold = schedule.estimate([c + first[cell] for c, cell in zip(costs, self.cells, strict=True)],
+                                     self.jobs)
+            setups = sorted({cell.label for cell, s in first.items() if s > 0})
         if not work:
             self._print(f"{self.indent}plan: nothing left to run")
             return
         cells = f"{len(work)} cell{'s' if len(work) != 1 else ''}"
+        also = (f" (about {fmt_duration(cold)} if {', '.join(setups)} must first do "
+                f"{'its' if len(setups) == 1 else 'their'} one-time set-up)") if setups else ""
         self._print(f"{self.indent}plan: {cells}, {n_q} queries, {self.jobs} at a time, "
-                    f"budget {budget:g} s/query; expected about {fmt_duration(est)}")
+                    f"budget {budget:g} s/query; expected about {fmt_duration(est)}{also}")
 
     def start(self, cell: Any, n_queries: int) -> None:
         with self._lock:

@@ -225,9 +225,11 @@ class RayExecutor:
         self.task_ref = ray.put(task)
 
     def start(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
-              on_phase: Callable[[str], None] | None = None) -> RayHandle:
-        """One actor for ``cell`` (``threads`` and ``on_phase`` are the local executor's: an
-        actor has its ``num_cpus`` and reports no phases)."""
+              on_phase: Callable[[str], None] | None = None,
+              on_ready: Callable[[], None] | None = None) -> RayHandle:
+        """One actor for ``cell`` (``threads``, ``on_phase`` and ``on_ready`` are the local
+        executor's: an actor has its ``num_cpus`` and reports no phases; cells waiting for a
+        shared set-up start once the preparing cell has fitted)."""
         if cell.method not in self.hints:
             self.hints[cell.method] = _install_hint(cell.method)
         env = ({"host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),

@@ -427,6 +427,7 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
     schedule.quiet_libraries()
     schedule.apply_worker_threads()
     phase.set_sink(lambda text: conn.send(("phase", text)))
+    phase.set_ready_sink(lambda: conn.send(("ready",)))
     registry.cache_clear()
     gen, fitted = fit_generator(task, method, variant, seed, params)
     conn.send(fitted)
@@ -525,10 +526,12 @@ class _Worker:
     """A spawned worker process (leading its own process group) and the parent's end of its pipe."""
 
     def __init__(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
-                 on_phase: Callable[[str], None] | None = None) -> None:
+                 on_phase: Callable[[str], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         ctx = context()
         self.conn, child = ctx.Pipe()
         self.on_phase = on_phase
+        self.on_ready = on_ready
         self._kill_lock = threading.Lock()  # an interrupt and the cell's own thread may both kill
         environ = schedule.worker_env(threads) if threads else dict(os.environ)
         self.log = Path(cfg.out) / "logs" / workerproc.log_name(cell.label, cell.seed)
@@ -543,7 +546,7 @@ class _Worker:
 
     def recv(self, timeout: float) -> tuple[str, Any]:
         """Next message, or ("timeout", None) / ("died", exit code); phase messages go to
-        ``on_phase`` on the way."""
+        ``on_phase`` on the way, a set-up's ``("ready",)`` to ``on_ready``."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -556,6 +559,10 @@ class _Worker:
                         if self.on_phase is not None:
                             self.on_phase(str(msg[1]))
                         continue
+                    if isinstance(msg, tuple) and msg and msg[0] == "ready":
+                        if self.on_ready is not None:
+                            self.on_ready()
+                        continue
                     return "msg", msg
             except (EOFError, OSError):
                 self.proc.join(5)
@@ -564,7 +571,7 @@ class _Worker:
                 try:
                     while self.conn.poll(0):
                         msg = self.conn.recv()
-                        if not (isinstance(msg, tuple) and msg and msg[0] == "phase"):
+                        if not (isinstance(msg, tuple) and msg and msg[0] in ("phase", "ready")):
                             return "msg", msg
                 except (EOFError, OSError):
                     pass
@@ -621,10 +628,11 @@ class Runner:
             except OSError:  # one worker's clean-up failing must not leave the others running
                 continue
 
-    def _start(self, cell: Cell) -> WorkerHandle:
+    def _start(self, cell: Cell, on_ready: Callable[[], None] | None = None) -> WorkerHandle:
         obs = self.observer
         on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
-        w = self.executor.start(self.task, cell, self.cfg, threads=self.threads, on_phase=on_phase)
+        w = self.executor.start(self.task, cell, self.cfg, threads=self.threads, on_phase=on_phase,
+                                on_ready=on_ready)
         with self._live_lock:
             self._live.add(w)
         return w
@@ -645,18 +653,31 @@ class Runner:
             **self.task.provenance(),
         }
 
-    def run_cell(self, cell: Cell, queries: pd.DataFrame) -> None:
-        """Answer every query of ``queries`` for ``cell``; never raises for generator faults."""
+    def run_cell(self, cell: Cell, queries: pd.DataFrame,
+                 on_fitted: Callable[[], None] | None = None) -> None:
+        """Answer every query of ``queries`` for ``cell``; never raises for generator faults.
+        ``on_fitted`` is called once: when the worker reports its shared set-up ready
+        (``phase.ready``) or has fitted (or failed to), else when the cell ends."""
         obs = self.observer
         if obs is not None:
             obs.start(cell, len(queries))
+        called = False
+
+        def fitted() -> None:
+            nonlocal called
+            if on_fitted is not None and not called:
+                called = True
+                on_fitted()
+
         try:
-            self._run_cell(cell, queries)
+            self._run_cell(cell, queries, fitted)
         finally:
+            fitted()
             if obs is not None:
                 obs.finish(cell)
 
-    def _run_cell(self, cell: Cell, queries: pd.DataFrame) -> None:
+    def _run_cell(self, cell: Cell, queries: pd.DataFrame,
+                  on_fitted: Callable[[], None] | None = None) -> None:
         spec = registry().generator(cell.method)
         bs = spec.capabilities.batch_size or len(queries)
         batches = [queries.iloc[i : i + bs] for i in range(0, len(queries), bs)]
@@ -668,9 +689,11 @@ class Runner:
                 if self._stopping.is_set():
                     return
                 if worker is None:
-                    worker = self._start(cell)
+                    worker = self._start(cell, on_fitted)
                     prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
+                    if on_fitted is not None:
+                        on_fitted()  # cells waiting for this one's set-up may start
                     if self._stopping.is_set():
                         return
                     if kind == "msg" and msg[0] == "fitted":
@@ -861,18 +884,28 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             observer.plan(work, cfg)
         threads = schedule.threads_per_cell(cfg.jobs, len(work))
         runner = Runner(cfg, task, store, on_progress, observer, threads, executor)
+        # cells sharing a first-use set-up (a model conversion) wait until the first one has
+        # done it, while other cells use the slot (schedule.SetupGate)
+        gate = schedule.SetupGate(work, lambda cell: schedule.setup_key(cell.method))
+
+        def drain() -> None:
+            while (item := gate.next()) is not None:
+                cell, todo, key = item
+                runner.run_cell(cell, todo, on_fitted=lambda key=key: gate.fitted(key))
+
         pool = ThreadPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
         try:
             if pool is None:
-                for cell, todo in work:
-                    runner.run_cell(cell, todo)
+                drain()
             else:
-                for f in [pool.submit(runner.run_cell, c, q) for c, q in work]:
+                for f in [pool.submit(drain) for _ in range(min(cfg.jobs, len(work)))]:
                     f.result()
         except BaseException:  # Ctrl-C, SIGTERM: no worker (or what it spawned) lives on
+            gate.close()
             runner.abort()
             raise
         finally:
+            gate.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:

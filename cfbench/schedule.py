@@ -8,16 +8,20 @@ searches that use the whole per-query budget (``anytime``).  A cell's expected d
     CELL_OVERHEAD + queries x (budget if anytime else cost, else DEFAULT_COST)
 
 Cells run longest-expected-first, so the long ones start while short ones fill the gaps, and the
-plan's estimate is the larger of (sum of cells / jobs) and the longest cell.  Nothing but the
-order and the displayed estimates depends on these numbers.
+plan's estimate is the larger of (sum of cells / jobs) and the longest cell.  A variant may also
+declare ``first_use`` seconds, a one-time set-up its first cell caches (a fine-tune): it counts
+in the order (such a cell starts early) and in the plan line's second estimate only.  Cells
+sharing a first-use set-up (``GeneratorSpec.setup``) are started through ``SetupGate``.
+Nothing but the order and the displayed estimates depends on these numbers.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: the per-query search budget in seconds (``--budget``): what anytime methods may spend.
@@ -73,9 +77,88 @@ def cell_cost(method: str, variant: str, n_queries: int, budget: float) -> float
     return CELL_OVERHEAD + n_queries * per_query_cost(spec, variant, budget)
 
 
+def first_use_cost(method: str, variant: str) -> float:
+    """Seconds the first cell of a variant may spend on a one-time set-up that it caches
+    (``GeneratorSpec.first_use``, e.g. a LoRA fine-tune): 0 when cached, unknown beforehand."""
+    from cfbench.plugins import registry
+
+    try:
+        extra = getattr(registry().generator(method), "first_use", {}) or {}
+    except Exception:  # an unknown method costs the default; resolving it reports the error
+        return 0.0
+    return float(extra.get(variant, extra.get("*", 0.0)))
+
+
 def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[Any, Any]]:
-    """``(cell, queries)`` pairs sorted by expected duration, longest first (stable)."""
-    return sorted(work, key=lambda w: -cell_cost(w[0].method, w[0].variant, len(w[1]), budget))
+    """``(cell, queries)`` pairs sorted by expected duration, longest first (stable).
+
+    A cell's possible first-use set-up counts here: starting it early costs little when the
+    set-up is cached, and when it is not, a cell that long must not start last.
+    """
+    def key(w: tuple[Any, Any]) -> float:
+        cell = w[0]
+        return -(cell_cost(cell.method, cell.variant, len(w[1]), budget)
+                 + first_use_cost(cell.method, cell.variant))
+
+    return sorted(work, key=key)
+
+
+def setup_key(method: str) -> str:
+    """The first-use set-up a method's cells share (``GeneratorSpec.setup``; "" for none)."""
+    from cfbench.plugins import registry
+
+    try:
+        return str(getattr(registry().generator(method), "setup", "") or "")
+    except Exception:  # an unknown method shares nothing; resolving it reports the error
+        return ""
+
+
+class SetupGate:
+    """Hands out ``(cell, queries)`` work in plan order to the threads that run cells, holding
+    back a cell whose set-up key (``setup_key``) a running cell is still preparing.
+
+    The first cell of each key goes ahead; the rest of that key wait until ``fitted(key)``
+    (called when that cell has fitted, failed to or ended), and meanwhile a free thread takes
+    the next cell of another key.  Without this, a second cell of the key would hold a slot
+    doing nothing but wait for the first one's set-up (converting the embedded model: half a
+    minute to a minute).
+    """
+
+    def __init__(self, work: Sequence[tuple[Any, Any]], key: Callable[[Any], str]) -> None:
+        self._todo = [(cell, todo, key(cell)) for cell, todo in work]
+        self._cond = threading.Condition()
+        self._preparing: set[str] = set()
+        self._ready: set[str] = set()
+        self._closed = False
+
+    def next(self) -> tuple[Any, Any, str] | None:
+        """The next cell this thread may run, as ``(cell, queries, key)``; None when none is left
+        (or after ``close``).  Blocks while every remaining cell waits for a set-up."""
+        with self._cond:
+            while not self._closed and self._todo:
+                for i, (_, _, k) in enumerate(self._todo):
+                    if not k or k in self._ready:
+                        return self._todo.pop(i)
+                    if k not in self._preparing:
+                        self._preparing.add(k)  # this cell does the set-up
+                        return self._todo.pop(i)
+                self._cond.wait()
+            return None
+
+    def fitted(self, key: str) -> None:
+        """The cell preparing ``key`` has fitted (or failed, or ended): release the others."""
+        if not key:
+            return
+        with self._cond:
+            self._preparing.discard(key)
+            self._ready.add(key)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Hand out nothing more (an interrupt): waiting threads return."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 def estimate(costs: Sequence[float], jobs: int) -> float:

@@ -154,6 +154,17 @@ def test_parallel_build_matches_serial(releases: dict[str, Path]) -> None:
     assert ra.records == rb.records
 
 
+def test_parallel_release_matches_serial(releases: dict[str, Path], tmp_path: Path) -> None:
+    """Participants written by 2 processes give the same release, byte for byte."""
+    two = write_release(tmp_path / "v3", SynthParams(release="v3", seed=3, **SMALL), n_jobs=2)
+    assert _tree_digest(two) == _tree_digest(releases["v3"])
+
+
+def test_bad_n_jobs() -> None:
+    with pytest.raises(UserError, match=r"n_jobs=-1; expected 0 \(every core\) or a positive integer"):
+        L.load_ai_readi(n_jobs=-1)
+
+
 def test_causal_story_in_cohort() -> None:
     """The documented causal story holds in the generator's participant-level traits."""
     from cfbench.ai_readi.synth import cohort

@@ -77,7 +77,7 @@ class _ElsewhereExecutor:
     def open(self, task, cfg) -> None:
         pass
 
-    def start(self, task, cell, cfg, threads=0, on_phase=None) -> _ElsewhereHandle:
+    def start(self, task, cell, cfg, threads=0, on_phase=None, on_ready=None) -> _ElsewhereHandle:
         return _ElsewhereHandle()
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from cfbench import schedule
 from cfbench.errors import UserError
+from cfbench.progress import fmt_duration
 from cfbench.runner import Cell, RunConfig, execute, resolve_methods
 from cfbench.store import load_records
 from cfbench.task import Task, resolve_spec
@@ -117,6 +118,51 @@ def test_cells_run_longest_expected_first():
     # a tiny budget makes the anytime search cheaper than DiCE
     order = [c.label for c, _ in schedule.longest_first(work, budget=0.1)]
     assert order[0] == "dice:random"
+    # a possible first-use fine-tune (GeneratorSpec.first_use) starts that cell early, not last
+    llm = [(Cell("llm-fewshot", "retrieval", 0), list(range(100))),
+           (Cell("llm-finetuned", "default", 0), list(range(100)))]
+    assert schedule.cell_cost("llm-finetuned", "default", 100, 2.0) < schedule.cell_cost(
+        "llm-fewshot", "retrieval", 100, 2.0)
+    assert [c.label for c, _ in schedule.longest_first(llm, budget=2.0)][0] == "llm-finetuned"
+
+
+def test_setup_gate_holds_cells_of_a_setup_being_prepared():
+    import threading
+
+    work = [("A", 1, "model"), ("B", 2, "model"), ("C", 3, ""), ("D", 4, "model")]
+    gate = schedule.SetupGate([(c, q) for c, q, _ in work], key={c: k for c, _, k in work}.get)
+    assert gate.next() == ("A", 1, "model")  # the first of its key prepares it
+    assert gate.next() == ("C", 3, "")  # B waits for A's set-up: the free slot runs C
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(gate.next()))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and got == []  # nothing left but cells waiting for "model"
+    gate.fitted("model")  # A's set-up is done (or A failed, or ended)
+    waiter.join(5)
+    assert got == [("B", 2, "model")]
+    assert gate.next() == ("D", 4, "model") and gate.next() is None
+    # an interrupt releases a thread blocked on a set-up
+    gate = schedule.SetupGate([("A", 1), ("B", 2)], key=lambda c: "model")
+    assert gate.next()[0] == "A"
+    waiter = threading.Thread(target=lambda: got.append(gate.next()))
+    waiter.start()
+    gate.close()
+    waiter.join(5)
+    assert not waiter.is_alive() and got[-1] is None
+
+
+def test_cells_sharing_a_setup_start_once_it_is_ready(task, faulty_plugin, tmp_path):
+    """The second cell of a shared set-up starts after the first one reported ``phase.ready``,
+    not after its whole fit, and the other slot runs another method meanwhile."""
+    cfg = RunConfig(task="breast-cancer", n_queries=1, out=tmp_path / "r", jobs=2)
+    execute(cfg, task, [("shared-setup", "a"), ("shared-setup", "b"), ("faulty", "ok")])
+    recs = load_records(tmp_path / "r")
+    assert {r["status"] for r in recs} == {"ok"} and len(recs) == 6
+    times = {r["variant"]: r["extra"] for r in recs if r["method"] == "shared-setup"}
+    first, second = sorted(times.values(), key=lambda t: t["fit_start"])
+    assert second["fit_start"] >= first["ready"]  # held until the set-up was done
+    assert second["fit_start"] < first["fit_end"]  # released by ready, not by the end of the fit
 
 
 def test_threads_are_divided_among_concurrent_cells(monkeypatch):
@@ -180,6 +226,20 @@ def test_plain_output_is_a_plan_line_finished_cells_and_rare_progress_lines():
         "✓ nearest-neighbour seed 0  valid 75/100 · ok 100/100 · 0.5 s/query · 1 min 40 s",
         "✓ dice:random seed 0  valid 75/100 · ok 100/100 · 0.5 s/query · 1 min 40 s"]
     assert "\r" not in buf.getvalue() and "\x1b" not in buf.getvalue()
+
+
+def test_plan_line_names_a_first_use_set_up():
+    """A cell that may first train its adapter (``first_use``) is named in the plan line, with
+    the estimate that includes it; the plain estimate assumes a warm cache."""
+    disp, buf, _ = _display(plain=True)
+    cells = [Cell("llm-finetuned", "default", 0), Cell("nearest-neighbour", "default", 0)]
+    with disp:
+        disp.plan([(c, list(range(100))) for c in cells], RunConfig(task="t", jobs=2, budget=2.0))
+    line = " ".join(buf.getvalue().split())  # rich wraps at the console's 80 columns
+    warm = schedule.cell_cost("llm-finetuned", "default", 100, 2.0)
+    cold = warm + schedule.first_use_cost("llm-finetuned", "default")
+    assert line.endswith(f"expected about {fmt_duration(warm)} (about {fmt_duration(cold)} if "
+                         "llm-finetuned must first do its one-time set-up)"), line
 
 
 def test_running_cells_eta_and_phases():

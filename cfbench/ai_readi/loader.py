@@ -62,8 +62,10 @@ CLASS_NAMES = {
 # --------------------------------------------------------------------------- source
 
 
-def resolve_source(data_dir: str | os.PathLike | None, synth: SynthParams) -> tuple[Path, str]:
-    """(release folder, provenance text): ``data_dir``, then $CFBENCH_AI_READI_DIR, then synthetic."""
+def resolve_source(data_dir: str | os.PathLike | None, synth: SynthParams,
+                   n_jobs: int = 1) -> tuple[Path, str]:
+    """(release folder, provenance text): ``data_dir``, then $CFBENCH_AI_READI_DIR, then synthetic
+    (written by ``n_jobs`` processes on first use)."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(ENV_VAR) or None
     if chosen is not None:
         return Path(chosen).expanduser().resolve(), ""
@@ -72,7 +74,7 @@ def resolve_source(data_dir: str | os.PathLike | None, synth: SynthParams) -> tu
     synth = synth.validate()
     blob = json.dumps({**synth.__dict__, "generator": GENERATOR_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    dest = ensure_release(cache_dir() / "ai-readi-synth" / key, synth)
+    dest = ensure_release(cache_dir() / "ai-readi-synth" / key, synth, n_jobs=n_jobs)
     # named relative to the cache, so the text (and a board holding it) is the same on every machine
     return dest, f"{synth.describe()} at $CFBENCH_CACHE/ai-readi-synth/{key}"
 
@@ -252,8 +254,8 @@ def _check_options(label: str, stress_threshold: float, n_jobs: int) -> None:
     if isinstance(stress_threshold, bool) or not isinstance(stress_threshold, (int, float)) \
             or not 0 < stress_threshold <= 100:
         raise UserError(f"ai-readi: stress_threshold={stress_threshold!r}; expected a number in (0, 100]")
-    if not isinstance(n_jobs, int) or n_jobs < 1:
-        raise UserError(f"ai-readi: n_jobs={n_jobs!r}; expected a positive integer")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 0:
+        raise UserError(f"ai-readi: n_jobs={n_jobs!r}; expected 0 (every core) or a positive integer")
 
 
 def _warn(rep: DataReport, folder: Path) -> None:
@@ -275,17 +277,23 @@ def load_ai_readi(
     release: str = SynthParams.release,
     seed: int = SynthParams.seed,
     garmin_interval_min: int = SynthParams.garmin_interval_min,
-    n_jobs: int = 1,
+    n_jobs: int = 0,
     use_cache: bool = True,
 ) -> Dataset:
     """AI-READI participants labelled by stress (Garmin band) or diabetes (study group).
 
     ``participants``/``days``/``release``/``seed``/``garmin_interval_min`` only shape the synthetic
-    release used when neither ``data_dir`` nor $CFBENCH_AI_READI_DIR names a folder.
+    release used when neither ``data_dir`` nor $CFBENCH_AI_READI_DIR names a folder.  ``n_jobs``
+    processes (0: every usable core) write that release and extract the features on first use;
+    the result is the same for any count.
     """
     _check_options(label, stress_threshold, n_jobs)
+    if n_jobs == 0:
+        from cfbench.schedule import usable_cores
+
+        n_jobs = usable_cores()
     synth = SynthParams(participants, days, release, seed, garmin_interval_min)
-    folder, synth_text = resolve_source(data_dir, synth)
+    folder, synth_text = resolve_source(data_dir, synth, n_jobs)
     table, rep, rel = feature_table(folder, use_cache=use_cache, n_jobs=n_jobs, source=synth_text)
     X, y = label_and_impute(table, rep, label, float(stress_threshold))
     _warn(rep, folder)

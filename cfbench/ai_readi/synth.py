@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -588,8 +589,39 @@ def _clinical(root: Path, co: pd.DataFrame, params: SynthParams) -> None:
     person.to_csv(clin / "person.csv", index=False)
 
 
-def write_release(out: str | Path, params: SynthParams | None = None, **kw: object) -> Path:
-    """Write a synthetic release into ``out`` (must not exist or be empty); returns ``out``."""
+def _write_participants(root: Path, params: SynthParams, indices: list[int]) -> list[tuple[int, dict]]:
+    """Write the files of the participants at ``indices`` of the cohort; their manifest entries.
+    Each participant draws from its own seeded generators, so any split gives the same files."""
+    co = cohort(params)
+    out = []
+    for i in indices:
+        row = next(co.iloc[i:i + 1].itertuples(index=False))
+        out.append((i, write_participant(root, row, participant_series(row, params, i), params, i)))
+    return out
+
+
+def _all_participants(root: Path, params: SynthParams, co: pd.DataFrame, n_jobs: int) -> list[dict]:
+    """Every participant's manifest entries, in cohort order; ``n_jobs`` processes write them."""
+    label = "generating the synthetic AI-READI release (first use only): participant"
+    n = len(co)
+    if n_jobs <= 1 or n < 2:
+        mans = []
+        for i, row in enumerate(co.itertuples(index=False)):
+            phase.step(label, i, n)
+            mans.append(write_participant(root, row, participant_series(row, params, i), params, i))
+        return mans
+    chunks = [list(range(i, n, n_jobs * 8)) for i in range(min(n, n_jobs * 8))]
+    found: dict[int, dict] = {}
+    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        for f in as_completed([pool.submit(_write_participants, root, params, c) for c in chunks]):
+            found.update(f.result())
+            phase.step(label, len(found), n)
+    return [found[i] for i in range(n)]
+
+
+def write_release(out: str | Path, params: SynthParams | None = None, n_jobs: int = 1, **kw: object) -> Path:
+    """Write a synthetic release into ``out`` (must not exist or be empty); returns ``out``.
+    ``n_jobs`` processes write the participants' files (the release is the same for any count)."""
     params = (params or SynthParams(**kw)).validate()  # type: ignore[arg-type]
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -600,11 +632,8 @@ def write_release(out: str | Path, params: SynthParams | None = None, **kw: obje
     co = cohort(params)
     id_col = "person_id" if params.release == "v3" else "participant_id"
     cgm_rows, garmin_rows = [], []
-    for i, row in enumerate(co.itertuples(index=False)):
-        phase.step("generating the synthetic AI-READI release (first use only): participant",
-                   i, len(co))
-        s = participant_series(row, params, i)
-        man = write_participant(root, row, s, params, i)
+    mans = _all_participants(root, params, co, n_jobs)
+    for row, man in zip(co.itertuples(index=False), mans, strict=True):
         pid = int(row.participant_id)
         cgm_rows.append({id_col: pid, **{c: man.get(c, "") for c in CGM_MANIFEST[:5]},
                          "manufacturer": "Dexcom", "manufacturer_model_name": "G6"})
@@ -655,14 +684,15 @@ def write_release(out: str | Path, params: SynthParams | None = None, **kw: obje
     return out
 
 
-def ensure_release(dest: Path, params: SynthParams) -> Path:
-    """``dest`` holding the release for ``params``; written (atomically) if it is not there yet."""
+def ensure_release(dest: Path, params: SynthParams, n_jobs: int = 1) -> Path:
+    """``dest`` holding the release for ``params``; written (atomically, by ``n_jobs``
+    processes) if it is not there yet."""
     marker = dest / ".complete"
     if marker.is_file():
         return dest
     tmp = dest.parent / f".{dest.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    write_release(tmp, params)
+    write_release(tmp, params, n_jobs=n_jobs)
     (tmp / ".complete").write_text(params.describe() + "\n")
     try:
         os.replace(tmp, dest)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench import phase
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext, QueryResult
 from cfbench_llm.models import DTYPES, QUANTIZE
@@ -141,6 +142,8 @@ class LocalLLM:
         if s.tune_malloc:
             models.tune_malloc()
         models.set_threads(s.threads)
+        models.resolve_model(s.model, context.cache_dir)  # the embedded model converted on first use
+        phase.ready()  # the shared set-up (GeneratorSpec.setup) is done: other LLM cells may start
         self.schema_ = context.schema
         self.seed_ = int(context.seed)
         self.names_ = context.schema.names

