@@ -369,6 +369,25 @@ def test_adapter_key_follows_the_classifier(heart):
     assert ft.adapter_dir(other, changed) != ft.adapter_dir(ctx, key)
 
 
+def test_adapter_key_follows_the_prototype_margin(heart, monkeypatch):
+    """The prototype teacher's margin shapes every teacher CF: another margin, another adapter
+    (and the margin of 0.7 keeps the key adapters had before the margin was part of it)."""
+    from types import SimpleNamespace
+
+    from cfbench_llm.generator import Settings
+
+    task, _ = heart
+    ctx = task.fit_context(seed=0)
+    builder = SimpleNamespace(templates={"finetune": "f", "record": "r"})
+    monkeypatch.setattr(ft, "PROTOTYPE_MARGIN", 0.7)
+    old = ft.adapter_key(ctx, Settings(), builder)
+    assert "prototype_margin" not in old
+    monkeypatch.setattr(ft, "PROTOTYPE_MARGIN", 0.85)
+    new = ft.adapter_key(ctx, Settings(), builder)
+    assert new["prototype_margin"] == 0.85 and ft.adapter_dir(ctx, new) != ft.adapter_dir(ctx, old)
+    assert "prototype_margin" not in ft.adapter_key(ctx, Settings(teacher="sparse"), builder)
+
+
 def _layer_calls(monkeypatch):
     """Count the forward calls of the first decoder layer's MLP in every model ``models.load`` gives
     (inside the layer: a checkpointed layer's own hooks stay outside its recomputation)."""
