@@ -52,3 +52,26 @@ def test_inference_dtype_is_bfloat16_only_where_it_is_fast(monkeypatch):
     monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
     assert models.inference_dtype("cpu") == torch.float32
     assert models.inference_dtype("cpu", "bfloat16") == torch.bfloat16  # asked for: given
+
+
+def test_conversion_parses_each_gguf_once(monkeypatch, tmp_path):
+    """Inside ``shared_gguf_reader`` every open of one path is the same reader (transformers
+    opens the GGUF three times while converting it); outside, gguf is as it was."""
+    import gguf
+
+    made: list[str] = []
+
+    class Reader:
+        def __init__(self, path, mode="r"):
+            made.append(os.fspath(path))
+
+    monkeypatch.setattr(gguf, "GGUFReader", Reader)
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    with models.shared_gguf_reader():
+        first = gguf.GGUFReader(a)
+        assert gguf.GGUFReader(str(a)) is first and gguf.GGUFReader(a, "r") is first
+        assert gguf.GGUFReader(b) is not first
+    assert made == [str(a), str(b)]
+    assert gguf.GGUFReader is Reader  # restored
+    gguf.GGUFReader(a)
+    assert made == [str(a), str(b), str(a)]
