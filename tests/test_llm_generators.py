@@ -466,8 +466,15 @@ def test_prototype_teacher_moves_features_to_the_target_class_typical_values(hea
     proba = np.asarray(ctx.predict_proba(pd.DataFrame(CF, columns=names)))
     p_target = proba[np.arange(len(CF)), 1 - src]
     assert ft.teacher_valid(ctx, X, src, CF).all()  # kept: the classifier puts them in the target
-    assert np.mean(p_target >= ft.PROTOTYPE_MARGIN) > 0.9  # past the boundary, unless features ran out
     moved = CF != X
+    # past the margin, or every allowed move made (the features ran out first)
+    V = proto[1 - src]
+    dirs_ = task.schema.directions()[None, :]
+    allowed = task.schema.mask("mutable")[None, :] & np.isfinite(V) & (V != X)
+    allowed &= ~((dirs_ > 0) & (V < X)) & ~((dirs_ < 0) & (V > X))
+    short = p_target < ft.PROTOTYPE_MARGIN
+    assert not (allowed & ~moved)[short].any()
+    assert (~short).any()
     assert moved.any(axis=1).all()
     assert not moved[:, ~task.schema.mask("mutable")].any()
     target_value = proto[1 - src]
