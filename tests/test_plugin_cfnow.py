@@ -124,7 +124,10 @@ def test_a_model_that_never_flips_gives_timeout_not_a_hang(task):
     never = FitContext(**{**ctx.__dict__, "predict_proba": lambda D: np.tile([0.9, 0.1], (len(D), 1))})
     start = time.process_time()
     (r,) = make_cfnow("greedy").fit(never).generate(Q.iloc[[0]], np.array([1]), k=1, budget=BUDGET)
-    assert r.status == "timeout" and "budget" in r.reason
+    # CFNOW's own timer (limit_seconds, on the CPU clock) may end the search just before the
+    # budget's alarm does: "not_found" then, "timeout" when the alarm comes first (a CI run
+    # saw each); either way no CF and no hang
+    assert (r.status, "budget" in r.reason) in {("timeout", True), ("not_found", False)}, r
     assert time.process_time() - start < BUDGET + 2.0
 
 
