@@ -17,6 +17,7 @@ Nothing but the order and the displayed estimates depends on these numbers.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -58,35 +59,43 @@ def hard_limit(timeout: float, budget: float, batch: int, grace: float) -> float
     return max(timeout, KILL_BUDGETS * budget) * batch + grace
 
 
+def _spec(method: str) -> Any:
+    """The method's ``GeneratorSpec``, or None for an unknown one (resolving it reports that)."""
+    from cfbench.plugins import registry
+
+    try:
+        return registry().generator(method)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _seconds(table: Any, variant: str, default: float) -> float:
+    """``table[variant]`` (else ``table["*"]``, else ``default``) as seconds; a plugin's hint
+    that is not a finite number >= 0 counts as ``default``: a hint must not stop the run."""
+    try:
+        table = dict(table or {})
+        value = float(table.get(variant, table.get("*", default)))
+    except (TypeError, ValueError):
+        return default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
 def per_query_cost(spec: Any, variant: str, budget: float) -> float:
     """Expected seconds per query of one variant (see the module docstring)."""
-    if variant in getattr(spec, "anytime", ()):
+    if variant in (getattr(spec, "anytime", ()) or ()):
         return float(budget)
-    cost = getattr(spec, "cost", {}) or {}
-    return float(cost.get(variant, cost.get("*", DEFAULT_COST)))
+    return _seconds(getattr(spec, "cost", None), variant, DEFAULT_COST)
 
 
 def cell_cost(method: str, variant: str, n_queries: int, budget: float) -> float:
     """Expected seconds of one cell with ``n_queries`` queries left."""
-    from cfbench.plugins import registry
-
-    try:
-        spec = registry().generator(method)
-    except Exception:  # an unknown method costs the default; resolving it reports the error
-        spec = None
-    return CELL_OVERHEAD + n_queries * per_query_cost(spec, variant, budget)
+    return CELL_OVERHEAD + n_queries * per_query_cost(_spec(method), variant, budget)
 
 
 def first_use_cost(method: str, variant: str) -> float:
     """Seconds the first cell of a variant may spend on a one-time set-up that it caches
     (``GeneratorSpec.first_use``, e.g. a LoRA fine-tune): 0 when cached, unknown beforehand."""
-    from cfbench.plugins import registry
-
-    try:
-        extra = getattr(registry().generator(method), "first_use", {}) or {}
-    except Exception:  # an unknown method costs the default; resolving it reports the error
-        return 0.0
-    return float(extra.get(variant, extra.get("*", 0.0)))
+    return _seconds(getattr(_spec(method), "first_use", None), variant, 0.0)
 
 
 def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[Any, Any]]:
@@ -105,12 +114,8 @@ def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[
 
 def setup_key(method: str) -> str:
     """The first-use set-up a method's cells share (``GeneratorSpec.setup``; "" for none)."""
-    from cfbench.plugins import registry
-
-    try:
-        return str(getattr(registry().generator(method), "setup", "") or "")
-    except Exception:  # an unknown method shares nothing; resolving it reports the error
-        return ""
+    key = getattr(_spec(method), "setup", "")
+    return key if isinstance(key, str) else ""
 
 
 class SetupGate:

@@ -126,6 +126,19 @@ def test_cells_run_longest_expected_first():
     assert [c.label for c, _ in schedule.longest_first(llm, budget=2.0)][0] == "llm-finetuned"
 
 
+def test_a_plugins_bad_scheduling_hint_counts_as_the_default():
+    """``cost`` / ``first_use`` come from third-party specs: a value that is not a finite number
+    >= 0 falls back to the default instead of stopping the run while it sorts the cells."""
+    from types import SimpleNamespace
+
+    for bad in ("abc", float("nan"), -3.0, None, [1]):
+        spec = SimpleNamespace(cost={"v": bad}, anytime=())
+        assert schedule.per_query_cost(spec, "v", budget=2.0) == schedule.DEFAULT_COST
+        assert schedule._seconds({"v": bad}, "v", 0.0) == 0.0
+    assert schedule._seconds("not a table", "v", 1.5) == 1.5
+    assert schedule._seconds({"*": 4}, "v", 0.0) == 4.0
+
+
 def test_setup_gate_holds_cells_of_a_setup_being_prepared():
     import threading
 
