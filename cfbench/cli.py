@@ -209,6 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_suite(args, params)
     if not args.task:
         raise UserError("cfbench run: give --task (or a suite file with --config)")
+    if args.no_augment:  # without a suite file there is no [augment] table to skip
+        raise UserError("--no-augment skips a suite file's [augment] table, so it needs --config "
+                        "FILE; without --config a run is augmented only when --augment is given")
     where = _executor(args)
     if where["executor"] == "local":
         _warm(args.methods)

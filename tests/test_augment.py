@@ -216,3 +216,29 @@ def test_a_garbled_augment_json_is_one_user_error(tmp_path, text):
     (tmp_path / "augment.json").write_text(text)
     with pytest.raises(UserError, match="not an augmentation result of `cfbench augment`"):
         load(tmp_path)
+
+
+@pytest.mark.slow
+def test_disjoint_repetitions_in_separate_processes_merge_into_the_same_study(tmp_path):
+    """The boards' studies run their repetitions in two processes (one per core) into one
+    --out, then one --resume over all repetitions writes augment.json: it must equal the study
+    made by a single process.  Stages lock their own folders, so the two never collide."""
+    def augment(out, seeds, *extra):
+        r = subprocess.run([sys.executable, "-m", "cfbench.cli", "augment", "--task", "breast-cancer",
+                            "--methods", "nearest-neighbour", "--seeds", seeds, "--scenarios", "A",
+                            "--max-per-class", "5", "--jobs", "1", "--out", str(out), "--quiet", *extra],
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr
+        return json.loads((out / "augment.json").read_text())
+
+    whole = augment(tmp_path / "one", "0-3")
+    augment(tmp_path / "two", "0,1")
+    part = augment(tmp_path / "two", "2,3", "--resume")
+    assert {r["seed"] for r in part["rows"]} == {2, 3}  # each process writes its own repetitions
+    merged = augment(tmp_path / "two", "0-3", "--resume")
+
+    def key(r):
+        return (r["fraction"], r["scenario"], r["seed"], r["method"], r["cfs"])
+
+    assert sorted(merged["rows"], key=key) == sorted(whole["rows"], key=key)
+    assert merged["aggregate"] == whole["aggregate"]

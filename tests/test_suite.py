@@ -166,6 +166,8 @@ def test_board_suites_reproduce_the_committed_boards_commands(task):
     a = run.augment
     assert (a["methods"], list(a["seeds"]), a["scenarios"], a["fraction"], a["max_per_class"]) == (
         aug["methods"], aug["seeds"], aug["scenarios"], aug["fraction"], aug["max_per_class"])
+    # the fractions of the scarcity curve (a protocol-1 board has only the table's)
+    assert sorted({float(a["fraction"]), *map(float, a["curve"])}) == aug.get("curve", [aug["fraction"]])
     assert a["timeout"] is None and aug["timeout"] == DEFAULT_TIMEOUT
 
 
@@ -229,3 +231,6 @@ def test_no_augment_runs_a_suite_without_its_augmentation(tmp_path):
     assert info["config"]["suite"]["file"] == "aug.suite.toml"
     r = cli("run", "--config", str(p), "--out", str(tmp_path / "x"), "--augment", "--no-augment")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr
+    r = cli("run", "--task", "breast-cancer", "--out", str(tmp_path / "y"), "--no-augment")
+    assert r.returncode == 2 and "--no-augment skips a suite file's [augment] table" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "y").exists()
