@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -179,72 +180,152 @@ def stage_dir(out: Path, fraction: float, scenario: str, seed: int) -> Path:
     return out / "augment" / f"f{fraction:g}-{scenario}-split{seed}"
 
 
+def lanes(run_cfg: RunConfig, aug: AugmentConfig, pairs: Sequence[Choice]) -> int:
+    """How many repetitions run side by side: with local workers, ``jobs`` of them (each stage's
+    cells then one at a time), so no core idles while a stage's longest cell finishes; one lane
+    on Ray (the cluster spreads the cells) or without CF methods."""
+    if run_cfg.executor != "local" or not pairs:
+        return 1
+    return max(1, min(int(run_cfg.jobs), len(aug.seeds)))
+
+
+class _Lanes:
+    """The runners of repetitions running side by side, so an interrupt stops them all."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._runners: list[Any] = []
+
+    def register(self, runner: Any) -> None:
+        with self._lock:
+            self._runners.append(runner)
+            stopped = self.stop.is_set()
+        if stopped:
+            runner.abort()
+
+    def abort(self) -> None:
+        with self._lock:
+            self.stop.set()
+            runners = list(self._runners)
+        for r in runners:
+            r.abort()
+
+
 def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                      pairs: Sequence[Choice],
                      on_stage: Callable[[str], None] | None = None,
                      on_plan: Callable | None = None, on_progress: Callable | None = None,
                      observer: Any = None) -> AugmentResult:
     """Every repetition × fraction × scenario: split, deplete, generate CFs through the runner,
-    fill the budget, retrain, score on the repetition's test split."""
+    fill the budget, retrain, score on the repetition's test split.
+
+    With ``jobs`` > 1 on local workers the repetitions run in that many lanes side by side, each
+    stage's cells one at a time with the cores shared out (:func:`lanes`); the rows are the same
+    as one lane's, in the same order."""
     aug.validate()
-    result = AugmentResult()
+    n = lanes(run_cfg, aug, pairs)
+    seeds = list(aug.seeds)
+    if n == 1:
+        rows = [r for seed in seeds
+                for r in _repetition(task, run_cfg, aug, pairs, seed, on_stage, on_plan,
+                                     on_progress, observer)]
+        return AugmentResult(rows)
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from cfbench.schedule import usable_cores
+
+    stage_cfg = replace(run_cfg, jobs=1)
+    threads = max(1, usable_cores() // n)
+    ctl = _Lanes()
+
+    def lane(mine: list[int]) -> dict[int, list[dict[str, Any]]]:
+        return {seed: _repetition(task, stage_cfg, aug, pairs, seed, on_stage, on_plan,
+                                  on_progress, observer, threads=threads, lanes=ctl)
+                for seed in mine if not ctl.stop.is_set()}
+
+    pool = ThreadPoolExecutor(max_workers=n)
+    futures = [pool.submit(lane, seeds[i::n]) for i in range(n)]
+    done: dict[int, list[dict[str, Any]]] = {}
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)  # a lane's error stops the others at once
+        for f in futures:
+            done.update(f.result())
+    except BaseException:  # Ctrl-C, SIGTERM, a failing lane: no lane or worker lives on
+        ctl.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return AugmentResult([r for seed in seeds for r in done[seed]])
+
+
+def _repetition(task: Task, run_cfg: RunConfig, aug: AugmentConfig, pairs: Sequence[Choice],
+                seed: int, on_stage: Callable[[str], None] | None, on_plan: Callable | None,
+                on_progress: Callable | None, observer: Any, threads: int | None = None,
+                lanes: _Lanes | None = None) -> list[dict[str, Any]]:
+    """The rows of one repetition: its split, then every fraction × scenario."""
+    rows: list[dict[str, Any]] = []
     names = task.schema.names
-    for seed in aug.seeds:
-        split = task.resplit(seed)
-        full_scores = evaluate(split.model, split)
-        for fraction in aug.fractions:
-            for scenario in aug.scenarios:
-                if on_stage:
-                    on_stage(f"split {seed}, {fraction:.0%} removed, scenario {scenario}")
-                scarce, _, removed_y = split.scarce(scenario, fraction, seed)
-                scarce_scores = evaluate(scarce.model, scarce)
-                want = budget(removed_y)
-                tag = f"aug2:{scenario}:{fraction}:{seed}"
-                base = {"fraction": fraction, "scenario": scenario, "seed": seed,
-                        "n_removed": int(len(removed_y)), "n_budget": int(sum(want.values())),
-                        "n_train": int(len(split.y_train)), "n_test": int(len(split.y_test))}
-                for ref, Xa, ya in _reference_rows(scarce, removed_y, seed, aug.references):
-                    model = scarce.model if ref == "no-augmentation" else task.retrain(
-                        pd.concat([scarce.X_train, Xa]), np.concatenate([scarce.y_train, ya]),
-                        f"{tag}:{ref}")
-                    row = {**base, "method": ref, "cfs": "reference", "n_added": int(len(ya)),
-                           "n_distinct": int(len(ya)), **evaluate(model, split)}
+    split = task.resplit(seed)
+    full_scores = evaluate(split.model, split)
+    for fraction in aug.fractions:
+        for scenario in aug.scenarios:
+            if lanes is not None and lanes.stop.is_set():
+                return rows
+            if on_stage:
+                on_stage(f"split {seed}, {fraction:.0%} removed, scenario {scenario}")
+            scarce, _, removed_y = split.scarce(scenario, fraction, seed)
+            scarce_scores = evaluate(scarce.model, scarce)
+            want = budget(removed_y)
+            tag = f"aug2:{scenario}:{fraction}:{seed}"
+            base = {"fraction": fraction, "scenario": scenario, "seed": seed,
+                    "n_removed": int(len(removed_y)), "n_budget": int(sum(want.values())),
+                    "n_train": int(len(split.y_train)), "n_test": int(len(split.y_test))}
+            for ref, Xa, ya in _reference_rows(scarce, removed_y, seed, aug.references):
+                model = scarce.model if ref == "no-augmentation" else task.retrain(
+                    pd.concat([scarce.X_train, Xa]), np.concatenate([scarce.y_train, ya]),
+                    f"{tag}:{ref}")
+                row = {**base, "method": ref, "cfs": "reference", "n_added": int(len(ya)),
+                       "n_distinct": int(len(ya)), **evaluate(model, split)}
+                _gains(row, full_scores, scarce_scores)
+                rows.append(row)
+            if not pairs:
+                continue
+            queries = augmentation_queries(scarce, removed_y, seed, aug.max_per_class)
+            cfg = replace(run_cfg, out=stage_dir(run_cfg.out, fraction, scenario, seed),
+                          seeds=(seed,), k=1, scarcity=(scenario, fraction, seed))
+            execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress,
+                    queries=queries, observer=observer, threads=threads,
+                    on_runner=lanes.register if lanes is not None else None)
+            if lanes is not None and lanes.stop.is_set():
+                return rows  # stopped mid-stage: its records are kept for --resume, not scored
+            records = load_records(cfg.out)
+            for method, variant, params in pairs:
+                label = method_label(method, variant, params)
+                recs = [r for r in records if r["method"] == method and r["variant"] == variant
+                        and canonical_params(method, variant, r.get("params")) == params
+                        and r["seed"] == seed and r["cfs"]]
+                recs.sort(key=lambda r: (r["target"], str(r["query_id"])))
+                C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
+                tgt = np.asarray([r["target"] for r in recs], int)
+                valid = scarce.predict(C) == tgt if len(C) else np.zeros(0, bool)
+                for which, keep in (("valid", valid), ("all", np.ones(len(C), bool))):
+                    rng = np.random.default_rng([seed, int(round(fraction * 1000)),
+                                                 ord(scenario), len(which)])
+                    Xa, ya, distinct = fill_budget(C[keep].reset_index(drop=True),
+                                                   tgt[keep], want, rng)
+                    model = task.retrain(
+                        pd.concat([scarce.X_train, Xa], ignore_index=True),
+                        np.concatenate([scarce.y_train, ya]),
+                        f"{tag}:{method}:{variant}:{which}" + (f":{label}" if params else ""),
+                    ) if len(ya) else scarce.model
+                    row = {**base, "method": label, "cfs": which,
+                           "n_queries": int(len(queries)), "n_returned": int(len(C)),
+                           "n_valid": int(valid.sum()), "n_added": int(len(ya)),
+                           "n_distinct": int(distinct), **evaluate(model, split)}
                     _gains(row, full_scores, scarce_scores)
-                    result.rows.append(row)
-                if not pairs:
-                    continue
-                queries = augmentation_queries(scarce, removed_y, seed, aug.max_per_class)
-                cfg = replace(run_cfg, out=stage_dir(run_cfg.out, fraction, scenario, seed),
-                              seeds=(seed,), k=1, scarcity=(scenario, fraction, seed))
-                execute(cfg, scarce, pairs, on_plan=on_plan, on_progress=on_progress,
-                        queries=queries, observer=observer)
-                records = load_records(cfg.out)
-                for method, variant, params in pairs:
-                    label = method_label(method, variant, params)
-                    recs = [r for r in records if r["method"] == method and r["variant"] == variant
-                            and canonical_params(method, variant, r.get("params")) == params
-                            and r["seed"] == seed and r["cfs"]]
-                    recs.sort(key=lambda r: (r["target"], str(r["query_id"])))
-                    C = pd.DataFrame([r["cfs"][0] for r in recs], columns=names, dtype=float)
-                    tgt = np.asarray([r["target"] for r in recs], int)
-                    valid = scarce.predict(C) == tgt if len(C) else np.zeros(0, bool)
-                    for which, keep in (("valid", valid), ("all", np.ones(len(C), bool))):
-                        rng = np.random.default_rng([seed, int(round(fraction * 1000)),
-                                                     ord(scenario), len(which)])
-                        Xa, ya, distinct = fill_budget(C[keep].reset_index(drop=True),
-                                                       tgt[keep], want, rng)
-                        model = task.retrain(
-                            pd.concat([scarce.X_train, Xa], ignore_index=True),
-                            np.concatenate([scarce.y_train, ya]),
-                            f"{tag}:{method}:{variant}:{which}" + (f":{label}" if params else ""),
-                        ) if len(ya) else scarce.model
-                        row = {**base, "method": label, "cfs": which,
-                               "n_queries": int(len(queries)), "n_returned": int(len(C)),
-                               "n_valid": int(valid.sum()), "n_added": int(len(ya)),
-                               "n_distinct": int(distinct), **evaluate(model, split)}
-                        _gains(row, full_scores, scarce_scores)
-                        result.rows.append(row)
-    return result
+                    rows.append(row)
+    return rows
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:

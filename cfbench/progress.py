@@ -139,7 +139,11 @@ class ProgressDisplay(RunObserver):
         with self._lock:
             self.t0 = self.clock()
             self._last_plain = self.t0
-            self.cells = {}
+            # a new plan replaces the finished cells; cells of another plan still running (an
+            # augmentation's repetitions side by side) stay on the display
+            self.cells = {c: st for c, st in self.cells.items()
+                          if st.started is not None and st.ended is None}
+            new: dict[Any, _CellState] = {}
             for cell, todo in work:
                 try:
                     from cfbench.plugins import registry
@@ -148,12 +152,13 @@ class ProgressDisplay(RunObserver):
                 except Exception:  # noqa: BLE001
                     spec = None
                 per_q = schedule.per_query_cost(spec, cell.variant, budget)
-                self.cells[cell] = _CellState(f"{cell.label} seed {cell.seed}", len(todo), per_q)
-            n_q = sum(c.total for c in self.cells.values())
-            costs = [schedule.CELL_OVERHEAD + c.total * c.expected for c in self.cells.values()]
+                new[cell] = _CellState(f"{cell.label} seed {cell.seed}", len(todo), per_q)
+            self.cells.update(new)
+            n_q = sum(c.total for c in new.values())
+            costs = [schedule.CELL_OVERHEAD + c.total * c.expected for c in new.values()]
             est = schedule.estimate(costs, self.jobs)
             first = {cell: schedule.first_use_cost(cell.method, cell.variant) for cell, _ in work}
-            cold = schedule.estimate([c + first[cell] for c, cell in zip(costs, self.cells, strict=True)],
+            cold = schedule.estimate([c + first[cell] for c, cell in zip(costs, new, strict=True)],
                                      self.jobs)
             setups = sorted({cell.label for cell, s in first.items() if s > 0})
         if not work:

@@ -658,6 +658,10 @@ class Runner:
         """Answer every query of ``queries`` for ``cell``; never raises for generator faults.
         ``on_fitted`` is called once: when the worker reports its shared set-up ready
         (``phase.ready``) or has fitted (or failed to), else when the cell ends."""
+        if self._stopping.is_set():  # aborted before this cell began: it is not started at all
+            if on_fitted is not None:
+                on_fitted()
+            return
         obs = self.observer
         if obs is not None:
             obs.start(cell, len(queries))
@@ -851,14 +855,18 @@ def check_resume(cfg: RunConfig, spec: TaskSpec, lock: bool = True) -> dict[str,
 def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             on_plan: Callable[[list[tuple[Cell, pd.DataFrame]]], None] | None = None,
             on_progress: Callable[[Cell, int], None] | None = None,
-            queries: pd.DataFrame | None = None, observer: Any = None) -> RunStore:
+            queries: pd.DataFrame | None = None, observer: Any = None,
+            threads: int | None = None,
+            on_runner: Callable[[Runner], None] | None = None) -> RunStore:
     """Run all remaining cells (``cfg.jobs`` at a time, longest expected first, the cores
     divided among them) and return the closed store.
 
     ``queries`` (columns ``query_id``, ``source``, ``target`` and the features) replaces the
     task's test-set queries, e.g. with training rows for augmentation.  ``observer`` (a
     ``cfbench.progress.RunObserver``) hears the plan and each cell's start, phases, records
-    and end.
+    and end.  ``threads`` fixes the CPU threads per cell (when several ``execute`` run side by
+    side, each with a share of the cores); ``on_runner`` receives the runner before any cell
+    starts, so another thread can ``abort()`` it.
     """
     executor = get_executor(cfg.executor, address=cfg.ray_address)
     executor.open(task, cfg)  # first: a cluster out of reach leaves no run folder behind
@@ -882,8 +890,11 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
             on_plan(work)
         if observer is not None:
             observer.plan(work, cfg)
-        threads = schedule.threads_per_cell(cfg.jobs, len(work))
+        if threads is None:
+            threads = schedule.threads_per_cell(cfg.jobs, len(work))
         runner = Runner(cfg, task, store, on_progress, observer, threads, executor)
+        if on_runner is not None:
+            on_runner(runner)
         # cells sharing a first-use set-up (a model conversion) wait until the first one has
         # done it, while other cells use the slot (schedule.SetupGate)
         gate = schedule.SetupGate(work, lambda cell: schedule.setup_key(cell.method))

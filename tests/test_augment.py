@@ -242,3 +242,40 @@ def test_disjoint_repetitions_in_separate_processes_merge_into_the_same_study(tm
 
     assert sorted(merged["rows"], key=key) == sorted(whole["rows"], key=key)
     assert merged["aggregate"] == whole["aggregate"]
+
+
+@pytest.mark.slow
+def test_repetitions_side_by_side_give_the_rows_of_one_lane(tmp_path):
+    """With --jobs 2 the repetitions run in two lanes (each stage's cells one at a time), so
+    no core idles while a stage's longest cell finishes; the study is the one of --jobs 1."""
+    def augment(out, jobs):
+        r = subprocess.run([sys.executable, "-m", "cfbench.cli", "augment", "--task", "breast-cancer",
+                            "--methods", "nearest-neighbour,nice:plausibility", "--seeds", "0-2",
+                            "--scenarios", "A,B", "--max-per-class", "5", "--jobs", jobs,
+                            "--out", str(out)], capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr
+        return json.loads((out / "augment.json").read_text()), r.stderr
+
+    one, _ = augment(tmp_path / "one", "1")
+    two, log = augment(tmp_path / "two", "2")
+    assert two["rows"] == one["rows"]  # same rows, same order
+    assert two["aggregate"] == one["aggregate"]
+    # every stage of every repetition was generated, each cell with one thread
+    for seed in range(3):
+        for sc in "AB":
+            info = json.loads((tmp_path / "two" / "augment" / f"f0.5-{sc}-split{seed}" / "run.json").read_text())
+            assert info["config"]["jobs"] == 1
+    assert log.count("augmentation: split") == 6
+
+
+def test_lanes_only_for_local_workers_with_cf_methods():
+    from cfbench.augment import AugmentConfig, lanes
+    from cfbench.runner import Choice, RunConfig
+
+    pairs = [Choice("nearest-neighbour", "default", ())]
+    aug = AugmentConfig(seeds=(0, 1, 2))
+    assert lanes(RunConfig(task="heart", jobs=2), aug, pairs) == 2
+    assert lanes(RunConfig(task="heart", jobs=4), AugmentConfig(seeds=(0, 1)), pairs) == 2
+    assert lanes(RunConfig(task="heart", jobs=1), aug, pairs) == 1
+    assert lanes(RunConfig(task="heart", jobs=2), aug, []) == 1  # references only: nothing to spread
+    assert lanes(RunConfig(task="heart", jobs=2, executor="ray"), aug, pairs) == 1

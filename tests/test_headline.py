@@ -217,6 +217,28 @@ def _display(plain: bool):
     return disp, buf, clock
 
 
+def test_a_second_plan_keeps_the_cells_of_another_plan_still_running():
+    """An augmentation's repetitions run side by side, each stage with its own plan: a new plan
+    drops finished cells, but a running cell of the other lane still reports its result."""
+    disp, buf, clock = _display(plain=True)
+    cfg = RunConfig(task="t", jobs=1, budget=2.0)
+    a0, b0, a1 = Cell("dice", "random", 0), Cell("nice", "none", 0), Cell("dice", "random", 1)
+    with disp:
+        disp.plan([(a0, [0, 1]), (b0, [0])], cfg)
+        disp.start(b0, 1)
+        disp.record(b0, {"status": "ok", "cfs": [[1.0]], "target": 1, "k": 1, "seconds": 0.1})
+        disp.finish(b0)
+        disp.start(a0, 2)  # lane 0 still running a0 when lane 1 plans its stage
+        disp.plan([(a1, [0, 1, 2])], cfg)
+        assert set(disp.cells) == {a0, a1}
+        for _ in range(2):
+            disp.record(a0, {"status": "ok", "cfs": [[1.0]], "target": 1, "k": 1, "seconds": 0.1})
+        disp.finish(a0)
+    lines = buf.getvalue().splitlines()
+    assert lines[-2].startswith("plan: 1 cell, 3 queries, 1 at a time")  # only its own cells
+    assert lines[-1].startswith("✓ dice:random seed 0  valid 2/2 · ok 2/2")
+
+
 def test_plain_output_is_a_plan_line_finished_cells_and_rare_progress_lines():
     disp, buf, clock = _display(plain=True)
     cells = [Cell("nearest-neighbour", "default", 0), Cell("dice", "random", 0)]
