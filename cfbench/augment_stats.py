@@ -29,6 +29,8 @@ N_BOOT = 2000
 SCORES = ("f1", "macro_f1", "accuracy", "balanced_accuracy", "f1_gain", "macro_f1_gain")
 #: the reference rows each method is tested against (paired on repetition), on F1
 BASELINES = ("no-augmentation", "smote")
+#: the range of a score, and of a difference of two scores (a gain, an F1 lost)
+SCORE_RANGE, DIFF_RANGE = (0.0, 1.0), (-1.0, 1.0)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -36,10 +38,13 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def corrected_ci(values: Sequence[float], ratio: float, level: float = LEVEL) -> dict[str, Any]:
+def corrected_ci(values: Sequence[float], ratio: float, level: float = LEVEL,
+                 bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """Mean and CI of ``values`` (one per repetition; NaN dropped) with the corrected variance
     ``(1/n + ratio) s**2``, ``ratio = n_test / n_train``.  ``n`` counts the finite values; with
-    fewer than two the bounds are NaN."""
+    fewer than two the bounds are NaN.  ``bounds``: the range the quantity cannot leave (a
+    score's [0, 1], a difference of scores' [-1, 1]); the interval is clipped to it, as the
+    symmetric t-interval can reach past a score's range when the spread is wide."""
     v = _finite(values)
     n = len(v)
     if n == 0:
@@ -49,15 +54,19 @@ def corrected_ci(values: Sequence[float], ratio: float, level: float = LEVEL) ->
         return {"mean": mean, "lo": math.nan, "hi": math.nan, "n": n}
     se = math.sqrt((1 / n + ratio) * float(v.var(ddof=1)))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": mean, "lo": lo, "hi": hi, "n": n}
 
 
 def corrected_paired_test(a: Sequence[float], b: Sequence[float], ratio: float,
-                          level: float = LEVEL) -> dict[str, Any]:
+                          level: float = LEVEL,
+                          bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """Corrected resampled paired t-test of ``a - b`` (repetition by repetition; pairs with a
-    NaN dropped): mean difference, its CI and the two-sided p-value."""
+    NaN dropped): mean difference, its CI (clipped to ``bounds``) and the two-sided p-value."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    ci = corrected_ci(d, ratio, level)
+    ci = corrected_ci(d, ratio, level, bounds)
     d = _finite(d)
     n = len(d)
     if n < 2:
@@ -107,9 +116,10 @@ def deficit(rows: list[dict[str, Any]], ratio: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in ("f1", "macro_f1"):
         gap = [float(one[s][f"{m}_full"]) - float(one[s][f"{m}_scarce"]) for s in seeds]
-        out[f"{m}_full"] = corrected_ci([one[s][f"{m}_full"] for s in seeds], ratio)
-        out[f"{m}_scarce"] = corrected_ci([one[s][f"{m}_scarce"] for s in seeds], ratio)
-        ci = corrected_ci(gap, ratio)
+        out[f"{m}_full"] = corrected_ci([one[s][f"{m}_full"] for s in seeds], ratio, bounds=SCORE_RANGE)
+        out[f"{m}_scarce"] = corrected_ci([one[s][f"{m}_scarce"] for s in seeds], ratio,
+                                          bounds=SCORE_RANGE)
+        ci = corrected_ci(gap, ratio, bounds=DIFF_RANGE)
         out[f"{m}_gap"] = ci
         out[f"{m}_present"] = bool(ci["n"] >= 2 and ci["mean"] > 0 and ci["lo"] > 0)
     return out
@@ -141,7 +151,8 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
             row: dict[str, Any] = {"fraction": fraction, "scenario": scenario, "method": method,
                                    "cfs": cfs, "seeds": seeds}
             for m in SCORES:
-                row[m] = corrected_ci([r.get(m, math.nan) for r in ms], ratio)
+                row[m] = corrected_ci([r.get(m, math.nan) for r in ms], ratio,
+                                      bounds=DIFF_RANGE if m.endswith("_gain") else SCORE_RANGE)
             row["n_seeds"] = row["f1"]["n"]
             for k in ("n_added", "n_budget", "n_distinct", "n_valid"):
                 vals = _finite([r[k] for r in ms if r.get(k) is not None])
@@ -153,7 +164,8 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 common = sorted(set(mine) & set(theirs))
                 row[f"vs_{base}"] = (None if base == method or not common else
                                      corrected_paired_test([mine[s] for s in common],
-                                                           [theirs[s] for s in common], ratio))
+                                                           [theirs[s] for s in common], ratio,
+                                                           bounds=DIFF_RANGE))
             for m in ("f1", "macro_f1"):
                 if d[f"{m}_present"]:
                     gain = [float(r[f"{m}_gain"]) for r in ms]

@@ -163,6 +163,22 @@ def test_aggregation_on_a_hand_made_table():
     assert "| C | m | valid | 10 | 10 |" in text and text.count("| 4 |") == 1
 
 
+def test_intervals_stay_inside_a_scores_range():
+    """Ten repetitions of a scarce model that sometimes predicts no positive at all: the
+    t-interval of its F1 would reach below 0; a score's CI is clipped to [0, 1], a gain's to
+    [-1, 1], and the mean is untouched."""
+    f1 = [0.0, 0.0, 0.05, 0.6, 0.0, 0.7, 0.0, 0.1, 0.0, 0.65]
+    mean, lo, _ = _ci_by_hand(f1)
+    assert lo < 0
+    ci = corrected_ci(f1, RATIO, bounds=(0.0, 1.0))
+    assert ci["lo"] == 0.0 and ci["mean"] == pytest.approx(mean) and ci["hi"] < 1
+    rows = _rows("A", [0.8] * 10, f1, [0.9 if f < 0.5 else 0.8 for f in f1], [0.5] * 10)
+    m = {(x["scenario"], x["method"]): x for x in aggregate(rows)["methods"]}
+    assert m[("A", "no-augmentation")]["f1"]["lo"] == 0.0
+    assert m[("A", "m")]["f1_gain"]["hi"] <= 1.0 and m[("A", "m")]["vs_no-augmentation"]["hi"] <= 1.0
+    assert corrected_ci(f1, RATIO)["lo"] == pytest.approx(lo)  # unclipped without bounds
+
+
 def test_small_sample_statistics_edge_cases():
     assert math.isnan(corrected_ci([0.5], RATIO)["lo"]) and corrected_ci([0.5], RATIO)["n"] == 1
     assert corrected_ci([math.nan, math.nan], RATIO)["n"] == 0
