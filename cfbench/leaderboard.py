@@ -516,7 +516,7 @@ def _augment_intro(a: dict[str, Any], name: str) -> str:
             "its own CFs, drawing with replacement when it has fewer (*distinct* counts the CFs "
             "used). *valid* adds only CFs the scarce classifier assigns to their target class, "
             "*all* every CF. Numbers are means over repetitions with 95 % CIs (corrected resampled "
-            "t, Nadeau and Bengio 2003); *gain vs none* and *vs SMOTE* are corrected paired "
+            "t, Nadeau and Bengio 2003, clipped to the score's range); *gain vs none* and *vs SMOTE* are corrected paired "
             "t-tests on F1 (* p < 0.05); *rel. recovery* is mean gain / mean F1 lost with a "
             "bootstrap CI, shown only where the F1 lost is positive and its CI excludes 0. "
             f"Protocol: docs/leaderboard.md. Run: `{cmd}`.")
