@@ -108,7 +108,8 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                         f"max(timeout, {schedule.KILL_BUDGETS:g} x budget) x batch + 10 s")
     p.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
     p.add_argument("--jobs", type=_positive_int, default=schedule.usable_cores(),
-                   help="cells run in parallel (default: the usable CPU cores, here %(default)s)")
+                   help="cells run in parallel; for augment, repetitions run side by side "
+                        "(default: the usable CPU cores, here %(default)s)")
     p.add_argument("--out", type=Path, default=None,
                    help="run folder (default: a new runs/<task>/<UTC timestamp>)")
     p.add_argument("--resume", action="store_true",
