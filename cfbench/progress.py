@@ -145,13 +145,7 @@ class ProgressDisplay(RunObserver):
                           if st.started is not None and st.ended is None}
             new: dict[Any, _CellState] = {}
             for cell, todo in work:
-                try:
-                    from cfbench.plugins import registry
-
-                    spec = registry().generator(cell.method)
-                except Exception:  # noqa: BLE001
-                    spec = None
-                per_q = schedule.per_query_cost(spec, cell.variant, budget)
+                per_q = schedule.per_query_cost(schedule.generator_spec(cell.method), cell.variant, budget)
                 new[cell] = _CellState(f"{cell.label} seed {cell.seed}", len(todo), per_q)
             self.cells.update(new)
             n_q = sum(c.total for c in new.values())

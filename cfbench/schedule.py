@@ -59,7 +59,7 @@ def hard_limit(timeout: float, budget: float, batch: int, grace: float) -> float
     return max(timeout, KILL_BUDGETS * budget) * batch + grace
 
 
-def _spec(method: str) -> Any:
+def generator_spec(method: str) -> Any:
     """The method's ``GeneratorSpec``, or None for an unknown one (resolving it reports that)."""
     from cfbench.plugins import registry
 
@@ -89,13 +89,13 @@ def per_query_cost(spec: Any, variant: str, budget: float) -> float:
 
 def cell_cost(method: str, variant: str, n_queries: int, budget: float) -> float:
     """Expected seconds of one cell with ``n_queries`` queries left."""
-    return CELL_OVERHEAD + n_queries * per_query_cost(_spec(method), variant, budget)
+    return CELL_OVERHEAD + n_queries * per_query_cost(generator_spec(method), variant, budget)
 
 
 def first_use_cost(method: str, variant: str) -> float:
     """Seconds the first cell of a variant may spend on a one-time set-up that it caches
     (``GeneratorSpec.first_use``, e.g. a LoRA fine-tune): 0 when cached, unknown beforehand."""
-    return _seconds(getattr(_spec(method), "first_use", None), variant, 0.0)
+    return _seconds(getattr(generator_spec(method), "first_use", None), variant, 0.0)
 
 
 def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[Any, Any]]:
@@ -114,7 +114,7 @@ def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[
 
 def setup_key(method: str) -> str:
     """The first-use set-up a method's cells share (``GeneratorSpec.setup``; "" for none)."""
-    key = getattr(_spec(method), "setup", "")
+    key = getattr(generator_spec(method), "setup", "")
     return key if isinstance(key, str) else ""
 
 
