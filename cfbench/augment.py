@@ -22,7 +22,6 @@ turns the per-repetition rows into means, CIs, paired tests and relative recover
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from cfbench import augment_stats
 from cfbench.errors import UserError
 from cfbench.runner import Choice, RunConfig, canonical_params, execute, method_label
 from cfbench.store import load_records, write_json_atomic
+from cfbench.strict_json import read_json
 from cfbench.task import Task
 
 PROTOCOL = 2
@@ -372,6 +372,8 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
     """The augmentation tables in Markdown: the deficit per scenario, then per method (every
     number with its 95 % CI), at ``fraction``; with more fractions, the scarcity curve's table.
     A list (protocol 1 boards) renders the older mean ± std table."""
+    from cfbench.leaderboard import md_cell
+
     if isinstance(agg, list):
         return _legacy_markdown(agg)
     fracs = sorted({float(d["fraction"]) for d in agg["deficit"]})
@@ -394,7 +396,8 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
         d = defs[(r["fraction"], r["scenario"])]
         smote = r.get("vs_smote")
         lines.append(
-            f"| {r['scenario']} | {r['method']} | {r['cfs']} | {fmt_count(r.get('n_added'))} | "
+            f"| {r['scenario']} | {md_cell(r['method'])} | {md_cell(r['cfs'])} | "
+            f"{fmt_count(r.get('n_added'))} | "
             f"{fmt_count(r.get('n_distinct'))} | {fmt_ci(r['f1'])} | {fmt_ci(r['macro_f1'])} | "
             f"{fmt_ci(r['balanced_accuracy'])} | {fmt_ci(r['f1_gain'], signed=True)} | "
             f"{fmt_p(r.get('vs_no-augmentation'))} | {fmt_ci(smote, signed=True)} | {fmt_p(smote)} | "
@@ -412,7 +415,7 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
                 if r["scenario"] == sc and r["cfs"] in ("reference", "valid"):
                     curve.setdefault((r["method"], r["cfs"]), {})[r["fraction"]] = r["f1"]
             for (m, cfs), by in sorted(curve.items(), key=lambda kv: (kv[0][1] != "reference", kv[0])):
-                lines.append(f"| {sc} | {m} | {cfs} | " + " | ".join(
+                lines.append(f"| {sc} | {md_cell(m)} | {md_cell(cfs)} | " + " | ".join(
                     fmt_ci(by.get(f)) for f in fracs) + " |")
     return "\n".join(lines)
 
@@ -439,6 +442,8 @@ def _legacy_aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
     """Augmentation table: F1 points (×100) as mean ± std over seeds ("± –" from one seed)."""
+    from cfbench.leaderboard import md_cell
+
     head = ("| scenario | method | CFs | added | F1 | macro F1 | bal. acc. | F1 recovered (pts) "
             "| rel. recovery | macro F1 recovered (pts) |")
     lines = [head, "|" + "---|" * 10]
@@ -454,7 +459,8 @@ def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
         rel = "–" if _missing(r.get("f1_recovered_rel")) else f"{r['f1_recovered_rel']:.2f}"
         added = "–" if _missing(r.get("n_added")) else f"{r['n_added']:.0f}"
         lines.append(
-            f"| {r['scenario']} ({SCENARIOS[r['scenario']]}) | {r['method']} | {r['cfs']} | "
+            f"| {r['scenario']} ({SCENARIOS[r['scenario']]}) | {md_cell(r['method'])} | "
+            f"{md_cell(r['cfs'])} | "
             f"{added} | {pm(r, 'f1')} | {pm(r, 'macro_f1')} | {pm(r, 'balanced_accuracy')} | "
             f"{pm(r, 'f1_recovered')} | {rel} | {pm(r, 'macro_f1_recovered')} |"
         )
@@ -472,8 +478,8 @@ def load(out: Path) -> dict[str, Any]:
     path = Path(out) / "augment.json"
     if not path.exists():
         raise UserError(f"{out}: no augment.json (expected the --out folder of `cfbench augment`)")
+    doc = read_json(path, strict=False)
     try:
-        doc = json.loads(path.read_text())
         agg = doc["aggregate"]
         shown = {r["fraction"] for r in agg["methods"]} if isinstance(agg, dict) else {None}
         for fraction in shown or {None}:  # reads every field the tables and plots show

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
+from cfbench.strict_json import read_json
 
 MAX_DIFFS = 8
 
@@ -44,11 +45,14 @@ def verify_board(path: Path) -> tuple[list[str], list[str]]:
     from cfbench.leaderboard import check_task_name
 
     try:
-        board = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(board, dict):
-            return [f"{path}: not a JSON object"], []
+        board = read_json(path)  # size, nesting depth and strict JSON checked: one line
+    except UserError as exc:
+        return [str(exc)], []
+    if not isinstance(board, dict):
+        return [f"{path}: not a JSON object"], []
+    try:
         name = check_task_name(board.get("task"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, UserError) as exc:
+    except UserError as exc:
         return [f"{path}: {exc}"], []
     errors, warnings = _rendered(path, board, name)
     e, w = _recomputed(path, board, name)
@@ -132,8 +136,8 @@ def _recomputed(path: Path, board: dict[str, Any], name: str) -> tuple[list[str]
     try:
         records = read_records_bytes(blob)
         spec = resolve_spec(name)
-    except (OSError, ValueError, UserError) as exc:
-        return [f"{rpath}: cannot be read ({exc})"], []
+    except (OSError, ValueError, RecursionError, UserError) as exc:
+        return [f"{rpath}: cannot be read ({str(exc)[:160]})"], []
     if spec.hash != board.get("task_hash"):
         return [f"{path}: made with another version of task {name!r} (hash "
                 f"{str(board.get('task_hash'))[:12]}, now {spec.hash[:12]}); regenerate it"], []

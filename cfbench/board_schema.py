@@ -148,6 +148,11 @@ def board_schema() -> dict[str, Any]:
                     "overall"
                 ],
                 "properties": {
+                    "unranked": {
+                        "type": "object",
+                        "description": "ranked metrics left out of this board's ranks, with why",
+                        "additionalProperties": {"type": "string"}
+                    },
                     "metrics": {
                         "type": "object",
                         "additionalProperties": {
@@ -164,6 +169,11 @@ def board_schema() -> dict[str, Any]:
             },
             "ci": {
                 "type": "object"
+            },
+            "identical": {
+                "type": "array",
+                "description": "groups of methods whose CFs are identical for every query",
+                "items": {"type": "array", "items": {"type": "string"}, "minItems": 2}
             },
             "augmentation": {
                 "oneOf": [

@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cfbench import settings
 from cfbench.errors import UserError
 
 LIST_WHAT = ("tasks", "methods", "metrics")
@@ -36,53 +38,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _flag(check: Callable[[Any, str], Any], flag: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for ``flag`` that runs the setting's own validator
+    (``cfbench.settings``, the one a suite file's key goes through too)."""
+    def parse(text: str) -> Any:
+        try:
+            return check(text, flag)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{flag}: ")) from None
 
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return v
-
-
-MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's random_state range
-MAX_SEEDS = 10_000  # seeds per run: each one is a full pass over every method
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    """``0``, ``0,1,2`` or a range ``0-4``; seeds in 0..2**32-1, at most ``MAX_SEEDS`` of them."""
-    bad = argparse.ArgumentTypeError(
-        f"expected integer seeds like 0, 0,1,2 or 0-4, got {text!r}")
-    try:
-        if "-" in text.strip("-") and "," not in text:
-            a, b = (int(x) for x in text.split("-", 1))
-            if b - a + 1 > MAX_SEEDS:
-                raise argparse.ArgumentTypeError(
-                    f"{text!r} names {b - a + 1} seeds; at most {MAX_SEEDS} per run")
-            seeds = tuple(range(a, b + 1))
-        else:
-            seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise bad from None
-    if not seeds:
-        raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
-    if len(seeds) > MAX_SEEDS:
-        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds given; at most {MAX_SEEDS} per run")
-    if any(not 0 <= s <= MAX_SEED for s in seeds):
-        raise argparse.ArgumentTypeError(
-            f"seeds must be integers from 0 to {MAX_SEED}, got {text!r}")
-    return seeds
+    parse.__name__ = flag
+    return parse
 
 
 def _common_run_flags(p: argparse.ArgumentParser) -> None:
@@ -96,18 +62,20 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                    help="a method parameter, e.g. dice:random.total_cfs=20 (repeatable; "
                         "`cfbench list methods --params` shows them)")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_seeds, dest="seeds", default=(0,),
+    seeds.add_argument("--seed", type=_flag(settings.seeds, "--seed"), dest="seeds", default=(0,),
                        help="one seed (default: 0; for augment the repetitions 0-9)")
-    seeds.add_argument("--seeds", type=_seeds, dest="seeds", help="seeds: 0,1,2 or 0-4")
-    p.add_argument("--budget", type=_positive_float, default=schedule.DEFAULT_BUDGET,
+    seeds.add_argument("--seeds", type=_flag(settings.seeds, "--seeds"), dest="seeds",
+                       help="seeds: 0,1,2 or 0-4")
+    p.add_argument("--budget", type=_flag(settings.budget, "--budget"), default=schedule.DEFAULT_BUDGET,
                    help="search budget in CPU seconds per query, the same for every method "
                         "(anytime methods such as CFNOW search until it runs out; CPU time, so "
                         "a busy machine does not shrink the search)")
-    p.add_argument("--timeout", type=_positive_float, default=schedule.DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=_flag(settings.timeout, "--timeout"), default=schedule.DEFAULT_TIMEOUT,
                    help="hard safety kill in seconds per query: a worker is killed after "
                         f"max(timeout, {schedule.KILL_BUDGETS:g} x budget) x batch + 10 s")
-    p.add_argument("--fit-timeout", type=_positive_float, default=3600.0, help="seconds for fit")
-    p.add_argument("--jobs", type=_positive_int, default=schedule.usable_cores(),
+    p.add_argument("--fit-timeout", type=_flag(settings.fit_timeout, "--fit-timeout"),
+                   default=3600.0, help="seconds for fit")
+    p.add_argument("--jobs", type=_flag(settings.jobs, "--jobs"), default=schedule.usable_cores(),
                    help="cells run in parallel; for augment, repetitions run side by side "
                         "(default: the usable CPU cores, here %(default)s)")
     p.add_argument("--out", type=Path, default=None,
@@ -133,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common_run_flags(run)
     run.add_argument("--config", type=Path, default=None, metavar="SUITE.toml",
                      help="a suite file: tasks x methods x seeds and settings (flags given here win)")
-    run.add_argument("--n-queries", type=_positive_int, default=None,
+    run.add_argument("--n-queries", type=_flag(settings.n_queries, "--n-queries"), default=None,
                      help="test instances per source class (default: the task's, usually 50)")
-    run.add_argument("--k", type=_positive_int, default=1, help="CFs per query")
+    run.add_argument("--k", type=_flag(settings.k, "--k"), default=1, help="CFs per query")
     augment = run.add_mutually_exclusive_group()
     augment.add_argument("--augment", action="store_true",
                          help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
@@ -149,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--scenarios", default="A,B,C", help="comma list of A (positives removed), "
                      "B (negatives), C (both)")
     aug.add_argument("--fraction", type=float, default=0.5, help="share of rows removed (0.5)")
-    aug.add_argument("--max-per-class", type=_positive_int, default=None,
+    aug.add_argument("--max-per-class", type=_flag(settings.max_per_class, "--max-per-class"),
+                     default=None,
                      help="cap on distinct CFs per depleted class (quick runs; the budget is still "
                      "filled, from fewer CFs)")
     aug.add_argument("--curve", default="", metavar="FRACTIONS",
@@ -720,6 +689,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _stdout_broken() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error on it)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
@@ -739,7 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("cfbench: interrupted; finished records are kept (re-run with --resume)", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
-    except BrokenPipeError:  # `cfbench leaderboard | head`: the reader left, nothing is wrong
+    except BrokenPipeError as exc:
+        if not _stdout_broken():  # another pipe broke (a dead worker or server): not a success
+            print(f"cfbench: a pipe to a helper process closed unexpectedly ({exc}); finished "
+                  "records are kept (re-run with --resume)", file=sys.stderr)
+            return 1
+        # `cfbench leaderboard | head`: the reader left, nothing is wrong
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
         return 0

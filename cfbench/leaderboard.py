@@ -16,7 +16,9 @@ import pandas as pd
 
 from cfbench import metric_registry as R
 from cfbench.errors import UserError
-from cfbench.store import SCHEMA_VERSION
+from cfbench.settings import MAX_NAME, NAME_RULE
+from cfbench.store import SCHEMA_VERSION, read_scores
+from cfbench.strict_json import read_json
 
 
 def columns() -> list[tuple[str, str, str, str]]:
@@ -24,10 +26,12 @@ def columns() -> list[tuple[str, str, str, str]]:
     return [(scope, m.name, m.column_header(scope), m.fmt) for scope, m in R.columns()]
 
 #: what the scopes mean, under every Markdown board
-SCOPE_NOTE = ("Coverage, validity and s/query count every query (a failed query is a failure); "
-              "distances, #changed, LOF, yNN, violations and actionable share are means over "
+SCOPE_NOTE = ("Coverage (queries with a valid CF), returned (queries with any CF), validity and "
+              "s/query count every query (a failed query is a failure); distances, #changed, "
+              "redundant changes, LOF ≤ p95, yNN, violations and actionable share are means over "
               "*valid* CFs (a CF that misses its target class is no counterfactual); columns "
-              "marked *(found)* average every returned CF, valid or not.")
+              "marked *(found)* average every returned CF, valid or not. Definitions and the "
+              "peers' conventions: docs/metrics.md.")
 #: how the overall rank is made, under every Markdown board's ranks
 RANK_NOTE = ("Validity is ranked over the k slots of each query. The quality metrics are ranked "
              "per query among the methods with a valid CF (spread over the full rank range); a "
@@ -40,10 +44,7 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "summary.json"
     if not path.exists():
         raise UserError(f"{run_dir}: no summary.json (expected the --out folder of a finished cfbench run)")
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    summary = read_json(path, strict=False)  # older summaries hold NaN tokens
     version = summary.get("schema_version") if isinstance(summary, dict) else None
     rescore = (f"it has schema_version {version!r}, this cfbench reads {SCHEMA_VERSION}: rebuild "
                f"it from the run folder with `cfbench leaderboard {run_dir} --rescore`")
@@ -70,11 +71,12 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     version = None
     if path.exists():
         try:
-            version = json.loads(path.read_text()).get("schema_version")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            version = read_json(path, strict=False).get("schema_version")
+        except (UserError, AttributeError):
             version = SCHEMA_VERSION  # load_summary says what is wrong with it
     if version == SCHEMA_VERSION or not (run_dir / "records.jsonl").exists():
         return load_summary(run_dir)
+    read_scores(run_dir)  # an unreadable scores.parquet is one line naming it
     if path.exists():
         print(f"{run_dir}: summary.json is from an older cfbench (schema_version {version!r}); "
               "summarised again from the records (store it: cfbench leaderboard RUN --rescore)",
@@ -121,6 +123,30 @@ def summary_problem(summary: Any) -> str | None:
     return None
 
 
+def board_problem(board: Any) -> str | None:
+    """What stops a board JSON from being rendered, or None: the keys a summary has
+    (``summary_problem``), a task name that can name files, and the types of the board's own
+    keys (``--validate`` checks the rest against the schema and the records)."""
+    if not isinstance(board, dict):
+        return "not a JSON object"
+    problem = summary_problem(board)
+    if problem:
+        return problem
+    if not isinstance(board["task"], str) or not NAME_RULE.fullmatch(board["task"]):
+        return f"task name {board['task']!r} cannot name leaderboard files"
+    nothing = type(None)
+    for key, kind in (("config", (dict, nothing)), ("provenance", (dict, nothing)),
+                      ("skipped_methods", (dict, nothing)), ("ranks", (dict, nothing)),
+                      ("ci", (dict, nothing)), ("augmentation", (dict, list, nothing))):
+        if not isinstance(board.get(key), kind):
+            return f"{key!r} is {type(board[key]).__name__}"
+    for key, kind in (("methods", list), ("metrics", dict), ("overall", dict)):
+        v = (board.get("ranks") or {}).get(key, kind())
+        if not isinstance(v, kind):
+            return f"'ranks/{key}' is {type(v).__name__}"
+    return None
+
+
 def rows(summary: dict[str, Any], direction: str) -> list[list[str]]:
     out = []
     for label, per_dir in summary["methods"].items():
@@ -151,19 +177,20 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['task']}",
         "",
-        f"Classifier: {clf['model']}, test accuracy {clf['accuracy']:.3f}, F1 {clf['f1']:.3f} "
-        f"({clf['n_train']} train / {clf['n_test']} test rows). Data: {summary['data_source']}.",
+        f"Classifier: {md_cell(clf['model'])}, test accuracy {clf['accuracy']:.3f}, F1 "
+        f"{clf['f1']:.3f} ({clf['n_train']} train / {clf['n_test']} test rows). Data: "
+        f"{md_cell(summary['data_source'])}.",
         "",
     ]
     for direction in directions(summary):
-        lines += [f"## Direction {direction}", "", "| " + " | ".join(headers()) + " |",
+        lines += [f"## Direction {md_cell(direction)}", "", "| " + " | ".join(headers()) + " |",
                   "|" + "---|" * len(headers())]
-        lines += ["| " + " | ".join(r) + " |" for r in rows(summary, direction)]
+        lines += ["| " + " | ".join(map(md_cell, r)) + " |" for r in rows(summary, direction)]
         lines.append("")
     if summary.get("skipped_methods"):
         lines += ["## Skipped methods", "", "Not run (unavailable where the run was made):", "",
                   "| method | why |", "|---|---|"]
-        lines += [f"| {_md_cell(m)} | {_md_cell(why)} |" for m, why in skipped(summary)]
+        lines += [f"| {md_cell(m)} | {md_cell(why)} |" for m, why in skipped(summary)]
         lines.append("")
     return "\n".join(lines)
 
@@ -173,8 +200,22 @@ def skipped(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted((str(m), str(why)) for m, why in (summary.get("skipped_methods") or {}).items())
 
 
-def _md_cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+#: Markdown's active characters, escaped with a backslash by ``md_cell`` (``_`` only at a word's
+#: edge: inside a word, as in ``cfnow:random_optim``, it cannot start emphasis)
+_MD_ACTIVE = re.compile(r"[\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_cell(text: Any) -> str:
+    """``text`` as literal Markdown on one line (a table cell, a name in a sentence).
+
+    Whitespace is collapsed; ``&`` and ``<`` become entities (no HTML tag, comment or autolink
+    can start); backslashes, code, emphasis, link, table and strikethrough characters are
+    escaped, and ``$`` when two could open math.  Ordinary labels (``dice:random``,
+    ``llm-fewshot:verified``, ``nearest-neighbour``) come out unchanged.
+    """
+    out = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;")
+    out = _MD_ACTIVE.sub(lambda m: "\\" + m.group(0), out)
+    return out.replace("$", "\\$") if out.count("$") > 1 else out
 
 
 def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None) -> None:
@@ -232,20 +273,20 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
 BOARD_DIR = Path("leaderboard")
 
 
-#: task names that are safe as file names: no folder separators, no leading dot
-TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: the record fields a board is computed from; ``<task>.records.jsonl.gz`` keeps only these
 RECORD_FIELDS = ("task", "method", "variant", "seed", "query_id", "source", "target", "direction",
                  "k", "status", "reason", "n_cfs", "cfs", "seconds", "batch_size", "fit_seconds")
 #: the board keys recomputed from the records by ``cfbench leaderboard --validate``
-FROM_RECORDS = ("task_hash", "data_source", "classifier", "methods", "ranks", "ci")
+FROM_RECORDS = ("task_hash", "data_source", "classifier", "methods", "ranks", "ci", "identical")
 
 
 def check_task_name(name: Any) -> str:
-    """``name`` if it is usable as a board file name, else one clear line (exit 2)."""
-    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+    """``name`` if it is usable as a board file name (``settings.NAME_RULE``, at most
+    ``MAX_NAME`` characters), else one clear line (exit 2)."""
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name) or len(name) > MAX_NAME:
         raise UserError(f"task name {name!r} cannot name leaderboard files; a task name is a "
-                        "letter or digit followed by letters, digits, '.', '_' or '-'")
+                        "letter or digit followed by letters, digits, '.', '_' or '-', at most "
+                        f"{MAX_NAME} characters")
     return name
 
 
@@ -264,6 +305,7 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     from cfbench.summary import old_skipped, record_id, run_frames
 
     run_info = read_run_info(run_dir)
+    read_scores(run_dir)  # an unreadable scores.parquet is one line naming it
     full = sorted(load_records(run_dir), key=record_key)
     records = canonical_records(full)
     cf, q, meta = run_frames(run_dir, records, ids=[record_id(r) for r in full])
@@ -279,7 +321,8 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
                         if k in doc}
     return board_from_frames(cf, q, meta, config=run_info.get("config", {}),
                              provenance=full[0]["provenance"] if full else {},
-                             skipped_methods=skipped_methods or {}, augmentation=augmentation)
+                             skipped_methods=skipped_methods or {}, augmentation=augmentation,
+                             identical=identical_methods(records))
 
 
 def board_from_records(task: Any, records: list[dict[str, Any]], *, config: dict[str, Any],
@@ -292,13 +335,33 @@ def board_from_records(task: Any, records: list[dict[str, Any]], *, config: dict
     records = canonical_records(records)
     cf, q = score_records(task, records)
     return board_from_frames(cf, q, task_meta(task), config=config, provenance=provenance,
-                             skipped_methods=skipped_methods, augmentation=augmentation)
+                             skipped_methods=skipped_methods, augmentation=augmentation,
+                             identical=identical_methods(records))
+
+
+def identical_methods(records: list[dict[str, Any]]) -> list[list[str]]:
+    """Groups of methods that returned the same CFs for every query (same queries, same
+    statuses, same values) and at least one CF: their rows differ only in time, which a
+    reader must be told (on heart, ``llm-fewshot`` and its free-text twin)."""
+    from cfbench.runner import record_label
+
+    answers: dict[str, list[Any]] = {}
+    for r in records:
+        answers.setdefault(record_label(r), []).append(
+            [r.get("seed"), r.get("query_id"), r.get("status"), r.get("cfs") or []])
+    groups: dict[str, list[str]] = {}
+    for label, rows in answers.items():
+        if any(row[3] for row in rows):
+            key = json.dumps(sorted(rows, key=lambda row: json.dumps(row[:2])), default=_plain)
+            groups.setdefault(key, []).append(label)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 def board_from_frames(cf: pd.DataFrame, q: pd.DataFrame, meta: dict[str, Any], *,
                       config: dict[str, Any], provenance: dict[str, Any],
                       skipped_methods: dict[str, str],
-                      augmentation: dict[str, Any] | None) -> dict[str, Any]:
+                      augmentation: dict[str, Any] | None,
+                      identical: list[list[str]] | None = None) -> dict[str, Any]:
     """The board from per-CF scores and the per-query table of the canonical records (the one
     path of ``--update``, ``--rescore`` and ``--validate``, so a board is recomputed exactly)."""
     from cfbench.ranking import bootstrap_ci, ci_values, per_query_values, rank_methods
@@ -325,8 +388,10 @@ def board_from_frames(cf: pd.DataFrame, q: pd.DataFrame, meta: dict[str, Any], *
         "provenance": provenance,
         "skipped_methods": skipped_methods,
         "methods": summary["methods"],
-        "ranks": rank_methods(values) if len(values) else {"methods": [], "metrics": {}, "overall": {}},
+        "ranks": rank_methods(values) if len(values) else {"methods": [], "metrics": {},
+                                                            "overall": {}, "unranked": {}},
         "ci": ci,
+        "identical": identical or [],
         "augmentation": augmentation,
     }
 
@@ -407,11 +472,11 @@ def board_markdown(board: dict[str, Any]) -> str:
     if ranks["methods"]:
         metrics = list(ranks["metrics"])
         text += ["## Ranks (1 = best; mean over queries)", "", RANK_NOTE, "",
-                 "| method | overall | " + " | ".join(metrics) + " |",
+                 "| method | overall | " + " | ".join(map(md_cell, metrics)) + " |",
                  "|---|---|" + "---|" * len(metrics)]
         order = sorted(ranks["methods"], key=lambda m: ranks["overall"].get(m, np.inf))
         for m in order:
-            text.append(f"| {m} | {ranks['overall'][m]:.2f} | " + " | ".join(
+            text.append(f"| {md_cell(m)} | {ranks['overall'][m]:.2f} | " + " | ".join(
                 f"{ranks['metrics'][x]['mean_rank'][m]:.2f}" for x in metrics) + " |")
         text.append("| Friedman p | | " + " | ".join(
             _p(ranks["metrics"][x]["friedman"]["p_value"]) for x in metrics) + " |")
@@ -421,6 +486,11 @@ def board_markdown(board: dict[str, Any]) -> str:
         text += ["", f"Blocks: {', '.join(map(str, sorted(n)))} queries (seed × test instance). "
                  "Two methods differ significantly on a metric when their mean ranks differ by more "
                  "than the CD.", ""]
+        for metric, why in (ranks.get("unranked") or {}).items():
+            text += [f"{md_cell(str(metric))} is {md_cell(str(why))}.", ""]
+    for group in board.get("identical") or []:
+        text += [f"**Identical answers:** {', '.join(md_cell(str(m)) for m in group)} returned "
+                 "the same CFs for every query; their rows differ only in time.", ""]
     if board.get("augmentation"):
         a = board["augmentation"]
         text += ["## Augmentation under label scarcity", "", _augment_intro(a, name) if
@@ -459,10 +529,6 @@ def _p(p: float | None) -> str:
     return "–" if p is None or p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
 
 
-def _p(p: float | None) -> str:
-    return "–" if p is None or p != p else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
-
-
 def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
                 records: list[dict[str, Any]] | None = None) -> list[Path]:
     """Write ``<task>.json``, ``<task>.md`` and the two SVG plots; returns the paths.
@@ -470,24 +536,37 @@ def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
     With ``records`` (the run's), also ``<task>.records.jsonl.gz``, whose SHA-256 goes into the
     board as ``records_sha256`` so that ``--validate`` can recompute the board from them.  The
     Markdown and plots are rendered from the JSON as written, exactly as ``--validate`` does.
+    Every file is made in a scratch folder inside ``out_dir`` first and moved into place only
+    when all of them are done, so a failure leaves the previous board as it was.
     """
-    from cfbench.store import write_json_atomic
+    import os
+    import shutil
+    import tempfile
+
+    from cfbench.store import check_path_limits, write_json_atomic
 
     out_dir = Path(out_dir)
     name = check_task_name(board.get("task"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json"]
-    if records is not None:
-        blob = records_bytes(records)
-        rpath = records_path(out_dir, name)
-        tmp = rpath.with_name(rpath.name + ".tmp")
-        tmp.write_bytes(blob)
-        tmp.replace(rpath)
-        board = {**board, "records_sha256": hashlib.sha256(blob).hexdigest()}
-        paths.append(rpath)
-    write_json_atomic(paths[0], board)
-    written = json.loads(paths[0].read_text())
-    return paths + render_companions(written, out_dir)
+    check_path_limits(out_dir, "--dir")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
+    except OSError as exc:
+        raise UserError(f"--dir {out_dir}: cannot write the board ({exc.strerror or exc})") from None
+    try:
+        made = [stage / f"{name}.json"]
+        if records is not None:
+            blob = records_bytes(records)
+            made.append(records_path(stage, name))
+            made[-1].write_bytes(blob)
+            board = {**board, "records_sha256": hashlib.sha256(blob).hexdigest()}
+        write_json_atomic(made[0], board)
+        made += render_companions(json.loads(made[0].read_text()), stage)
+        for p in reversed(made):  # the companions first, the JSON (what --validate reads) last
+            os.replace(p, out_dir / p.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out_dir / p.name for p in made]
 
 
 def _has_curve(a: dict[str, Any] | None) -> bool:
@@ -551,13 +630,19 @@ def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
     for path in sorted(Path(board_dir).glob("*.json")):
         if path.name == "schema.json":
             continue
-        board = json.loads(path.read_text(encoding="utf-8"))
+        board = read_json(path)
+        if not isinstance(board, dict):
+            raise UserError(f"{path}: not a board (a JSON object)")
         name = check_task_name(board.get("task"))
         rpath = records_path(path.parent, name)
         if not rpath.exists():
             raise UserError(f"{path}: no {rpath.name} to rebuild it from; use "
                             "`cfbench leaderboard RUN_DIR --update` with its run folder")
-        records = read_records_bytes(rpath.read_bytes())
+        try:
+            records = read_records_bytes(rpath.read_bytes())
+        except (OSError, ValueError, RecursionError) as exc:  # gzip, UTF-8 or JSON errors
+            raise UserError(f"{rpath}: cannot be read ({str(exc)[:160]}); restore it from "
+                            "version control or `--update` the board from its run") from None
         spec = resolve_spec(name)
         if spec.hash != board.get("task_hash"):
             raise UserError(f"{path}: made with another version of task {name!r} (hash "

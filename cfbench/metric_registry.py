@@ -26,7 +26,8 @@ from cfbench import metrics as M
 
 SCOPES = ("all", "valid", "found")
 #: how a metric becomes one number in a scope
-AGGREGATIONS = ("share", "mean", "coverage", "pooled_actionable", "query_mean", "median", "p95")
+AGGREGATIONS = ("share", "mean", "coverage", "valid_coverage", "pooled_actionable", "query_mean",
+                "median", "p95")
 #: per-query value a ranked metric is ranked on: the share of the k slots holding a valid CF
 #: (``slot_mean``), or the best (``min``) / mean (``mean``) value over the query's valid CFs
 RANKINGS = ("slot_mean", "min", "mean")
@@ -88,54 +89,99 @@ def _violates(ctx: M.CFContext) -> np.ndarray:
     return np.any([ctx.flags[f] for f in CONSTRAINT_FLAGS], axis=0) if len(ctx.C) else np.zeros(0, bool)
 
 
-def _lof(ctx: M.CFContext) -> np.ndarray:
-    return ctx.scorer.lof_.predict(ctx.encoded) == 1 if len(ctx.C) else np.zeros(0, bool)
+def _carla(which: str) -> Callable[[M.CFContext], np.ndarray]:
+    return lambda ctx: M.carla_distances(ctx.carla_delta)[which]
+
+
+def _redundancy(ctx: M.CFContext) -> np.ndarray:
+    if ctx.predict is None:
+        return np.full(len(ctx.C), np.nan)
+    return M.redundancy(ctx.X, ctx.C, ctx.change, ctx.target, ctx.predict)
 
 
 CONSTRAINT_FLAGS = ("changes_immutable", "against_direction", "out_of_bounds", "invalid_value")
 _CF_SCOPES = ("valid", "found")
 _SHARE_SCOPES = ("all", "valid", "found")
+_CARLA = "Pawelczyk et al. 2021 (CARLA)"
+_CARLA_SPACE = ("CARLA's encoding: numeric and ordinal features min-max scaled over every row, "
+                "a two-code categorical one 0/1 column, others one-hot")
 
 REGISTRY: tuple[Metric, ...] = (
-    Metric("coverage", "coverage", "share of queries with at least one CF",
+    Metric("coverage", "coverage", "share of queries with at least one valid CF (CF-Bench's "
+           "coverage)", "mean_q 1[exists c in C_q: f(c) = t]", ("all",), "valid_coverage",
+           "higher", citation="de Oliveira and Martens 2021 (CF-Bench)", table=("all",)),
+    Metric("returned", "returned", "share of queries with at least one CF, valid or not",
            "mean_q 1[|C_q| > 0]", ("all",), "coverage", "higher", table=("all",)),
-    Metric("validity", "validity", "share of CFs the classifier assigns to the target class",
-           "1[f(c) = t]; all: sum / (n_queries * k), found: mean over returned CFs",
-           ("all", "found"), "share", "higher",
+    Metric("validity", "validity", "share of CFs the classifier assigns to the target class "
+           "(a CF exactly on the decision boundary is valid towards neither class)",
+           "1[p_t(c) > max_{j != t} p_j(c)]; all: sum / (n_queries * k), found: mean over "
+           "returned CFs", ("all", "found"), "share", "higher",
            per_cf=lambda ctx: M.validity(ctx.pred, ctx.target), citation="Wachter et al. 2017",
            table=("all", "found"), key=True, rank="slot_mean", rank_group="validity"),
-    Metric("l1_mad", "L1/MAD", "L1 distance, numeric and ordinal features divided by training MAD",
+    Metric("unscorable", "unscorable", "share of CFs the classifier raised an error on (e.g. an "
+           "unseen category code); counted invalid", "1[f(c) raised]", _CF_SCOPES[1:], "mean",
+           "lower", per_cf=lambda ctx: ctx.unscorable),
+    Metric("l1_mad_cat", "L1/MAD+cat", "mixed-type L1: numeric and ordinal changes in training "
+           "MADs plus 1 per changed categorical feature (the headline proximity)",
+           "sum_{F_cont} |c_f - x_f| / MAD_f + sum_{F_cat} 1[c_f != x_f]", _CF_SCOPES, "mean",
+           "lower", per_cf=lambda ctx: M.l1_mad_cat(ctx.X, ctx.C, ctx.scorer.mad_, ctx.scorer.cat_),
+           citation="Mothilal et al. 2020 (DiCE's two proximities, summed)",
+           table=("valid", "found"), key=True, rank="min", rank_group="quality"),
+    Metric("l1_mad", "L1/MAD numeric", "L1 over numeric and ordinal features only, in "
+           "training MADs (ignores categorical changes: read with cat. changed)",
            "sum_{f in F_cont} |c_f - x_f| / MAD_f", _CF_SCOPES, "mean", "lower",
            per_cf=lambda ctx: M.l1_mad(ctx.X, ctx.C, ctx.scorer.mad_, ctx.scorer.cont_),
-           citation="Wachter et al. 2017", table=("valid", "found"), key=True),
-    Metric("l2_minmax", "L2 min-max", "L2 distance: min-max-scaled numeric and ordinal features, "
-           "categorical features as 0/1 mismatch",
+           citation="Wachter et al. 2017"),
+    Metric("heom", "HEOM", "heterogeneous Euclidean-overlap distance: range-normalised numeric "
+           "and ordinal differences, categorical features as 0/1 overlap (NICE's distance)",
            "sqrt(sum_{F_cont} ((c_f - x_f)/(max_f - min_f))^2 + sum_{F_cat} 1[c_f != x_f])",
            _CF_SCOPES, "mean", "lower",
-           per_cf=lambda ctx: M.l2_minmax(ctx.X, ctx.C, ctx.scorer.span_, ctx.scorer.cat_),
-           citation="Mothilal et al. 2020 (mixed distance)", fmt=".3f", table=("valid",),
-           rank="min", rank_group="quality"),
+           per_cf=lambda ctx: M.heom(ctx.X, ctx.C, ctx.scorer.span_, ctx.scorer.cat_),
+           citation="Wilson and Martinez 1997; Brughmans et al. 2023 (NICE)", fmt=".3f",
+           table=("valid",)),
+    Metric("carla_l0", "L0 (CARLA)", "changed columns in CARLA's encoding (" + _CARLA_SPACE
+           + "): a multi-code categorical change counts 2", "sum_j 1[|enc(c)_j - enc(x)_j| > 1e-5]",
+           _CF_SCOPES, "mean", "lower", per_cf=_carla("l0"), citation=_CARLA),
+    Metric("carla_l1", "L1 (CARLA)", "L1 in CARLA's encoding (" + _CARLA_SPACE + ")",
+           "sum_j |enc(c)_j - enc(x)_j|", _CF_SCOPES, "mean", "lower", per_cf=_carla("l1"),
+           citation=_CARLA, fmt=".3f"),
+    Metric("carla_l2sq", "L2² (CARLA)", "squared L2 in CARLA's encoding, which CARLA reports as "
+           "'L2_distance'", "sum_j (enc(c)_j - enc(x)_j)^2", _CF_SCOPES, "mean", "lower",
+           per_cf=_carla("l2sq"), citation=_CARLA, fmt=".3f"),
+    Metric("carla_linf", "L∞ (CARLA)", "largest single change in CARLA's encoding",
+           "max_j |enc(c)_j - enc(x)_j|", _CF_SCOPES, "mean", "lower", per_cf=_carla("linf"),
+           citation=_CARLA, fmt=".3f"),
     Metric("cat_mismatch", "cat. changed", "number of categorical features changed",
            "sum_{f in F_cat} 1[c_f != x_f]", _CF_SCOPES, "mean", "lower",
            per_cf=lambda ctx: M.categorical_mismatch(ctx.X, ctx.C, ctx.scorer.cat_)),
-    Metric("n_changed", "#changed", "number of features changed (sparsity)",
-           "sum_f 1[|c_f - x_f| > 1e-6 (max_f - min_f)]", _CF_SCOPES, "mean", "lower",
-           per_cf=lambda ctx: M.sparsity(ctx.change)[0], citation="Mothilal et al. 2020",
+    Metric("n_changed", "#changed", "number of features changed (an L0 over features; lower is "
+           "sparser)", "sum_f 1[|c_f - x_f| > 1e-6 (max_f - min_f)]", _CF_SCOPES, "mean",
+           "lower", per_cf=lambda ctx: M.sparsity(ctx.change)[0],
            table=("valid",), key=True, rank="min", rank_group="quality"),
-    Metric("share_unchanged", "unchanged", "share of features left unchanged",
-           "1 - n_changed / d", _CF_SCOPES, "mean", "higher",
-           per_cf=lambda ctx: M.sparsity(ctx.change)[1]),
-    Metric("lof_inlier", "LOF inlier", "share of CFs a LocalOutlierFactor (novelty, 20 neighbours) "
-           "fit on the training rows calls inliers; searched in the encode space (min-max "
-           "numeric, one-hot/sqrt(2) categorical)",
-           "1[LOF(enc(c)) = inlier]", _SHARE_SCOPES, "share", "higher", per_cf=_lof,
-           citation="Breunig et al. 2000; Kanamori et al. 2020", table=("valid",), key=True,
-           rank="mean", rank_group="quality"),
-    Metric("ynn", "yNN", "share of the CF's 5 nearest training rows the classifier assigns to "
-           "the target class (encode space)",
+    Metric("sparsity", "sparsity", "share of features left unchanged (DiCE's and CF-Bench's "
+           "sparsity; higher is sparser)", "1 - n_changed / d", _CF_SCOPES, "mean", "higher",
+           per_cf=lambda ctx: M.sparsity(ctx.change)[1], citation="Mothilal et al. 2020"),
+    Metric("redundancy", "redundant", "changed features that can each be reverted alone with the "
+           "CF still classified as the target", "sum_{f changed} 1[f(c with c_f := x_f) = t]",
+           _CF_SCOPES, "mean", "lower", per_cf=_redundancy, citation=_CARLA,
+           table=("valid",), rank="min", rank_group="quality"),
+    Metric("lof_p95", "LOF ≤ p95", "share of CFs whose local outlier factor is at most the 95th "
+           "percentile of the training rows' own (each without itself): calibrated, so about "
+           "95 % of real rows pass", "1[LOF(enc(c)) <= q_0.95{LOF(x_i) : x_i in X_train}]",
+           _SHARE_SCOPES, "share", "higher",
+           per_cf=lambda ctx: M.lof_within(ctx.lof, ctx.scorer.lof_threshold_),
+           citation="Breunig et al. 2000", table=("valid",), key=True, rank="mean",
+           rank_group="quality"),
+    Metric("lof_inlier", "LOF inlier", "share of CFs scikit-learn's LocalOutlierFactor "
+           "(novelty, 20 neighbours, its default offset 1.5) calls inliers (uncalibrated: "
+           "nearly every point passes on small tables)", "1[LOF(enc(c)) <= 1.5]", _SHARE_SCOPES,
+           "share", "higher", per_cf=lambda ctx: M.lof_within(ctx.lof, -ctx.scorer.lof_.offset_),
+           citation="Breunig et al. 2000; Kanamori et al. 2020"),
+    Metric("ynn", "yNN", "share of the CF's 5 nearest rows of the whole data set (training and "
+           "test, CARLA's encoding) the classifier assigns to the target class",
            "(1/5) sum_{i in 5NN(enc(c))} 1[f(x_i) = t]", _SHARE_SCOPES, "share", "higher",
-           per_cf=lambda ctx: M.y_nn(ctx.encoded, ctx.target, ctx.scorer.nn_, ctx.scorer.labels_),
-           citation="Pawelczyk et al. 2021 (CARLA)", table=("valid",)),
+           per_cf=lambda ctx: M.y_nn(ctx.carla, ctx.target, ctx.scorer.nn_, ctx.scorer.pool_labels_),
+           citation=_CARLA, table=("valid",)),
     Metric("changes_immutable", "immutable changed", "share of CFs that change an immutable feature",
            "exists f not mutable: c_f changed", _CF_SCOPES, "mean", "lower",
            per_cf=_flag("changes_immutable")),

@@ -8,6 +8,7 @@ numeric and ordinal features, ``F_cat`` the categorical ones, ``t`` the target c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ ENVELOPE = 1e6
 ENVELOPE_LIMIT = 1e30
 #: a value within this of a category code (or of an integer, for integer features) is that code
 CODE_TOL = 1e-9
+#: two class probabilities closer than this are a tie: the CF is on the decision boundary
+TIE_TOL = 1e-9
 
 
 def envelope(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,14 +58,43 @@ def coverage(n_cfs: np.ndarray) -> float:
     return float(np.mean(n_cfs > 0)) if len(n_cfs) else float("nan")
 
 
-def mad(X: np.ndarray) -> np.ndarray:
-    """Median absolute deviation per column, ``median_i |X_ij - median_i X_ij|``; 1 where it is 0.
+def mad(X: np.ndarray, integer: np.ndarray | None = None) -> np.ndarray:
+    """Median absolute deviation per column, ``median_i |X_ij - median_i X_ij|``, with an
+    explicit fallback where it is 0 (a feature constant in over half the rows, e.g. heart ``ca``).
 
-    A zero MAD (a feature constant in most rows) would make the L1/MAD distance infinite; we
-    fall back to 1 as DiCE does.
+    Fallback (``mad_fallback``): an integer-valued feature (``integer``: integer numeric,
+    ordinal and coded features) gets 1, one step, the smallest change it can make (DiCE's
+    fallback, so one step costs as much as a categorical mismatch); any other feature gets its
+    mean absolute deviation around the median, 0 only for a constant feature, which gets 1.
     """
-    m = np.median(np.abs(X - np.median(X, axis=0)), axis=0)
-    return np.where(m > 0, m, 1.0)
+    X = np.asarray(X, float)
+    med = np.median(X, axis=0)
+    m = np.median(np.abs(X - med), axis=0)
+    return np.where(m > 0, m, mad_fallback(X, med, integer))
+
+
+def mad_fallback(X: np.ndarray, med: np.ndarray, integer: np.ndarray | None) -> np.ndarray:
+    """The scale used where a feature's MAD is 0: 1 for integer features, else the mean absolute
+    deviation around the median (1 if that is 0 too); see :func:`mad`."""
+    integer = np.zeros(X.shape[1], bool) if integer is None else np.asarray(integer, bool)
+    mean_dev = np.mean(np.abs(X - med), axis=0) if len(X) else np.zeros(X.shape[1])
+    return np.where(integer | ~(mean_dev > 0), 1.0, mean_dev)
+
+
+def decide(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Per row: the class with the highest probability, or -1 where two classes share it.
+
+    The symmetric tie rule: a CF on the decision boundary (two classes' probabilities within
+    ``TIE_TOL``; a forest's p = 0.5 sums to 0.5000000000000001 for the other class) belongs to
+    neither class, so it is valid towards neither (a classifier's own ``predict`` gives it the
+    float-rounding winner, which made one ai-readi CF valid towards 0 and not towards 1).
+    """
+    P = np.asarray(proba, float)
+    if len(P) == 0:
+        return np.zeros(0, int)
+    top = P.max(axis=1)
+    tie = (P >= top[:, None] - TIE_TOL).sum(axis=1) > 1
+    return np.where(tie, -1, np.asarray(classes)[P.argmax(axis=1)]).astype(int)
 
 
 def changed(X: np.ndarray, C: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -71,25 +103,59 @@ def changed(X: np.ndarray, C: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def l1_mad(X: np.ndarray, C: np.ndarray, mad_: np.ndarray, cont: np.ndarray) -> np.ndarray:
-    """Per CF: ``sum_{f in F_cont} |c_f - x_f| / MAD_f`` (Wachter et al. 2017)."""
+    """Per CF: ``sum_{f in F_cont} |c_f - x_f| / MAD_f``, numeric and ordinal features only
+    (Wachter et al. 2017, whose data had no categorical features)."""
     return (np.abs(C - X)[:, cont] / mad_[cont]).sum(axis=1)
 
 
-def l2_minmax(X: np.ndarray, C: np.ndarray, span: np.ndarray, cat: np.ndarray) -> np.ndarray:
+def l1_mad_cat(X: np.ndarray, C: np.ndarray, mad_: np.ndarray, cat: np.ndarray) -> np.ndarray:
+    """Per CF: ``sum_{f in F_cont} |c_f - x_f| / MAD_f + sum_{f in F_cat} 1[c_f != x_f]``.
+
+    The mixed-type L1: DiCE's continuous and categorical proximity (Mothilal et al. 2020) as
+    sums, not per-kind means, so one categorical change costs as much as one MAD.
+    """
+    return np.where(cat, (C != X).astype(float), np.abs(C - X) / mad_).sum(axis=1)
+
+
+def heom(X: np.ndarray, C: np.ndarray, span: np.ndarray, cat: np.ndarray) -> np.ndarray:
     """Per CF: ``sqrt(sum_{F_cont} ((c_f - x_f) / (max_f - min_f))^2 + sum_{F_cat} 1[c_f != x_f])``.
 
-    A category code is a name, not a number: a changed category adds 1 (a 0/1 mismatch, as in
-    DiCE's mixed distance), whichever codes it moves between.
+    The heterogeneous Euclidean-overlap metric (Wilson and Martinez 1997), NICE's distance
+    (Brughmans et al. 2023): range-normalised numeric differences, 0/1 overlap for categories.
     """
     sq = np.where(cat, (C != X).astype(float), ((C - X) / span) ** 2)
     return np.sqrt(sq.sum(axis=1))
 
 
+def carla_distances(delta: np.ndarray) -> dict[str, np.ndarray]:
+    """Per CF, CARLA's four distances of ``delta`` (Pawelczyk et al. 2021):
+    L0 ``sum_j 1[|delta_j| > 1e-5]``, L1 ``sum_j |delta_j|``, L2 ``sum_j delta_j^2`` (squared,
+    as CARLA reports it) and L-inf ``max_j |delta_j|``."""
+    a = np.abs(delta)
+    return {"l0": (a > 1e-5).sum(axis=1).astype(float), "l1": a.sum(axis=1),
+            "l2sq": (a ** 2).sum(axis=1),
+            "linf": a.max(axis=1) if a.shape[1] else np.zeros(len(a))}
+
+
+def redundancy(X: np.ndarray, C: np.ndarray, change: np.ndarray, target: np.ndarray,
+               predict: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per CF: ``sum_{f changed} 1[f(c with c_f := x_f) = t]``, the changes that can each be
+    reverted alone while the classifier still gives the target class (CARLA's redundancy,
+    Pawelczyk et al. 2021; per feature, not per one-hot column)."""
+    rows, feats = np.nonzero(change)
+    if len(rows) == 0:
+        return np.zeros(len(C))
+    R = C[rows].copy()
+    R[np.arange(len(rows)), feats] = X[rows, feats]
+    still = np.asarray(predict(R)) == np.asarray(target)[rows]
+    return np.bincount(rows, weights=still.astype(float), minlength=len(C))
+
+
 def encode(C: np.ndarray, lo: np.ndarray, span: np.ndarray, cat: np.ndarray,
            codes: list[np.ndarray]) -> np.ndarray:
-    """Rows in the space LOF and yNN search: ``F_cont`` min-max scaled, each ``F_cat`` one-hot
-    over its codes times ``1/sqrt(2)`` (a category change adds 1 to the squared distance, as in
-    ``l2_minmax``); a value that is none of the codes encodes as all zeros."""
+    """Rows in the space LOF searches: ``F_cont`` min-max scaled, each ``F_cat`` one-hot over its
+    codes times ``1/sqrt(2)`` (a category change adds 1 to the squared distance, as in ``heom``);
+    a value that is none of the codes encodes as all zeros."""
     parts = [((C[:, ~cat] - lo[~cat]) / span[~cat])]
     for j, cs in zip(np.flatnonzero(cat), codes, strict=True):
         parts.append(np.isclose(C[:, [j]], cs[None, :], rtol=0, atol=CODE_TOL) / np.sqrt(2))
@@ -124,14 +190,21 @@ def sparsity(change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def y_nn(
-    C_scaled: np.ndarray, target: np.ndarray, nn: NearestNeighbors, labels: np.ndarray
+    C_enc: np.ndarray, target: np.ndarray, nn: NearestNeighbors, labels: np.ndarray
 ) -> np.ndarray:
-    """Per CF: ``(1/k) sum_{i in kNN(c)} 1[f(x_i) = t]``, ``labels`` the classifier's predictions
-    for the training rows (CARLA's yNN, Pawelczyk et al. 2021)."""
-    if len(C_scaled) == 0:
+    """Per CF: ``(1/y) sum_{i in yNN(c)} 1[f(x_i) = t]``, the neighbours searched among
+    ``nn``'s rows and ``labels`` the classifier's decisions for them (CARLA's yNN, Pawelczyk et
+    al. 2021: y = 5, every row of the data set, its encoding)."""
+    if len(C_enc) == 0:
         return np.zeros(0)
-    idx = nn.kneighbors(C_scaled, return_distance=False)
+    idx = nn.kneighbors(C_enc, return_distance=False)
     return (labels[idx] == np.asarray(target)[:, None]).mean(axis=1)
+
+
+def lof_within(lof_score: np.ndarray, threshold: float) -> np.ndarray:
+    """Per CF: ``1[LOF(c) <= threshold]``, ``threshold`` the training rows' own 95th-percentile
+    LOF (each scored without itself), so about 95 % of real rows pass, whatever the data."""
+    return np.asarray(lof_score) <= threshold
 
 
 def constraint_violations(
@@ -215,8 +288,11 @@ def runtime(seconds: np.ndarray) -> dict[str, float]:
 @dataclass
 class CFContext:
     """What a per-CF metric function sees: queries ``X`` and CFs ``C`` (one row per CF), the
-    targets and the classifier's predictions, the change mask, the CFs encoded for LOF/kNN, the
-    constraint flags and the fitted ``Scorer`` (training references)."""
+    targets and the classifier's decisions (``pred``; -1 = no class: a tie, or a CF the model
+    could not score, ``unscorable``), the change mask, the CFs in the LOF space (``encoded``)
+    with their local outlier factors (``lof``), the CFs in CARLA's space (``carla``) and their
+    difference from the queries there (``carla_delta``), the constraint flags, ``predict``
+    (rows -> decisions, for redundancy; ``None`` when no model is at hand) and the ``Scorer``."""
 
     X: np.ndarray
     C: np.ndarray
@@ -224,28 +300,39 @@ class CFContext:
     pred: np.ndarray
     change: np.ndarray
     encoded: np.ndarray
+    lof: np.ndarray
+    carla: np.ndarray
+    carla_delta: np.ndarray
     flags: dict[str, np.ndarray]
     scorer: Scorer
+    unscorable: np.ndarray
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
 class Scorer:
-    """Fits the training-data references (MAD, ranges, category codes, LOF, kNN) once, then
+    """Fits the data references (MAD, ranges, category codes, LOF, neighbour pools) once, then
     scores CFs with every per-CF metric of the registry.
 
-    ``fit(X_train, labels)``: ``labels`` are the classifier's predictions for the training rows
-    (yNN's neighbour labels).  ``score(X, C, target, pred)`` with X the query row repeated for
-    each CF returns one row per CF.  LOF (novelty mode) and kNN search the ``encode`` space.
+    ``fit(X_train, labels, X_pool, pool_labels)``: ``labels`` are the classifier's decisions
+    for the training rows; ``X_pool`` every row of the data set (training and test, CARLA's
+    yNN pool and min-max range; default: the training rows) and ``pool_labels`` the
+    decisions for them.  ``score(X, C, target, pred)`` with X the query row repeated for each
+    CF returns one row per CF.
     """
 
     schema: FeatureSchema
     n_neighbors: int = 5
     lof_neighbors: int = 20
+    #: the calibrated LOF passes a CF whose LOF is at most this quantile of the training rows'
+    lof_quantile: float = 0.95
 
-    def fit(self, X_train: pd.DataFrame, labels: np.ndarray) -> Scorer:
+    def fit(self, X_train: pd.DataFrame, labels: np.ndarray, X_pool: pd.DataFrame | None = None,
+            pool_labels: np.ndarray | None = None) -> Scorer:
         X = X_train[self.schema.names].to_numpy(float)
         self.labels_ = np.asarray(labels)
-        self.mad_ = mad(X)
+        self.integer_ = np.array([f.integer or bool(f.categories) for f in self.schema], bool)
+        self.mad_ = mad(X, self.integer_)
         self.min_ = X.min(axis=0)
         span = X.max(axis=0) - self.min_
         self.span_ = np.where(span > 0, span, 1.0)
@@ -259,12 +346,38 @@ class Scorer:
         self.lof_ = LocalOutlierFactor(
             n_neighbors=min(self.lof_neighbors, len(X) - 1), novelty=True
         ).fit(Xs)
-        self.nn_ = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(X))).fit(Xs)
+        self.lof_threshold_ = float(np.quantile(-self.lof_.negative_outlier_factor_,
+                                                self.lof_quantile))
+        if X_pool is None:
+            P, self.pool_labels_ = X, self.labels_
+        else:
+            P = X_pool[self.schema.names].to_numpy(float)
+            self.pool_labels_ = np.asarray(labels if pool_labels is None else pool_labels)
+        self.carla_min_ = P.min(axis=0)
+        cspan = P.max(axis=0) - self.carla_min_
+        self.carla_span_ = np.where(cspan > 0, cspan, 1.0)
+        self.nn_ = NearestNeighbors(n_neighbors=min(self.n_neighbors, len(P))).fit(
+            self.carla_encode(P))
         return self
 
     def encode(self, C: np.ndarray) -> np.ndarray:
-        """``C`` (clipped into the envelope) in the LOF/kNN space: see :func:`encode`."""
+        """``C`` (clipped into the envelope) in the LOF space: see :func:`encode`."""
         return encode(self.clip(C), self.min_, self.span_, self.cat_, self.codes_)
+
+    def carla_encode(self, C: np.ndarray) -> np.ndarray:
+        """``C`` (clipped into the envelope) as CARLA encodes data: numeric and ordinal features
+        min-max scaled over every row of the data set, a two-code categorical feature one 0/1
+        column, any other one-hot over its codes (``OneHot_drop_binary``)."""
+        C = self.clip(C)
+        parts = [(C[:, ~self.cat_] - self.carla_min_[~self.cat_]) / self.carla_span_[~self.cat_]]
+        for j, cs in zip(np.flatnonzero(self.cat_), self.codes_, strict=True):
+            hit = np.isclose(C[:, [j]], cs[None, :], rtol=0, atol=CODE_TOL).astype(float)
+            parts.append(hit[:, 1:] if len(cs) == 2 else hit)
+        return np.hstack(parts)
+
+    def lof(self, encoded: np.ndarray) -> np.ndarray:
+        """Per row of the LOF space: its local outlier factor against the training rows."""
+        return -self.lof_.score_samples(encoded) if len(encoded) else np.zeros(0)
 
     def clip(self, C: np.ndarray) -> np.ndarray:
         """``C`` clipped into the features' envelope, for the model and the neighbour searches.
@@ -274,20 +387,30 @@ class Scorer:
         """
         return np.clip(np.nan_to_num(np.asarray(C, float)), self.lo_, self.hi_)
 
-    def score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+    def score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray,
+              predict: Callable[[np.ndarray], np.ndarray] | None = None,
+              unscorable: np.ndarray | None = None) -> pd.DataFrame:
         """One row per CF: every per-CF metric of the registry, ``n_changed_actionable`` and
-        ``changed::<feature>`` (huge values give inf distances, never raise)."""
+        ``changed::<feature>`` (huge values give inf distances, never raise).  ``predict``
+        (CF rows -> decisions) serves redundancy; ``unscorable`` marks CFs the model rejected."""
         with np.errstate(all="ignore"):
-            return self._score(X, C, target, pred)
+            return self._score(X, C, target, pred, predict, unscorable)
 
-    def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+    def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray,
+               predict: Callable[[np.ndarray], np.ndarray] | None,
+               unscorable: np.ndarray | None) -> pd.DataFrame:
         from cfbench.metric_registry import per_cf_metrics
 
         X, C = np.asarray(X, float), np.asarray(C, float)
         change = changed(X, C, self.span_)
+        encoded, carla = self.encode(C), self.carla_encode(C)
         ctx = CFContext(X=X, C=C, target=np.asarray(target), pred=np.asarray(pred), change=change,
-                        encoded=self.encode(C), flags=constraint_violations(X, C, change, self.schema),
-                        scorer=self)
+                        encoded=encoded, lof=self.lof(encoded), carla=carla,
+                        carla_delta=carla - self.carla_encode(X),
+                        flags=constraint_violations(X, C, change, self.schema), scorer=self,
+                        unscorable=(np.zeros(len(C), bool) if unscorable is None
+                                    else np.asarray(unscorable, bool)),
+                        predict=predict)
         out = pd.DataFrame({m.name: np.asarray(m.per_cf(ctx)) for m in per_cf_metrics()})
         out["n_changed_actionable"] = (change & self.actionable_).sum(axis=1)
         change_cols = pd.DataFrame(change, columns=[f"changed::{n}" for n in self.schema.names])

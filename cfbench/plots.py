@@ -18,6 +18,12 @@ def bar_metrics() -> list[tuple[str, str]]:
 
 
 
+def plain(text: Any) -> str:
+    """``text`` shown as it is by matplotlib: every ``$`` escaped, so a name such as
+    ``$x$`` is not parsed as mathtext (which fails on most such strings)."""
+    return str(text).replace("$", r"\$")
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -44,14 +50,14 @@ def metric_bars(ci: dict[str, dict[str, list[float]]], title: str, path: Path) -
         hi = np.array([vals.get(m, [np.nan] * 3)[2] for m in methods], float)
         err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
         ax.barh(y, np.nan_to_num(mean), xerr=err, color="#4c72b0", ecolor="#222222", capsize=2)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(plain(label), fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
     ax0 = np.atleast_1d(axes)[0]
     ax0.set_yticks(y)
-    ax0.set_yticklabels(methods)
+    ax0.set_yticklabels([plain(m) for m in methods])
     ax0.invert_yaxis()
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(plain(title), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
@@ -63,11 +69,11 @@ def feature_profile(profile: pd.DataFrame, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(0.35 * profile.shape[1] + 3, 0.4 * profile.shape[0] + 2))
     im = ax.imshow(profile.to_numpy(float), aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(profile.shape[1]))
-    ax.set_xticklabels(profile.columns, rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([plain(c) for c in profile.columns], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(profile.shape[0]))
-    ax.set_yticklabels(profile.index, fontsize=8)
+    ax.set_yticklabels([plain(m) for m in profile.index], fontsize=8)
     fig.colorbar(im, ax=ax, label="share changed")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plain(title), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
@@ -102,8 +108,8 @@ def scarcity_curve(agg: dict[str, Any], title: str, path: Path) -> None:
                 ax.errorbar(np.array(x) + shift, mean, yerr=err, color=colours[i % len(colours)],
                             marker="o", markersize=3, capsize=2, linewidth=1,
                             linestyle="-" if cfs == "reference" else ":",
-                            label=method if cfs == "reference" else f"{method} (valid CFs)")
-            ax.set_title(f"{sc}: {'F1' if metric == 'f1' else 'macro F1'}", fontsize=9)
+                            label=plain(method if cfs == "reference" else f"{method} (valid CFs)"))
+            ax.set_title(plain(f"{sc}: {'F1' if metric == 'f1' else 'macro F1'}"), fontsize=9)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
             if row == 1:
@@ -111,7 +117,7 @@ def scarcity_curve(agg: dict[str, Any], title: str, path: Path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
                bbox_to_anchor=(0.5, -0.02 - 0.025 * (len(labels) // 4)))
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(plain(title), fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.025 * (len(labels) // 4), 1, 1))
     fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)

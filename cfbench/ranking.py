@@ -102,7 +102,7 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
     each group), with Friedman p-values and Nemenyi CDs.  Validity is ranked on every query;
     the quality metrics by :func:`conditional_ranks` (needs ``values["n_valid"]``)."""
     methods = sorted(values["method_label"].unique())
-    out: dict[str, Any] = {"methods": methods, "metrics": {}, "overall": {}}
+    out: dict[str, Any] = {"methods": methods, "metrics": {}, "overall": {}, "unranked": {}}
     if not methods:
         return out
     groups: dict[str, list[np.ndarray]] = {}
@@ -111,6 +111,11 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
         has = (values.pivot_table(index=["seed", "query_id"], columns="method_label",
                                   values="n_valid", aggfunc="first").reindex(columns=methods) > 0)
     for metric, m in ranked_metrics().items():
+        same = constant_value(values, metric, m)
+        if same is not None and len(methods) >= 2:
+            out["unranked"][metric] = (f"not ranked: {same:.4g} for every valid CF of every "
+                                       "method, so it tells the methods apart nowhere")
+            continue
         higher = m.higher_is_better
         wide = values.pivot_table(index=["seed", "query_id"], columns="method_label",
                                   values=metric, aggfunc="first").dropna()
@@ -142,6 +147,18 @@ def rank_methods(values: pd.DataFrame) -> dict[str, Any]:
         overall = np.mean([np.mean(g, axis=0) for g in groups.values()], axis=0)
         out["overall"] = dict(zip(methods, map(float, overall), strict=True))
     return out
+
+
+def constant_value(values: pd.DataFrame, metric: str, m: R.Metric) -> float | None:
+    """The one value a quality metric takes on every query with a valid CF, over every method
+    (e.g. LOF inlier 1.00 and respects constraints 1.00 for all methods on heart), else None.
+    Such a metric cannot tell methods apart; ranking it would only add ties to the overall."""
+    if m.rank == "slot_mean" or "n_valid" not in values:
+        return None
+    v = values.loc[values["n_valid"].to_numpy() > 0, metric].to_numpy(float)
+    if len(v) == 0 or not np.isfinite(v).all() or np.ptp(v) > 0:
+        return None
+    return float(v[0])
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,

@@ -8,10 +8,15 @@ hung actor (``ray.kill``), so the runner records ``timeout`` and starts a fresh 
 rest.  A dead actor or node comes back as ``("died", cause)`` and is recorded as ``error``.
 Results come back to the driver, which alone writes the store.
 
-Without an address a private single-node cluster is started on this machine.  An actor that
-lands on the driver's own node applies the driver's ``sys.path``, ``PYTHONPATH`` and
-``CFBENCH_*`` settings, so plugins found through ``PYTHONPATH`` work there; on every other node
-cfbench and the plugins must be installed, and settings come from the node's environment.
+Without an address a private single-node cluster is started on this machine, and torn down
+with the driver: a small reaper process, holding a lifeline pipe to the driver, follows the
+cluster's process tree and kills all of it when the driver dies, ``kill -9`` included (Ray
+alone leaves its agents, and at times the actors, running for a minute).  On a cluster given by
+address, Ray itself ends a dead driver's actors (its job ends with the driver's connection).
+
+An actor that lands on the driver's own node applies the driver's ``sys.path``, ``PYTHONPATH``
+and ``CFBENCH_*`` settings, so plugins found through ``PYTHONPATH`` work there; on every other
+node cfbench and the plugins must be installed, and settings come from the node's environment.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import os
 import pickle
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +46,101 @@ from cfbench.workerproc import own_group_with_reaper
 
 #: (address, num_cpus) of the Ray connection this process made, if any
 _connected: dict[str, Any] = {}
+#: the reaper of the local cluster this process started: its process and the write end of its
+#: lifeline (the only one; each line written names the cluster's first processes)
+_reaper: dict[str, Any] = {}
+
+#: follows the process trees of the pids it is sent, one line at a time, on stdin (the driver's
+#: lifeline); at EOF (the driver has ended, however) it kills every process it has seen in them
+#: that still lives, with the process group each leads (an actor's: what its generator started)
+_CLUSTER_REAPER = r"""
+import os, select, signal, time
+me = os.getpid()
+
+def started(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in "ZX" else fields[19]
+
+def tree(roots):
+    out, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in out or pid == me:
+            continue
+        out.add(pid)
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
+
+def alive(pids):
+    return {pid: t for pid, t in ((pid, started(pid)) for pid in pids) if t is not None}
+
+roots, seen, buf = {}, {}, b""
+while True:
+    if select.select([0], [], [], 0.5)[0]:
+        data = os.read(0, 4096)
+        if not data:
+            break
+        *lines, buf = (buf + data).split(b"\n")
+        roots.update(alive(int(p) for line in lines for p in line.split()))
+    roots = {p: t for p, t in roots.items() if started(p) == t}  # a reused pid is not ours
+    seen = {p: t for p, t in seen.items() if started(p) == t}
+    seen.update(alive(tree(roots)))
+for _ in range(50):
+    victims = {p: t for p, t in seen.items() if started(p) == t}
+    victims.update(alive(tree(victims)))
+    if not victims:
+        break
+    seen.update(victims)
+    for pid in victims:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.1)
+"""
+
+
+def _children() -> set[int]:
+    """The pids of this process's children (from ``/proc``; an empty set without it)."""
+    out: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                out.update(int(p) for p in fh.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def _reap_with_driver(pids: set[int]) -> None:
+    """Have the processes ``pids`` (a local cluster's) and all they start killed when this
+    process ends, ``kill -9`` included: by a reaper process holding a lifeline pipe to it."""
+    if not pids:
+        return
+    if not _reaper:
+        reader, writer = os.pipe()  # the writer is not inherited: only this process holds it
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", _CLUSTER_REAPER], stdin=reader,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)  # spared by a kill of our group
+        finally:
+            os.close(reader)
+        _reaper.update(proc=proc, lifeline=writer)
+    os.write(_reaper["lifeline"], (" ".join(map(str, sorted(pids))) + "\n").encode())
 
 
 def connect(address: str | None, num_cpus: int) -> None:
@@ -60,7 +161,9 @@ def connect(address: str | None, num_cpus: int) -> None:
                               "include_dashboard": False}
     try:
         if address is None:
+            before = _children()
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            _reap_with_driver(_children() - before)  # the cluster's processes: it ends with us
         else:
             kwargs.pop("include_dashboard")
             ray.init(address=address, **kwargs)

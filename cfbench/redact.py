@@ -6,14 +6,23 @@ The secrets are the values of environment variables whose name ends like one (``
 variables (``CFBENCH_*``) count at any length; others from 8 characters on, so that a setting
 like ``HF_TOKEN=1`` does not mask every ``1``.  User info and secret-looking query values of
 any URL in the text are masked too, even when they are not in the environment.
+
+A secret can come back encoded, e.g. a server echoing the request's ``Authorization`` header in
+its error: each is masked as written, percent-encoded, JSON-escaped and, for URL credentials,
+as the base64 ``user:pass`` of a ``Basic`` header (``encodings``, ``url_secrets``); any
+``Basic``/``Bearer`` credential that looks like one is masked even when it is not known.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"(^|_)(KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD)$")
@@ -25,6 +34,10 @@ _SECRET_PARAM = re.compile(r"(?i)key|token|secret|password|passwd|auth|sig|crede
 _QUERY_SECRET = re.compile(
     r"(?i)([?&;][^=&\s#]*(?:key|token|secret|password|passwd|auth|sig|signature|credential)"
     r"[^=&\s#]*=)[^&\s#]+")
+#: ``Basic <base64>`` (checked to decode to ``user:pass``) and ``Bearer <token>`` (with a digit
+#: or punctuation, so that "Bearer responsibilities" stays): HTTP credentials, known or not
+_BASIC = re.compile(r"(?i)\b(Basic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
+_BEARER = re.compile(r"(?i)\b(Bearer\s+)(?=[A-Za-z0-9._~+/-]*[0-9._~+/-])[A-Za-z0-9._~+/-]{8,}=*")
 
 
 def secrets(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -54,7 +67,9 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     vals = {v for v in out if v}
-    return sorted(vals | {unquote(v) for v in vals} | _raw_userinfo(url))
+    info = _raw_userinfo(url)
+    return sorted(vals | {unquote(v) for v in vals} | info
+                  | {b for i in info for b in basic_credentials(i)})
 
 
 def _raw_userinfo(url: str) -> set[str]:
@@ -62,17 +77,62 @@ def _raw_userinfo(url: str) -> set[str]:
     return {m.group(1)} if m else set()
 
 
+def basic_credentials(userinfo: str) -> set[str]:
+    """The base64 forms of ``user:pass`` (as in the URL and decoded) that a ``Basic`` header
+    carries: HTTP clients send a base URL's user info that way."""
+    user, _, password = userinfo.partition(":")
+    out: set[str] = set()
+    for text in {userinfo, f"{unquote(user)}:{unquote(password)}"}:
+        raw = text.encode("utf-8", "surrogatepass")
+        for enc in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+            out |= {enc.decode("ascii"), enc.decode("ascii").rstrip("=")}
+    return out - {""}
+
+
+@functools.lru_cache(maxsize=1024)
+def encodings(secret: str) -> frozenset[str]:
+    """``secret`` as written, percent-encoded (``+`` or ``%20`` for spaces) and JSON-escaped:
+    the forms it takes inside URLs, query strings and echoed JSON bodies."""
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for quoter in (quote, quote_plus):  # environ values may hold surrogates
+        forms.add(quoter(secret, safe="", errors="surrogatepass"))
+    return frozenset(forms - {""})
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(form: str) -> re.Pattern[str]:
+    """``form`` as a pattern whose ``%XX`` escapes match in either hex case (``%2f``, ``%2F``)."""
+    parts = re.split(r"(%[0-9A-Fa-f]{2})", form)
+    return re.compile("".join(f"%(?i:{p[1:]})" if i % 2 else re.escape(p)
+                              for i, p in enumerate(parts)))
+
+
+def _mask_basic(m: re.Match[str]) -> str:
+    """``Basic ***`` when the token decodes to ``user:pass`` text, else the text unchanged."""
+    token = m.group(2)
+    try:
+        text = base64.b64decode(token.replace("-", "+").replace("_", "/") + "=" * (-len(token) % 4),
+                                validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return m.group(0)
+    return m.group(1) + MASK if ":" in text and text.isprintable() else m.group(0)
+
+
 def redact(text: str, extra: list[str] | tuple[str, ...] = (),
            environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with every secret (``extra`` and those in the environment) replaced by ``***``.
+    """``text`` with every secret (``extra`` and those in the environment), in each of its
+    ``encodings``, and every ``Basic``/``Bearer`` credential replaced by ``***``.
 
     A secret is replaced wherever it occurs, however short: a 2-character key garbles some
     text, which is the price of never leaking it.
     """
     if not isinstance(text, str) or not text:
         return text
-    for s in sorted({*extra, *secrets(environ)} - {""}, key=len, reverse=True):
-        text = text.replace(s, MASK)
+    forms = {f for s in {*extra, *secrets(environ)} - {""} for f in encodings(s)}
+    for s in sorted(forms, key=len, reverse=True):
+        text = _pattern(s).sub(MASK, text) if "%" in s else text.replace(s, MASK)
+    text = _BASIC.sub(_mask_basic, text)
+    text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
     text = _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
     return _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
 

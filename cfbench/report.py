@@ -24,7 +24,8 @@ from typing import Any
 
 from cfbench.errors import UserError
 from cfbench.leaderboard import RANK_NOTE, SCOPE_NOTE
-from cfbench.strict_json import json_safe
+from cfbench.store import check_path_limits
+from cfbench.strict_json import json_safe, read_json
 
 # ----------------------------------------------------------------------------- metric view
 # Headers, formats, better directions and help texts come from ``cfbench.metric_registry``.
@@ -92,15 +93,6 @@ def scrub(text: str) -> str:
 # ----------------------------------------------------------------------------- loading
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _feature_info(task: str, task_hash: str, n: int) -> tuple[list[dict[str, Any]], str]:
     """Names, kinds and category labels from the task's spec file (a file read, no data load).
 
@@ -127,24 +119,12 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
     """A board-like dict from a run folder alone, plus example CFs from its records; ranks and
     bootstrap CIs when the folder has ``scores.parquet``."""
     from cfbench.leaderboard import run_summary
-    from cfbench.store import RECORDS, RUN_INFO
+    from cfbench.store import RUN_INFO, load_records, read_run_info
 
     run_dir = Path(run_dir)
     summary = run_summary(run_dir)
-    info = _read_json(run_dir / RUN_INFO) if (run_dir / RUN_INFO).exists() else {}
-    records: list[dict[str, Any]] = []
-    path = run_dir / RECORDS
-    if path.exists():
-        by_key: dict[tuple, dict[str, Any]] = {}
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(keepends=True)):
-            if not line.endswith("\n"):
-                break  # a torn last line, as the store skips it
-            try:
-                rec = json.loads(line)
-                by_key[(rec["method"], rec["variant"], rec["seed"], rec["query_id"])] = rec
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise UserError(f"{path}: line {i + 1} is not a record ({exc})") from None
-        records = list(by_key.values())
+    info = read_run_info(run_dir) if (run_dir / RUN_INFO).exists() else {}
+    records = load_records(run_dir)  # a corrupt line is skipped with a warning, as everywhere
     board: dict[str, Any] = {
         "task": summary["task"], "task_hash": summary["task_hash"],
         "data_source": summary.get("data_source", ""), "classifier": summary["classifier"],
@@ -173,10 +153,10 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
 def _run_ranks(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(ranks, ci) of a run folder from its ``scores.parquet``; (None, None) without one."""
     from cfbench.leaderboard import board_from_frames
-    from cfbench.store import load_records, read_run_info
-    from cfbench.summary import SCORES, run_frames
+    from cfbench.store import load_records, read_run_info, read_scores
+    from cfbench.summary import run_frames
 
-    if not (run_dir / SCORES).exists():
+    if read_scores(run_dir) is None:  # an unreadable file is one line, not "no ranks"
         return None, None
     try:
         cf, q, meta = run_frames(run_dir, load_records(run_dir), rescore=False)
@@ -245,6 +225,8 @@ def _example(r: dict[str, Any], n_feat: int) -> dict[str, Any]:
 
 def load_boards(board_dir: Path) -> list[dict[str, Any]]:
     """Every committed ``<task>.json`` board of ``board_dir`` (not the schema), with its plots."""
+    from cfbench.leaderboard import board_problem
+
     board_dir = Path(board_dir)
     if not board_dir.is_dir():
         raise UserError(f"--board {board_dir}: not a folder (expected the leaderboard/ folder)")
@@ -252,9 +234,13 @@ def load_boards(board_dir: Path) -> list[dict[str, Any]]:
     for p in sorted(board_dir.glob("*.json")):
         if p.name == "schema.json":
             continue
-        doc = _read_json(p)
+        doc = read_json(p)
         if not isinstance(doc, dict) or "task" not in doc or "methods" not in doc:
             continue  # not a board
+        problem = board_problem(doc)
+        if problem:
+            raise UserError(f"{p}: not a cfbench board ({problem}); check the boards with "
+                            f"`cfbench leaderboard --validate --dir {board_dir}`")
         doc["plots"] = [(board_dir / f"{doc['task']}-{kind}.svg", alt) for kind, alt in (
             ("metrics", "metric bars with 95% bootstrap CIs"),
             ("features", "share of each method's CFs changing each feature"))]
@@ -410,7 +396,9 @@ def _ranks_table(tid: str, ranks: dict[str, Any]) -> str:
     ]
     n = sorted({ranks["metrics"][m].get("n_queries") for m in metrics} - {None})
     cap = ("Mean ranks (1 = best; failures ranked last) over "
-           f"{', '.join(map(str, n))} queries (seed × test instance).")
+           f"{', '.join(map(str, n))} queries (seed × test instance)."
+           + "".join(f" {E(ranked_header(m))} is {E(str(why))}."
+                     for m, why in (ranks.get("unranked") or {}).items()))
     return _table(tid, cap, head, rows, foot)
 
 
@@ -879,6 +867,10 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
     methods = board.get("methods") or {}
     for d in directions(methods):
         parts.append(_direction_table(f"{pre}-dir-{_slug(d)}", methods, d))
+    for group in board.get("identical") or []:
+        parts.append(f'<p class="note"><strong>Identical answers:</strong> '
+                     f'{E(", ".join(group))} returned the same CFs for every query; their rows '
+                     "differ only in time.</p>")
     parts.append(f'<h3 id="{pre}-ranks">Ranks and critical differences</h3>')
     ranks = board.get("ranks")
     if ranks and ranks.get("methods"):
@@ -1089,6 +1081,7 @@ def render_page(boards: list[dict[str, Any]], title: str, is_board: bool) -> str
 
 def write_page(text: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
+    check_path_limits(out_dir, "--out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "index.html"
@@ -1107,7 +1100,13 @@ def build_run_report(run_dir: Path, out_dir: Path, augment_dirs: list[Path] | No
 
 def build_board_index(board_dir: Path, out_dir: Path | None = None) -> Path:
     boards = load_boards(board_dir)
-    return write_page(render_page(boards, "cfbench leaderboard", True), out_dir or board_dir)
+    try:
+        page = render_page(boards, "cfbench leaderboard", True)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a hand-made board
+        raise UserError(f"--board {board_dir}: a board cannot be rendered ({type(exc).__name__}: "
+                        f"{str(exc)[:120]}); check the boards with `cfbench leaderboard --validate "
+                        f"--dir {board_dir}`") from None
+    return write_page(page, out_dir or board_dir)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -10,6 +10,7 @@ the run store as it arrives and starts a fresh worker for the remaining queries.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -29,7 +30,7 @@ import pandas as pd
 from cfbench import phase, schedule, workerproc
 from cfbench.errors import UserError
 from cfbench.executor import Executor, LocalExecutor, WorkerHandle, get_executor
-from cfbench.forkserver import context
+from cfbench.forkserver import PRELOAD_WAIT, context, installed, ready
 from cfbench.generator import STATUSES, QueryResult, explicit_params
 from cfbench.metrics import envelope, invalid_values, outside_envelope
 from cfbench.plugins import registry
@@ -179,18 +180,17 @@ class RunConfig:
     ray_address: str | None = None
 
     def validate(self) -> None:
-        if self.k < 1:
-            raise UserError(f"--k must be a positive integer, got {self.k}")
-        if self.n_queries is not None and self.n_queries < 1:
-            raise UserError(f"--n-queries must be a positive integer, got {self.n_queries}")
-        if not self.timeout > 0:
-            raise UserError(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        if not self.budget > 0:
-            raise UserError(f"--budget must be a positive number of seconds, got {self.budget}")
-        if self.jobs < 1:
-            raise UserError(f"--jobs must be a positive integer, got {self.jobs}")
-        if not self.seeds:
-            raise UserError("--seeds must name at least one integer seed")
+        """Every setting checked by its own validator, the one its flag and suite key use."""
+        from cfbench import settings
+
+        settings.k(self.k)
+        if self.n_queries is not None:
+            settings.n_queries(self.n_queries)
+        settings.timeout(self.timeout)
+        settings.budget(self.budget)
+        settings.fit_timeout(self.fit_timeout)
+        settings.jobs(self.jobs)
+        settings.seeds(list(self.seeds))
 
 
 def resolve_methods(selection: str, explicit_ok: bool = True,
@@ -452,16 +452,38 @@ def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
     """``(generator, ("fitted", seconds, provenance))`` or ``(None, ("fit_error", why))``.
 
     One home for what every executor's worker does first; whatever ``fit`` raises
-    (``SystemExit`` and ``KeyboardInterrupt`` included) is reported, never raised.
+    (``SystemExit`` and ``KeyboardInterrupt`` included) is reported, never raised.  The
+    method's ``preload`` modules come first, so one that fails is named in the report.
     """
     try:
         spec = registry().generator(method)
+        failed = import_preloads(spec.preload)
+        if failed is not None:
+            return None, ("fit_error", redact_data(failed))
         _seed_everything(seed)
         t0 = time.perf_counter()
         gen = spec.build(variant, params).fit(task.fit_context(seed, params))
         return gen, ("fitted", time.perf_counter() - t0, runtime_provenance(spec))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
         return None, ("fit_error", redact_data(_describe(exc)))
+
+
+def import_preloads(modules: Sequence[str]) -> str | None:
+    """Import the ``preload`` modules this process lacks (all of them where nothing was
+    preloaded; one the fork server left out); ``None``, or why one failed, naming it.
+
+    Each import is announced as a phase first, so a worker that dies or hangs in it is
+    recorded with the module's name.  A module that is not installed is left to the method.
+    """
+    for name in modules:
+        if name in sys.modules or not installed(name):
+            continue
+        phase.say(f"importing preload module {name!r}")
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: reported, not raised
+            return f"preload module {name!r} failed to import: {_describe(exc)}"
+    return None
 
 
 def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
@@ -529,6 +551,7 @@ class _Worker:
                  on_phase: Callable[[str], None] | None = None,
                  on_ready: Callable[[], None] | None = None) -> None:
         ctx = context()
+        ready(min(cfg.fit_timeout, PRELOAD_WAIT))  # a preload that breaks the server is left out
         self.conn, child = ctx.Pipe()
         self.on_phase = on_phase
         self.on_ready = on_ready
@@ -571,7 +594,10 @@ class _Worker:
                 try:
                     while self.conn.poll(0):
                         msg = self.conn.recv()
-                        if not (isinstance(msg, tuple) and msg and msg[0] in ("phase", "ready")):
+                        if isinstance(msg, tuple) and msg and msg[0] == "phase":
+                            if self.on_phase is not None:  # what it was doing when it died
+                                self.on_phase(str(msg[1]))
+                        elif not (isinstance(msg, tuple) and msg and msg[0] == "ready"):
                             return "msg", msg
                 except (EOFError, OSError):
                     pass
@@ -628,9 +654,17 @@ class Runner:
             except OSError:  # one worker's clean-up failing must not leave the others running
                 continue
 
-    def _start(self, cell: Cell, on_ready: Callable[[], None] | None = None) -> WorkerHandle:
+    def _start(self, cell: Cell, on_ready: Callable[[], None] | None = None,
+               phases: list[str] | None = None) -> WorkerHandle:
+        """A worker for ``cell``; its last phase is kept in ``phases`` (for a failure's reason)."""
         obs = self.observer
-        on_phase = (lambda text: obs.phase(cell, text)) if obs is not None else None
+
+        def on_phase(text: str) -> None:
+            if phases is not None:
+                phases[:] = [text]
+            if obs is not None:
+                obs.phase(cell, text)
+
         w = self.executor.start(self.task, cell, self.cfg, threads=self.threads, on_phase=on_phase,
                                 on_ready=on_ready)
         with self._live_lock:
@@ -693,7 +727,8 @@ class Runner:
                 if self._stopping.is_set():
                     return
                 if worker is None:
-                    worker = self._start(cell, on_fitted)
+                    phases: list[str] = []
+                    worker = self._start(cell, on_fitted, phases)
                     prov = prov or self.provenance(cell)  # while the worker fits
                     kind, msg = worker.recv(self.cfg.fit_timeout)
                     if on_fitted is not None:
@@ -704,10 +739,12 @@ class Runner:
                         fit_seconds = msg[1]
                         prov = {**prov, **(msg[2] if len(msg) > 2 else {})}  # where it runs
                     else:
+                        during = f" while {phases[-1]}" if phases else ""  # e.g. an import
                         reason = (
                             f"fit failed: {msg[1]}" if kind == "msg"
-                            else f"fit exceeded {self.cfg.fit_timeout:g} s" if kind == "timeout"
-                            else f"worker process died during fit ({msg})"
+                            else f"fit exceeded {self.cfg.fit_timeout:g} s{during}"
+                            if kind == "timeout"
+                            else f"worker process died during fit{during} ({msg})"
                         )
                         status = "timeout" if kind == "timeout" else "error"
                         self._end(worker, kill=True)

@@ -6,20 +6,34 @@ method list a resumed run keeps.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
+from cfbench.strict_json import read_json
 
 #: where runs go when no ``--out`` is given (relative to the working directory)
 RUNS = Path("runs")
 STAMP = "%Y%m%dT%H%M%SZ"
 
 
+#: file and folder names cfbench derives from user text stay this short (NAME_MAX is 255 bytes)
+MAX_FILE_NAME = 120
+
+
+def short_name(text: str, limit: int = MAX_FILE_NAME) -> str:
+    """``text`` if it fits in ``limit`` characters, else its start and a hash of the whole, so
+    that long names (a 5,000-character ``--param`` value) stay distinct and the OS accepts them."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:limit - 17]}-{digest}"
+
+
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "task"
+    return short_name(re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "task")
 
 
 def new_run_dir(task: str, root: Path = RUNS, now: dt.datetime | None = None) -> Path:
@@ -83,8 +97,8 @@ def earlier_skipped(out: Path) -> dict[str, str]:
     """For ``--resume``: the methods the run skipped when it started, and why (from its
     ``summary.json``), so the resumed run's summary still names them; ``{}`` when unreadable."""
     try:
-        summary = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        summary = read_json(Path(out) / "summary.json", strict=False)
+    except UserError:
         return {}
     skipped = summary.get("skipped_methods") if isinstance(summary, dict) else None
     if not isinstance(skipped, dict):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.errors import UserError
-from cfbench.strict_json import dumps
+from cfbench.strict_json import dumps, read_json
 
 SUITE = "smoke.suite.toml"
 IGNORED = ("seconds_median", "seconds_p95")
@@ -152,7 +151,7 @@ def check(config: Path, committed_dir: Path, write: bool = False) -> tuple[bool,
                 ok = False
                 report.append(f"{run.task}: no committed results at {path} (run with --write)")
                 continue
-            diffs = compare(result, json.loads(path.read_text()), atol, rtol)
+            diffs = compare(result, read_json(path), atol, rtol)
             if diffs:
                 ok = False
                 report.append(f"{run.task}: {len(diffs)} numbers differ from {path}:")
@@ -166,16 +165,16 @@ def validate_boards(board_dir: Path, schema_path: Path) -> list[str]:
     """Schema errors of every ``<task>.json`` board in ``board_dir`` (empty when all valid)."""
     import jsonschema
 
-    schema = json.loads(Path(schema_path).read_text())
+    schema = read_json(schema_path)
     errors = []
     boards = sorted(p for p in Path(board_dir).glob("*.json") if p.name != Path(schema_path).name)
     if not boards:
         errors.append(f"{board_dir}: no leaderboard JSON files found")
     for p in boards:
         try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            errors.append(f"{p}: not valid JSON ({exc})")
+            doc = read_json(p)
+        except UserError as exc:
+            errors.append(str(exc))
             continue
         for err in jsonschema.Draft202012Validator(schema).iter_errors(doc):
             where = "/".join(map(str, err.absolute_path)) or "(root)"

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cfbench.errors import UserError
-from cfbench.strict_json import dumps
+from cfbench.strict_json import dumps, read_json
 
 RECORDS = "records.jsonl"
 RUN_INFO = "run.json"
@@ -27,8 +28,12 @@ LOCK = ".lock"
 KEY = ("method", "variant", "seed", "query_id")
 #: version of the run folder's formats (records, ``summary.json``, ``scores.parquet``) and of
 #: board JSON.  2: ``valid`` scope, ``validity`` (was ``valid``), mismatch-aware L2/LOF, CARLA yNN,
-#: ``invalid_value`` violations, record ``flags``, ``scores.parquet``, ``run.json`` ``task_meta``
-SCHEMA_VERSION = 2
+#: ``invalid_value`` violations, record ``flags``, ``scores.parquet``, ``run.json`` ``task_meta``.
+#: 3: ``coverage`` counts valid CFs (``returned`` any), ``heom`` (was ``l2_minmax``), ``sparsity``
+#: (was ``share_unchanged``), ``l1_mad_cat``, CARLA's distances, ``redundancy``, ``lof_p95``,
+#: ``unscorable``, yNN over every row in CARLA's encoding, symmetric ties; boards: ``identical``,
+#: ``ranks.unranked``.  Records of either version resume and are re-scored.
+SCHEMA_VERSION = 3
 
 #: run folders this process holds the lock of: resolved path -> open lock file descriptor
 _HELD: dict[Path, int] = {}
@@ -42,6 +47,38 @@ def record_key(rec: dict[str, Any]) -> tuple:
     return (*(rec[k] for k in KEY), params)
 
 
+#: bytes kept free below the file system's path limit for the files cfbench writes in a folder
+PATH_ROOM = 256
+
+
+def _fs_limits(path: Path) -> tuple[int, int]:
+    """(longest file or folder name, longest path) in bytes where ``path`` would be created."""
+    for p in (path, *path.parents):
+        try:
+            if p.is_dir():
+                return os.pathconf(p, "PC_NAME_MAX"), os.pathconf(p, "PC_PATH_MAX")
+        except (OSError, ValueError):
+            continue  # a name too long to look up, or no such limit: its parent decides
+    return 255, 4096
+
+
+def check_path_limits(path: Path, flag: str) -> None:
+    """One line naming ``path`` (given as ``flag``) and the limit when the file system cannot
+    hold it: a file or folder name longer than NAME_MAX bytes, or a path too long to leave
+    ``PATH_ROOM`` bytes for the files cfbench writes inside."""
+    path = Path(path).absolute()
+    name_max, path_max = _fs_limits(path)
+    for part in path.parts:
+        n = len(os.fsencode(part))
+        if n > name_max:
+            raise UserError(f"{flag} {path}: the name {part[:20]}... is {n} bytes long; valid: at "
+                            f"most {name_max} bytes per file or folder name")
+    n, limit = len(os.fsencode(str(path))), path_max - PATH_ROOM
+    if n > limit:
+        raise UserError(f"{flag} {path}: the path is {n} bytes long; valid: at most {limit} bytes "
+                        f"(the file system's {path_max}, less room for the files written inside)")
+
+
 def lock_run_dir(out_dir: Path) -> None:
     """Create ``out_dir`` and hold its exclusive lock until this process exits.
 
@@ -52,6 +89,7 @@ def lock_run_dir(out_dir: Path) -> None:
     no-op.
     """
     out = Path(out_dir)
+    check_path_limits(out, "--out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose a folder for the run")
     try:
@@ -86,6 +124,7 @@ def probe_run_dir(out_dir: Path) -> None:
     """The checks of :func:`lock_run_dir` without creating anything: ``out_dir`` is not a file,
     can be written, and no other process holds its lock (so a refused run leaves no folder)."""
     out = Path(out_dir)
+    check_path_limits(out, "--out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose a folder for the run")
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
@@ -124,19 +163,102 @@ def has_records(out_dir: Path) -> bool:
 
 
 def read_run_info(out_dir: Path) -> dict[str, Any]:
-    """The run's ``run.json``, or one clear line when it is missing or not a JSON object."""
+    """The run's ``run.json``, or one clear line when it is missing, not JSON (or nested too
+    deeply, or too large), or a key that cfbench reads has the wrong structure."""
     path = Path(out_dir) / RUN_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    fix = "restore it or start a new --out"
+    if not path.is_file():
         raise UserError(f"{path} is missing, so the settings of the run in {out_dir} cannot be "
-                        "checked; restore it or start a new --out") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a readable JSON file ({exc}); restore it or start a "
-                        "new --out") from None
+                        f"checked; {fix}")
+    info = read_json(path, strict=False, fix=fix)
     if not isinstance(info, dict):
-        raise UserError(f"{path} is not a JSON object; restore it or start a new --out")
+        raise UserError(f"{path} is not a JSON object; {fix}")
+    problem = run_info_problem(info)
+    if problem:
+        raise UserError(f"{path}: {problem}; {fix}")
     return info
+
+
+_NUM = (int, float)
+_TEXT_OR_NULL = (str, type(None))
+#: the JSON type(s) each key of ``run.json`` that cfbench reads must hold (when present)
+RUN_INFO_TYPES: dict[str, Any] = {
+    "task": str, "task_hash": str, "k": int, "n_queries": (int, type(None)),
+    "data_dir": _TEXT_OR_NULL, "scarcity": (list, type(None)), "schema_version": int,
+    "config": dict, "task_meta": dict, "skipped_methods": dict, "params": list, "pairs": list,
+}
+#: the same for the keys of ``run.json``'s ``config`` and ``task_meta``
+CONFIG_TYPES: dict[str, Any] = {
+    "task": str, "methods": str, "seeds": list, "k": int, "n_queries": (int, type(None)),
+    "timeout": (*_NUM, type(None)), "budget": (*_NUM, type(None)),
+    "fit_timeout": (*_NUM, type(None)), "data_dir": _TEXT_OR_NULL, "params": (list, type(None)),
+}
+TASK_META_TYPES: dict[str, Any] = {
+    "task": str, "task_hash": str, "data_source": str, "classifier": dict, "features": list,
+}
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _wrong(key: str, value: Any, want: str) -> str:
+    return f"key {key!r} is {_kind(value)}, expected {want}"
+
+
+def _types_problem(obj: dict[str, Any], types: dict[str, Any], where: str) -> str | None:
+    for key, kinds in types.items():
+        v = obj.get(key)
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if key in obj and ((isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds)):
+            names = {str: "a string", int: "an integer", float: "a number", list: "a list",
+                     dict: "an object", type(None): "null"}
+            want = [names[k] for k in kinds if not (k is int and float in kinds)]
+            return _wrong(where + key, v, " or ".join(want))
+    return None
+
+
+def _params_problem(params: Any, key: str) -> str | None:
+    """A cell's parameters: an object, or a list of [name, value] pairs."""
+    if isinstance(params, dict):
+        return None
+    if not isinstance(params, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in params):
+        return _wrong(key, params, "an object or a list of [name, value] pairs")
+    return None
+
+
+def run_info_problem(info: dict[str, Any]) -> str | None:
+    """What is wrong with the structure of ``run.json`` (its key named), or None."""
+    problem = _types_problem(info, RUN_INFO_TYPES, "")
+    if problem:
+        return problem
+    problem = (_types_problem(info.get("config") or {}, CONFIG_TYPES, "config.")
+               or _types_problem(info.get("task_meta") or {}, TASK_META_TYPES, "task_meta."))
+    if problem:
+        return problem
+    for i, p in enumerate(info.get("pairs") or []):
+        if not (isinstance(p, list) and len(p) in (2, 3) and all(isinstance(x, str) for x in p[:2])):
+            return _wrong(f"pairs[{i}]", p, "[method, variant, parameters]")
+        problem = _params_problem(p[2], f"pairs[{i}][2]") if len(p) == 3 else None
+        if problem:
+            return problem
+    for where, groups in (("params", info.get("params")),
+                          ("config.params", (info.get("config") or {}).get("params"))):
+        for i, g in enumerate(groups or []):
+            if not (isinstance(g, list) and len(g) == 2 and isinstance(g[0], str)
+                    and isinstance(g[1], dict)):
+                return _wrong(f"{where}[{i}]", g, "[target, {name: value}]")
+    seeds = (info.get("config") or {}).get("seeds") or []
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return "key 'config.seeds' holds a value that is not an integer"
+    meta = info.get("task_meta") or {}
+    if not all(isinstance(f, str) for f in meta.get("features") or []):
+        return "key 'task_meta.features' holds a value that is not a string"
+    if not all(isinstance(v, str) for v in (info.get("skipped_methods") or {}).values()):
+        return "key 'skipped_methods' holds a reason that is not a string"
+    return None
 
 
 class RunStore:
@@ -198,7 +320,7 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 if not isinstance(rec, dict) or any(k not in rec for k in KEY):
                     raise ValueError("not a record object")
                 hash(record_key(rec))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 _report_corrupt(Path(path), lineno, exc)
                 continue
             yield rec
@@ -231,6 +353,67 @@ def write_parquet(records: list[dict[str, Any]], path: Path) -> None:
         row["params"] = dumps(r.get("params") or {}, sort_keys=True)
         rows.append(row)
     pd.DataFrame(rows).to_parquet(path, index=False)
+
+
+#: the text columns of ``scores.parquet`` (its other key columns are integers, every other
+#: column a number or true/false)
+SCORE_TEXT = ("method", "variant", "params", "method_label", "direction")
+
+
+def read_scores(run_dir: Path) -> pd.DataFrame | None:
+    """The run folder's ``scores.parquet`` (None when it has none), checked; a file that is not
+    Parquet, or a column that does not hold what cfbench writes there, is one line naming the
+    file and saying how to rebuild it from the records (or to restore it, without records)."""
+    from cfbench.summary import SCORES
+
+    run_dir = Path(run_dir)
+    path = run_dir / SCORES
+    if not path.is_file():
+        return None
+    fix = (f"rebuild it from the records with `cfbench leaderboard {run_dir} --rescore`"
+           if (run_dir / RECORDS).is_file() else "restore it (the folder has no records to "
+           "rebuild it from)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - ArrowInvalid, OSError, ...: any unreadable file
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = detail.split(f"'{path}': ")[-1].split(". ")[0][:160]  # no path twice
+        raise UserError(f"{path}: not a readable Parquet file ({detail}); {fix}") from None
+    problem = scores_problem(df)
+    if problem:
+        raise UserError(f"{path}: {problem}; {fix}")
+    return df
+
+
+def scores_problem(df: pd.DataFrame) -> str | None:
+    """What in ``df`` is not a ``scores.parquet`` as cfbench writes it (a missing column, a
+    column of the wrong type such as lists, unreadable parameters), or None."""
+    from cfbench.summary import SCORE_KEYS
+
+    need = (*SCORE_KEYS, "validity", "diversity", "count_diversity")
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        return f"column {missing[0]!r} is missing"
+    for c in df.columns if len(df) else ():
+        col = df[c]
+        if c in SCORE_TEXT:
+            ok, want = all(isinstance(v, str) for v in col), "text"
+        elif c in SCORE_KEYS:
+            ok, want = col.dtype.kind in "iu", "integers"
+        else:
+            ok, want = col.dtype.kind in "biuf", "numbers or true/false"
+        if not ok:
+            held = ("lists" if any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in col)
+                    else f"{col.dtype} values")
+            return f"column {str(c)!r} holds {held}, expected {want}"
+    for text in set(df["params"]) if len(df) else ():
+        try:
+            ok = isinstance(json.loads(text), dict)
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            return f"column 'params' holds {text[:40]!r}, expected a JSON object"
+    return None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cfbench.errors import UserError
+from cfbench.safe_load import MAX_JSON_BYTES, load_json_text, read_limited, reject_constant
 
 #: nesting deeper than this is cut (a plugin's ``extra`` is metadata, not a data store)
 MAX_DEPTH = 64
@@ -97,10 +101,20 @@ def dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(json_safe(obj), allow_nan=False, **kw)
 
 
-def _reject(token: str) -> Any:
-    raise ValueError(f"non-standard JSON token {token}")
-
-
 def loads_strict(text: str) -> Any:
     """Parse ``text`` as standard JSON only (``NaN``/``Infinity`` tokens are an error)."""
-    return json.loads(text, parse_constant=_reject)
+    return json.loads(text, parse_constant=reject_constant)
+
+
+def read_json(path: str | Path, *, strict: bool = True, fix: str = "") -> Any:
+    """The JSON file ``path`` (a run folder's or a board's), parsed within the size and nesting
+    limits of :mod:`cfbench.safe_load`; ``strict`` refuses ``NaN``/``Infinity`` tokens (files
+    written before cfbench wrote strict JSON need ``strict=False``).  Anything wrong is one
+    ``UserError`` line naming the file, followed by ``fix`` (what to do about it) when given."""
+    try:
+        return load_json_text(read_limited(path, "the file", MAX_JSON_BYTES), str(path),
+                              strict=strict)
+    except UserError as exc:
+        if not fix:
+            raise
+        raise UserError(f"{exc}; {fix}") from None

@@ -18,50 +18,52 @@ tolerances of ``cfbench leaderboard --check``::
     seeds = [0, 1, 2, 3, 4]                # default: the run's seeds
     max_per_class = 10
 
-Each (run, task) becomes one ``SuiteRun`` with its own folder (``name``, default the task).
-Every mistake is one line naming the file and the key.
+Each (run, task) becomes one ``SuiteRun`` with its own folder (``name``, default the task's
+name; for a task given by the path of its spec file, the name inside that spec).  Settings are
+checked by the same functions as the flags (``cfbench.settings``).  Every mistake is one line
+naming the file and the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cfbench import settings as checks
 from cfbench.errors import UserError
+from cfbench.safe_load import MAX_TOML_BYTES, loads_toml, read_limited
 from cfbench.schedule import DEFAULT_BUDGET, DEFAULT_TIMEOUT
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+#: a setting's check: a type (or types) for the value, or a ``cfbench.settings`` validator
+Check = type | tuple[type, ...] | Callable[[Any, str], Any]
 
-#: run settings a suite may set, with their types and the defaults of ``cfbench run``
-SETTINGS: dict[str, tuple[type | tuple[type, ...], Any]] = {
-    "seeds": ((list, str, int), (0,)),
-    "n_queries": (int, None),
-    "k": (int, 1),
-    "budget": ((int, float), DEFAULT_BUDGET),
-    "timeout": ((int, float), DEFAULT_TIMEOUT),
-    "fit_timeout": ((int, float), 3600.0),
-    "jobs": (int, None),  # default: the usable CPU cores
-    "data_dir": (str, None),
-    "executor": (str, None),  # default: $CFBENCH_EXECUTOR, else local
-    "ray_address": (str, None),  # with executor = "ray": the cluster (default: a local one)
+#: run settings a suite may set, with their checks (those of the flags) and the defaults of
+#: ``cfbench run``
+SETTINGS: dict[str, tuple[Check, Any]] = {
+    "seeds": (checks.seeds, (0,)),
+    "n_queries": (checks.n_queries, None),
+    "k": (checks.k, 1),
+    "budget": (checks.budget, DEFAULT_BUDGET),
+    "timeout": (checks.timeout, DEFAULT_TIMEOUT),
+    "fit_timeout": (checks.fit_timeout, 3600.0),
+    "jobs": (checks.jobs, None),  # default: the usable CPU cores
+    "data_dir": (checks.text, None),
+    "executor": (checks.text, None),  # default: $CFBENCH_EXECUTOR, else local
+    "ray_address": (checks.text, None),  # with executor = "ray": the cluster (default: a local one)
 }
-AUGMENT: dict[str, tuple[type | tuple[type, ...], Any]] = {
+AUGMENT: dict[str, tuple[Check, Any]] = {
     "methods": (list, None),  # default: the run's
-    "seeds": ((list, str, int), None),  # default: cfbench.augment.DEFAULT_SEEDS (0-9)
+    "seeds": (checks.seeds, None),  # default: cfbench.augment.DEFAULT_SEEDS (0-9)
     "scenarios": (list, ["A", "B", "C"]),
     "fraction": ((int, float), 0.5),
     "curve": (list, []),  # more fractions removed, for the scarcity curve
-    "max_per_class": (int, None),
-    "timeout": ((int, float), None),  # default: the run's
-    "budget": ((int, float), None),  # default: the run's
+    "max_per_class": (checks.max_per_class, None),
+    "timeout": (checks.timeout, None),  # default: the run's
+    "budget": (checks.budget, None),  # default: the run's
 }
 RUN_KEYS = {"task", "tasks", "name", "methods", "augment", *SETTINGS}
 TOP_KEYS = RUN_KEYS - {"name"} | {"runs", "check"}
@@ -79,8 +81,9 @@ def parse_scalar(raw: str, where: str) -> Any:
     if not raw:
         raise UserError(f"{where}: no value after '='")
     try:
-        value = tomllib.loads(f"x = {raw}")["x"]
-    except tomllib.TOMLDecodeError:
+        doc = loads_toml(f"x = {raw}", where, "value")
+        value = doc["x"] if len(doc) == 1 else raw  # "1\ny = 2" is text, not two settings
+    except UserError:
         value = raw
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{where}: {raw!r} is not a finite number")
@@ -181,27 +184,6 @@ class Suite:
         return {"file": self.path.name, "sha256": self.sha256}
 
 
-def seeds_value(value: Any, where: str) -> tuple[int, ...]:
-    """``[0, 1]``, ``3`` or ``"0-4"`` / ``"0,1,2"`` as a tuple of seeds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,)
-    if isinstance(value, list) and value and all(
-            isinstance(s, int) and not isinstance(s, bool) for s in value):
-        return tuple(value)
-    if isinstance(value, str):
-        try:
-            if "-" in value.strip("-") and "," not in value:
-                a, b = value.split("-", 1)
-                seeds = tuple(range(int(a), int(b) + 1))
-            else:
-                seeds = tuple(int(s) for s in value.split(",") if s.strip())
-            if seeds:
-                return seeds
-        except ValueError:
-            pass
-    raise UserError(f"{where}: expected integer seeds like [0, 1, 2] or \"0-4\", got {value!r}")
-
-
 def _typed(value: Any, types: type | tuple[type, ...], where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
@@ -257,25 +239,23 @@ def _check_executor(settings: dict[str, Any], where: str) -> None:
                         "cluster address (host:port or auto)")
 
 
-def _settings(table: dict[str, Any], spec: dict[str, tuple], where: str) -> dict[str, Any]:
+def _settings(table: dict[str, Any], spec: dict[str, tuple[Check, Any]], prefix: str
+              ) -> dict[str, Any]:
+    """The keys of ``spec`` in ``table``, each checked; errors name ``prefix + key``."""
     out = {}
-    for key, (types, _) in spec.items():
+    for key, (check, _) in spec.items():
         if key in table:
-            out[key] = _typed(table[key], types, f"{where}.{key}" if where else key)
+            at = prefix + key
+            out[key] = (_typed(table[key], check, at) if isinstance(check, (type, tuple))
+                        else check(table[key], at))
     return out
 
 
 def load_suite(path: Path) -> Suite:
     """Read and validate a suite file; every problem is one line naming the file and key."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"--config {path}: cannot read the suite file ({exc.strerror})") from None
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path}: not a valid TOML suite file ({exc})") from None
+    data = read_limited(path, "the suite file", MAX_TOML_BYTES)
+    raw = loads_toml(data, str(path), "suite file")
     return Suite(path, hashlib.sha256(data).hexdigest(), _runs(raw, path), _check(raw, path))
 
 
@@ -325,9 +305,7 @@ def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: st
     if "methods" not in table:
         raise UserError(f"{where} methods: missing; list the methods to run, or [\"all\"]")
     methods = methods_value(table["methods"], f"{where} methods")
-    settings = _settings(table, SETTINGS, where.rstrip(":"))
-    if "seeds" in settings:
-        settings["seeds"] = seeds_value(settings["seeds"], f"{where} seeds")
+    settings = _settings(table, SETTINGS, f"{where} ")
     _check_executor(settings, where)
     augment = None
     if has_aug:
@@ -336,14 +314,32 @@ def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: st
             raise UserError(f"{where} unknown key augment.{bad[0]}; valid keys: "
                             f"{', '.join(sorted(AUGMENT))}")
         augment = {k: d for k, (_, d) in AUGMENT.items()}
-        augment.update(_settings(aug, AUGMENT, f"{where.rstrip(':')} augment"))
+        augment.update(_settings(aug, AUGMENT, f"{where} augment."))
         augment["methods"] = (methods_value(augment["methods"], f"{where} augment.methods")
                               if augment["methods"] is not None else methods)
-        augment["seeds"] = (seeds_value(augment["seeds"], f"{where} augment.seeds")
-                            if augment["seeds"] is not None else None)
+    from cfbench.settings import check_name
+
     name = table.get("name")
-    if name is not None and (len(tasks) > 1 or not isinstance(name, str) or not name
-                             or "/" in name or name.startswith(".")):
-        raise UserError(f"{where} name: expected one folder name for a run of one task, got {name!r}")
-    return [SuiteRun(name or task, task, methods, dict(settings),
+    if name is not None:
+        if len(tasks) > 1 or not isinstance(name, str):
+            raise UserError(f"{where} name: expected one folder name for a run of one task, "
+                            f"got {name!r}")
+        check_name(name, f"{where} name", "run folder name")
+    return [SuiteRun(name or _folder(task, f"{where} tasks"), task, methods, dict(settings),
                      dict(augment) if augment else None) for task in tasks]
+
+
+def _folder(task: str, where: str) -> str:
+    """The run folder of ``task``: its name, or for the path of a spec file the spec's own
+    (checked) name, so that ``../specs/x.toml`` cannot place a run outside ``--out``."""
+    from cfbench.settings import MAX_NAME, NAME_RULE
+    from cfbench.task import check_not_reserved, load_spec
+
+    if NAME_RULE.fullmatch(task) and not task.endswith(".toml") and len(task) <= MAX_NAME:
+        return task
+    try:
+        spec = load_spec(task)
+        check_not_reserved(spec.name, Path(task), f"{task}: name")
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return spec.name

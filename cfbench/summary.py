@@ -20,7 +20,7 @@ import pandas as pd
 from cfbench import metric_registry as R
 from cfbench.errors import UserError
 from cfbench.generator import STATUSES
-from cfbench.metrics import Scorer, coverage, runtime
+from cfbench.metrics import Scorer, coverage, decide, runtime
 from cfbench.runner import record_label
 from cfbench.store import SCHEMA_VERSION
 
@@ -56,13 +56,58 @@ def task_meta(task: Any) -> dict[str, Any]:
 
 
 def fit_scorer(task: Any) -> Scorer:
-    """The task's scorer: training references, yNN labels = the classifier's predictions."""
-    return Scorer(task.schema).fit(task.X_train, task.predict(task.X_train))
+    """The task's scorer: training references; yNN's pool is every row of the data set, its
+    labels the classifier's decisions (``decisions``)."""
+    names = task.schema.names
+    pool = pd.concat([task.X_train[names], task.X_test[names]], ignore_index=True)
+    labels, _ = decisions(task, pool)
+    return Scorer(task.schema).fit(task.X_train, labels[:len(task.X_train)], X_pool=pool,
+                                   pool_labels=labels)
+
+
+def decisions(task: Any, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class per row, ``unscorable`` mask): the classifier's decision under the symmetric tie
+    rule (``metrics.decide``: -1 on the boundary), and -1 for a row it raises on.
+
+    A user's model may reject values (e.g. scikit-learn's ``OneHotEncoder(handle_unknown=
+    "error")`` on a CF's unseen category code); the batch is then retried row by row, so only
+    the rows it rejects are lost, never the scoring.
+    """
+    X = pd.DataFrame(np.asarray(X, float), columns=task.schema.names)
+    if len(X) == 0:
+        return np.zeros(0, int), np.zeros(0, bool)
+    classes = _classes(task)
+    try:
+        return decide(_proba(task, X), classes), np.zeros(len(X), bool)
+    except Exception:  # noqa: BLE001 - a user's model may raise anything; retried per row
+        pass
+    out, bad = np.full(len(X), -1), np.zeros(len(X), bool)
+    for i in range(len(X)):
+        try:
+            out[i] = decide(_proba(task, X.iloc[[i]]), classes)[0]
+        except Exception:  # noqa: BLE001
+            bad[i] = True
+    return out, bad
+
+
+def _proba(task: Any, X: pd.DataFrame) -> np.ndarray:
+    P = np.asarray(task.predict_proba(X), float)
+    if P.ndim != 2 or len(P) != len(X) or not np.isfinite(P).all():
+        raise ValueError("predict_proba returned no finite (n, classes) array")
+    return P
+
+
+def _classes(task: Any) -> np.ndarray:
+    classes = getattr(task.model, "classes_", None)
+    return np.asarray(classes if classes is not None else [0, 1])
 
 
 def score_records(task: Any, records: list[dict[str, Any]], scorer: Scorer | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-CF scores, per-query table) for the records of one task (loads nothing else)."""
+    """(per-CF scores, per-query table) for the records of one task (loads nothing else).
+
+    Every CF is scored: one the classifier raises on is ``unscorable`` (and invalid), counted
+    in the summary, never the end of the scoring."""
     scorer = scorer or fit_scorer(task)
     names = task.schema.names
     qtab = query_table(records)
@@ -80,9 +125,12 @@ def score_records(task: Any, records: list[dict[str, Any]], scorer: Scorer | Non
     C = np.asarray(c_rows, float).reshape(len(c_rows), len(names))
     X = X_test.loc[qtab["query_id"].to_numpy()[qi]].to_numpy(float)
     target = qtab["target"].to_numpy()[qi]
-    pred = (task.predict(pd.DataFrame(scorer.clip(C), columns=names)) if len(C)
-            else np.zeros(0, int))
-    cf = scorer.score(X, C, target, pred)
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        return decisions(task, scorer.clip(rows))[0]
+
+    pred, unscorable = decisions(task, scorer.clip(C))
+    cf = scorer.score(X, C, target, pred, predict=predict, unscorable=unscorable)
     cf.insert(0, "qidx", qi)
     cf.insert(1, "cf_index", np.asarray(pos, dtype=int))
     div = scorer.diversity(C, qi)
@@ -154,6 +202,10 @@ def frames_from_scores(records: list[dict[str, Any]], scores: pd.DataFrame, n_fe
     if q.empty:
         return pd.DataFrame(), q
     ids = ids or [record_id(r) for r in records]
+    missing = [m.name for m in R.per_cf_metrics() if m.name not in scores.columns]
+    if missing:
+        raise UserError(f"{SCORES}: has no {missing[0]!r} column (scored by an older cfbench); "
+                        "re-score the run with `cfbench leaderboard RUN --rescore`")
     if scores.empty:
         sid = pd.Series([], dtype=object)
     else:
@@ -202,6 +254,10 @@ def _aggregate(m: R.Metric, scope: str, cf: pd.DataFrame, q: pd.DataFrame, slots
     how = m.aggregation
     if how == "coverage":
         return coverage(q["n_cfs"].to_numpy())
+    if how == "valid_coverage":
+        n_valid = np.bincount(cf["qidx"].to_numpy(int)[valid], minlength=0) if len(cf) else []
+        hit = pd.Series(n_valid, dtype=float).reindex(q["qidx"].to_numpy()).fillna(0)
+        return coverage(hit.to_numpy())
     if how in ("median", "p95"):
         return runtime(q["seconds"].to_numpy())["median" if how == "median" else "p95"]
     if how == "query_mean":
@@ -280,7 +336,7 @@ def run_frames(run_dir: Path, records: list[dict[str, Any]] | None = None,
     interrupted run), is scored with the task loaded, as before (with ``rescore=False``: a
     ``UserError`` instead).
     """
-    from cfbench.store import load_records, read_run_info
+    from cfbench.store import load_records, read_run_info, read_scores
 
     run_dir = Path(run_dir)
     records = load_records(run_dir) if records is None else records
@@ -289,7 +345,7 @@ def run_frames(run_dir: Path, records: list[dict[str, Any]] | None = None,
     path = run_dir / SCORES
     if meta is not None and path.exists():
         try:
-            cf, q = frames_from_scores(records, pd.read_parquet(path), len(meta["features"]), ids)
+            cf, q = frames_from_scores(records, read_scores(run_dir), len(meta["features"]), ids)
             return cf, q, meta
         except UserError:
             if not rescore:
@@ -325,10 +381,12 @@ def run_extra(info: dict[str, Any]) -> dict[str, Any]:
 
 def old_skipped(run_dir: Path) -> dict[str, str]:
     """The skipped methods of a folder made before ``run.json`` kept them: its summary's."""
+    from cfbench.strict_json import read_json
+
     try:
-        old = json.loads((Path(run_dir) / "summary.json").read_text())
+        old = read_json(Path(run_dir) / "summary.json", strict=False)
         return {str(k): str(v) for k, v in (old.get("skipped_methods") or {}).items()}
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (UserError, AttributeError, TypeError):
         return {}
 
 

@@ -51,9 +51,33 @@ def read_table(file: Path) -> tuple[pd.DataFrame, str]:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"{file}: cannot read as {kind} ({detail})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    _check_distinct(_header(blob, suffix) or list(df.columns), file)
     if df.empty:
         raise UserError(f"{file}: the table has no data rows")
     return df, digest
+
+
+def _header(blob: bytes, suffix: str) -> list[str]:
+    """A CSV's header cells as written (pandas renames a repeated ``age`` to ``age.1``)."""
+    if suffix not in CSV_SUFFIXES:
+        return []
+    try:
+        row = pd.read_csv(io.BytesIO(blob), sep=CSV_SUFFIXES[suffix], encoding="utf-8-sig",
+                          header=None, nrows=1, dtype=str, keep_default_na=False)
+    except Exception:  # noqa: BLE001 - the whole file was read above; fall back to its names
+        return []
+    return [str(c).strip() for c in row.iloc[0].tolist()] if len(row) else []
+
+
+def _check_distinct(names: list[str], file: Path) -> None:
+    """Refuse a header that names a column twice (``age, age``): one line naming it."""
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            shown = repr(name) if len(name) <= 60 else f"{name[:50]!r}..."
+            raise UserError(f"{file}: column {shown} appears more than once in the header; "
+                            "valid: distinct column names")
+        seen.add(name)
 
 
 def same_value(a: Any, b: Any) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,20 +33,13 @@ from cfbench.classifier import (
 from cfbench.datasets import Dataset, feature_matrix
 from cfbench.errors import UserError, choices_error
 from cfbench.generator import FitContext
+from cfbench.safe_load import load_toml
 from cfbench.schema import FeatureSchema
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from cfbench.settings import MAX_NAME, NAME_RULE, check_name  # noqa: F401 - re-exported
 
 TOP_KEYS = {"name", "description", "dataset", "split", "classifier", "target", "queries", "features"}
 DATASET_KEYS = {"loader", "options"}
 CLASSIFIER_KEYS = {"model", "params", "seed", "path", "sha256", "trusted"}
-#: Task names become file names (leaderboard/<name>.json): no path separators, no leading dot.
-NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
 @dataclass(frozen=True)
 class TaskSpec:
     """A validated task spec file."""
@@ -128,11 +119,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     name = _get(raw, "name", str, None, path)
     if not name:
         raise UserError(f"{path}: missing key 'name' (expected the task's name as a string)")
-    if not NAME_RULE.fullmatch(name):
-        raise UserError(
-            f"{path}: name {name!r} is not a valid task name; expected letters, digits, '.', '_' "
-            f"or '-', starting with a letter or digit (pattern {NAME_RULE.pattern})"
-        )
+    check_name(name, f"{path}: name")
     ds = _table(raw, "dataset", path)
     _known_keys(ds, DATASET_KEYS, f"{path}: dataset")
     loader = _get(ds, "loader", str, None, f"{path}: dataset")
@@ -173,7 +160,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
         check_params(model, model_params, f"{path}: classifier")
     target_tbl = _table(raw, "target", path)
     target = target_tbl.get("class", "opposite")
-    if target != "opposite" and target not in (0, 1):
+    if target != "opposite" and not (type(target) is int and target in (0, 1)):  # true is not 1
         raise UserError(f"{path}: target.class: expected \"opposite\", 0 or 1, got {target!r}")
     queries = _table(raw, "queries", path)
     n_per_class = _get(queries, "per_class", int, 50, f"{path}: queries")
@@ -216,20 +203,7 @@ def _known_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
 def load_spec(path: str | Path) -> TaskSpec:
     """Read and validate one spec file (TOML, parsed with the standard safe loader)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read task file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{path}: not a TOML task file (not UTF-8 text: byte {exc.object[exc.start]:#04x} "
-            f"at offset {exc.start})"
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
-    return parse_spec(raw, str(path))
+    return parse_spec(load_toml(path, "task file"), str(path))
 
 
 def available_specs() -> dict[str, Path]:
@@ -241,8 +215,8 @@ def available_specs() -> dict[str, Path]:
         files = sorted(p.glob("*.toml")) if p.is_dir() else [p]
         for f in files:
             try:
-                name = tomllib.loads(f.read_text(encoding="utf-8")).get("name", f.stem)
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                name = load_toml(f, "task file").get("name", f.stem)
+            except UserError:
                 name = f.stem  # still listed; loading it reports the problem
             found.setdefault(str(name), f)
     return found
@@ -255,8 +229,27 @@ def resolve_spec(name_or_path: str) -> TaskSpec:
         return load_spec(specs[name_or_path])
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
-        return load_spec(p)
+        spec = load_spec(p)
+        check_not_reserved(spec.name, p, f"{p}: name", specs)
+        return spec
     raise choices_error("task", name_or_path, specs)
+
+
+def check_not_reserved(name: str, path: Path, where: str,
+                       specs: Mapping[str, Path] | None = None) -> None:
+    """Refuse a user spec at ``path`` that takes a registered task's name (``heart`` ...):
+    the two would share caches, run folders and leaderboard files."""
+    specs = available_specs() if specs is None else specs
+    own = specs.get(name)
+    if own is None:
+        return
+    try:
+        if path.exists() and path.samefile(own):
+            return  # the registered spec itself, given by its path
+    except OSError:
+        pass
+    raise UserError(f"{where} {name!r} is the name of the registered task ({own}); valid: a "
+                    "name no registered task has (see `cfbench list tasks`)")
 
 
 @dataclass

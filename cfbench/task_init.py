@@ -5,13 +5,16 @@ codes, ordinal when the words form a known scale or the name says level/grade/st
 the observed range, every feature starts ``mutable = true`` and the ones whose names suggest
 they cannot change (age, sex, site, ethnicity ...) are listed in a comment for the user to
 decide.  The spec is then loaded once (data checks, split, classifier) so it runs as written.
+
+Names and values come from the user's file, so every string is written by ``toml_string`` and
+every comment through ``_comment``: a header cannot add keys, tables or lines to the spec.  A
+column that cannot be a feature name (empty, control characters, line breaks) is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -75,6 +78,31 @@ def _num(v: float, integer: bool = False) -> str:
     return str(int(v)) if integer or float(v).is_integer() else repr(float(v))
 
 
+#: what a TOML basic string must escape: quote, backslash, U+0000-U+001F and U+007F
+_TOML_ESCAPES = {**{c: f"\\u{c:04X}" for c in (*range(0x20), 0x7F)},
+                 **{ord(c): e for c, e in (('"', '\\"'), ("\\", "\\\\"), ("\b", "\\b"),
+                                            ("\t", "\\t"), ("\n", "\\n"), ("\f", "\\f"),
+                                            ("\r", "\\r"))}}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: what a comment line must not hold as is: control characters, line and paragraph separators
+#: (and lone surrogates, which are not text)
+_UNSAFE_IN_COMMENT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+#: ... and a column name must not hold a tab either
+_UNSAFE_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (per the TOML spec), so that it reads back exactly."""
+    if _SURROGATE.search(text):  # callers check first: TOML has no form for them
+        raise ValueError(f"{text!r} holds a lone surrogate, which TOML cannot represent")
+    return '"' + text.translate(_TOML_ESCAPES) + '"'
+
+
+def _comment(text: str) -> str:
+    """``text`` made safe for a ``#`` comment: one line, control characters shown as ``\\uXXXX``."""
+    return _UNSAFE_IN_COMMENT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _toml(v: Any) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
@@ -82,7 +110,24 @@ def _toml(v: Any) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         return _num(float(v))
-    return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a TOML basic string
+    return toml_string(str(v))
+
+
+def _shown(name: str) -> str:
+    """A column name for a one-line message: escaped by ``repr``, long ones cut."""
+    return repr(name) if len(name) <= 60 else f"{name[:50]!r}... ({len(name)} characters)"
+
+
+def check_column_names(columns: list[str], file: Path) -> None:
+    """Refuse a column that cannot be a feature name: no name (pandas' ``Unnamed: N``), or
+    control characters or line breaks in it; one line naming it."""
+    for i, name in enumerate(columns):
+        if not name.strip() or re.fullmatch(r"Unnamed: \d+", name):
+            raise UserError(f"{file}: column {i + 1} ({_shown(name)}) has no name in the header; "
+                            "valid: a non-empty name (name the column, or remove it)")
+        if _UNSAFE_IN_NAME.search(name):
+            raise UserError(f"{file}: column name {_shown(name)} holds control characters or line "
+                            "breaks; valid: a name of printable characters on one line")
 
 
 def _scale_order(values: list[str]) -> list[str] | None:
@@ -173,13 +218,23 @@ def _positive(values: list[Any], given: str | None, label: str, file: Path) -> A
 
 
 def _task_name(given: str | None, out: Path) -> str:
-    from cfbench.task import NAME_RULE
+    """``--name`` (default: the ``--out`` file's stem), checked as a spec's name is, and not the
+    name of a registered task."""
+    from cfbench.settings import check_name
+    from cfbench.task import check_not_reserved
 
     name = given if given is not None else re.sub(r"[^A-Za-z0-9._-]+", "-", out.stem).strip("-._")
-    if not name or not NAME_RULE.fullmatch(name):
-        raise UserError(f"--name {name!r}: expected letters, digits, '.', '_' or '-', starting with "
-                        f"a letter or digit (pattern {NAME_RULE.pattern})")
+    check_name(name, "--name")
+    check_not_reserved(name, out, "--name")
     return name
+
+
+def _utf8_path(rel: str, given: Path) -> str:
+    """``rel``, the path the spec will hold, if TOML can hold it (UTF-8 text)."""
+    if _SURROGATE.search(rel):
+        raise UserError(f"{given!r}: the path {rel!r} is not UTF-8 text, which a spec file cannot "
+                        "hold; valid: a path with UTF-8 names (rename the file or folder)")
+    return rel
 
 
 def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: str,
@@ -187,6 +242,7 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
     """The spec text, the columns it describes (and skips) and the missing policy it chose."""
     from cfbench.classifier import MODELS, USER_MODEL
 
+    check_column_names([str(c) for c in df.columns], file)
     label = args.label
     if args.model not in MODELS:
         raise UserError(f"--model {args.model!r}: unknown model; valid choices: {', '.join(MODELS)} "
@@ -208,7 +264,7 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
     n_missing = {c.name: int(df[c.name].isna().sum()) for c in feats if df[c.name].isna().any()}
     missing = args.missing or ("impute-median" if n_missing else "error")
     immutables = [c.name for c in feats if _hint(c.name, IMMUTABLE_HINTS)]
-    rel = os.path.relpath(file.resolve(), out.parent.resolve())
+    rel = _utf8_path(os.path.relpath(file.resolve(), out.parent.resolve()), file)
     name = _task_name(args.name, out)
     others = [v for v in values if not same_value(v, positive)]
     negative = str(others[0]) if len(others) == 1 else "anything else"
@@ -220,12 +276,12 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
         except OSError as exc:
             raise UserError(f"--model-file {model_path}: cannot read it ({exc.strerror or exc})") from None
     L: list[str] = [
-        f"# Task spec written by `cfbench task init` from {file.name} "
-        f"({len(df)} rows, {len(df.columns)} columns).",
+        "# " + _comment(f"Task spec written by `cfbench task init` from {file.name} "
+                        f"({len(df)} rows, {len(df.columns)} columns)."),
         "# Check every feature: kinds and codes are guesses from the data, bounds are the observed",
         "# range (widen them to plausible limits), and every feature starts mutable.",
         "# Likely immutable (by name), decide and set `mutable = false`: "
-        + (", ".join(immutables) if immutables else "(none found by name)"),
+        + _comment(", ".join(immutables) if immutables else "(none found by name)"),
         f"name = {_toml(name)}",
         f"description = {_toml(description)}",
         "",
@@ -242,7 +298,8 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
     miss_note = (f"{sum(n_missing.values())} missing cells in {', '.join(n_missing)}"
                  if n_missing else "no missing cells")
     L += [
-        f"missing = {_toml(missing)}  # {' | '.join(MISSING_POLICIES)}; the file has {miss_note}",
+        f"missing = {_toml(missing)}  # "
+        + _comment(f"{' | '.join(MISSING_POLICIES)}; the file has {miss_note}"),
         f"sha256 = {_toml(digest)}  # loading refuses a changed file; delete to accept edits",
         "",
         "[split]",
@@ -252,7 +309,8 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
         "[classifier]",
     ]
     if args.model_file:
-        mrel = os.path.relpath(Path(args.model_file).resolve(), out.parent.resolve())
+        mrel = _utf8_path(os.path.relpath(Path(args.model_file).resolve(), out.parent.resolve()),
+                          Path(args.model_file))
         L += [f'model = "{USER_MODEL}"  # your fitted pipeline, loaded with skops (never a pickle)',
               f"path = {_toml(Path(mrel).as_posix())}",
               f"sha256 = {_toml(model_sha)}"]
@@ -262,11 +320,11 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
     for c in cols:
         L.append("")
         if c.skipped:
-            L.append(f"# column {c.name!r} left out: {c.skipped}")
+            L.append("# " + _comment(f"column {c.name!r} left out: {c.skipped}"))
             continue
         L += ["[[features]]", f"name = {_toml(c.name)}"]
         kind = f"kind = {_toml(c.kind)}"
-        L.append(kind + (f"  # {c.note}" if c.note else ""))
+        L.append(kind + (f"  # {_comment(c.note)}" if c.note else ""))
         if c.kind == "numeric":
             if c.integer:
                 L.append("integer = true")

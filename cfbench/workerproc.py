@@ -36,8 +36,11 @@ def lifeline(ctx: Any) -> Any:
 
 
 def log_name(label: str, seed: int) -> str:
-    """File name of a cell's log: ``logs/<method>_<variant>-seed<seed>.log`` (path-safe)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}-seed{seed}") + ".log"
+    """File name of a cell's log: ``logs/<method>_<variant>-seed<seed>.log`` (path-safe; a long
+    label, e.g. with a long ``--param`` value, is cut and hashed to fit a file name)."""
+    from cfbench.runs import short_name
+
+    return short_name(re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}-seed{seed}")) + ".log"
 
 
 def setup_worker(lifeline_reader: Any, log_path: Path | None) -> None:

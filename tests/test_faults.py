@@ -321,3 +321,48 @@ def test_every_json_file_cfbench_writes_is_strict(plugin, tmp_path):
     assert {"records.jsonl", "run.json", "summary.json", "augment.json", "breast-cancer.json"} <= files
     assert augment.to_markdown(augment.load(tmp_path / "aug")["aggregate"])  # reads nulls back
     assert leaderboard.to_markdown(leaderboard.load_summary(out))
+
+
+#: how the pbomb plugin's preload module misbehaves at import -> (status of the method's
+#: queries, fragments of their reason: the module and what happened)
+PRELOAD_FAULTS = {
+    "raise": ("error", ("preload module 'pbomb_heavy' failed to import",
+                        "OSError: libtorch_cpu.so")),
+    "exit": ("error", ("while importing preload module 'pbomb_heavy'", "exit code 3")),
+    "hang": ("timeout", ("fit exceeded 5 s while importing preload module 'pbomb_heavy'",)),
+}
+
+
+@pytest.mark.parametrize("fault", [f if f == "raise" else pytest.param(f, marks=pytest.mark.slow)
+                                   for f in sorted(PRELOAD_FAULTS)])
+def test_failing_preload_costs_only_its_method(fault, plugin, clean, tmp_path):
+    """A method whose ``preload`` module raises, calls ``os._exit`` or hangs at import (first in
+    the workers' fork server, then in its own worker) fails alone, with the module named;
+    nearest-neighbour beside it gets a clean run's records, the run a summary and exit 0."""
+    site = install_on_path(tmp_path / "site", FIXTURES / "cfbench_pbomb.py", "cfbench_pbomb",
+                           "pbomb")
+    (site / "pbomb_heavy.py").write_text((FIXTURES / "pbomb_heavy.py").read_text())
+    marker = f"cfbench-preload-{uuid.uuid4().hex}"
+    out = tmp_path / "run"
+    env = {**os.environ, "CFBENCH_TEST_MARKER": marker, "CFBENCH_PBOMB": fault,
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "cfbench", "run", "--task", "breast-cancer", "--methods",
+             "nearest-neighbour,pbomb", "--n-queries", "1", "--k", str(K), "--timeout", "1",
+             "--fit-timeout", "5", "--jobs", "2", "--out", str(out), "--quiet"],
+            capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        recs = load_records(out)
+        assert _comparable([r for r in recs if r["method"] == "nearest-neighbour"]) == clean
+        bad = [r for r in recs if r["method"] == "pbomb"]
+        status, fragments = PRELOAD_FAULTS[fault]
+        assert len(bad) == len(clean)
+        for rec in bad:
+            assert rec["status"] == status, rec["reason"]
+            assert all(f in rec["reason"] for f in fragments), rec["reason"]
+        counts = json.loads((out / "summary.json").read_text())["methods"]["pbomb"]["all"]
+        assert counts["status_counts"][status] == len(bad)
+        assert wait_until_gone(marker) == []  # a hung fork server or worker is not left behind
+    finally:
+        _kill_leftovers(marker)

@@ -28,21 +28,22 @@ def test_ranks_by_hand():
     for qid, (a, b, c) in enumerate([(1, 0, 0), (1, 1, 0), (1, 0, 1)]):
         for m, v in zip("abc", (a, b, c), strict=True):
             rows.append({"method_label": m, "seed": 0, "query_id": qid, "validity": float(v),
-                         "l2_minmax": float(qid + 1) if m == "b" else np.inf,
-                         "n_changed": 1.0, "lof_inlier": 1.0, "respects_constraints": 1.0})
+                         "l1_mad_cat": float(qid + 1) if m == "b" else np.inf,
+                         "n_changed": 1.0, "redundancy": 0.0, "lof_p95": 1.0,
+                         "respects_constraints": 1.0})
     r = rank_methods(pd.DataFrame(rows))
     # validity ranks per query: (1, 2.5, 2.5), (1.5, 1.5, 3), (1.5, 3, 1.5)
     assert r["metrics"]["validity"]["mean_rank"] == pytest.approx(
         {"a": 4 / 3, "b": 7 / 3, "c": 7 / 3})
-    assert r["metrics"]["l2_minmax"]["mean_rank"]["b"] == 1.0
+    assert r["metrics"]["l1_mad_cat"]["mean_rank"]["b"] == 1.0
     assert r["metrics"]["n_changed"]["mean_rank"] == {"a": 2.0, "b": 2.0, "c": 2.0}
     assert np.isnan(r["metrics"]["n_changed"]["friedman"]["p_value"])  # all tied
     # q_0.05 for k = 3 is 2.343 (Demšar 2006, Table 5): CD = 2.343 * sqrt(3*4 / (6*3))
     assert r["metrics"]["validity"]["nemenyi_cd"] == pytest.approx(2.343 * np.sqrt(12 / 18), abs=1e-3)
     assert nemenyi_cd(1, 10) != nemenyi_cd(1, 10)  # nan for one method
-    # overall: validity once, then the mean of the four quality ranks (l2 b 1, a and c 2.5;
-    # the other three all tied at 2): validity weighs one half, not one fifth per copy of it
-    quality = {"a": (2.5 + 6) / 4, "b": (1 + 6) / 4, "c": (2.5 + 6) / 4}
+    # overall: validity once, then the mean of the five quality ranks (L1 b 1, a and c 2.5;
+    # the other four all tied at 2): validity weighs one half, not one sixth per copy of it
+    quality = {"a": (2.5 + 8) / 5, "b": (1 + 8) / 5, "c": (2.5 + 8) / 5}
     validity = {"a": 4 / 3, "b": 7 / 3, "c": 7 / 3}
     assert r["overall"] == pytest.approx({m: (validity[m] + quality[m]) / 2 for m in "abc"})
     assert {x["group"] for x in r["metrics"].values()} == {"validity", "quality"}
@@ -105,11 +106,11 @@ def test_update_check_and_validate_end_to_end(tmp_path):
     assert ok.returncode == 0, ok.stdout
     smoke = board_dir / "smoke" / "breast-cancer.json"
     doc = json.loads(smoke.read_text())
-    doc["methods"]["nearest-neighbour"]["all"]["valid"]["l2_minmax"] *= 1.5  # a deliberate change
+    doc["methods"]["nearest-neighbour"]["all"]["valid"]["heom"] *= 1.5  # a deliberate change
     smoke.write_text(json.dumps(doc))
     bad = cli("leaderboard", "--check", "--dir", str(board_dir))
     assert bad.returncode == 1
-    assert "~ methods/nearest-neighbour/all/valid/l2_minmax: committed" in bad.stdout
+    assert "~ methods/nearest-neighbour/all/valid/heom: committed" in bad.stdout
 
 
 def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
@@ -122,13 +123,16 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
     q = pd.DataFrame({"qidx": [0, 1, 2, 3], "method_label": ["copy", "copy", "real", "real"],
                       "seed": 0, "query_id": [7, 8, 7, 8], "k": 1})
     cf = pd.DataFrame({"qidx": [0, 1, 2, 3], "validity": [False, False, True, True],
-                       "respects_constraints": True, "lof_inlier": True,
-                       "l2_minmax": [0.0, 0.0, 0.4, 0.6], "n_changed": [0, 0, 2, 3]})
+                       "respects_constraints": True, "lof_p95": True, "redundancy": 0.0,
+                       "l1_mad_cat": [0.0, 0.0, 0.4, 0.6], "n_changed": [0, 0, 2, 3]})
     vals = per_query_values(cf, q).set_index("method_label")
-    assert (vals.loc["copy", "l2_minmax"] == float("inf")).all()
-    assert (vals.loc["copy", "lof_inlier"] == 0).all() and (vals.loc["real", "l2_minmax"] > 0).all()
+    assert (vals.loc["copy", "l1_mad_cat"] == float("inf")).all()
+    assert (vals.loc["copy", "lof_p95"] == 0).all() and (vals.loc["real", "l1_mad_cat"] > 0).all()
     ranks = rank_methods(per_query_values(cf, q))
-    assert ranks["metrics"]["l2_minmax"]["mean_rank"] == {"copy": 1.5, "real": 1.5}
+    assert ranks["metrics"]["l1_mad_cat"]["mean_rank"] == {"copy": 1.5, "real": 1.5}
+    # 1.00 / 0 for every valid CF of every method: constant, so not ranked, and the board says so
+    assert set(ranks["unranked"]) == {"lof_p95", "respects_constraints", "redundancy"}
+    assert ranks["unranked"]["lof_p95"].startswith("not ranked: 1 for every valid CF")
     assert ranks["metrics"]["validity"]["mean_rank"] == {"copy": 2.0, "real": 1.0}
     assert ranks["overall"] == {"copy": 1.75, "real": 1.25}
 
@@ -156,13 +160,14 @@ def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
 
     q = pd.DataFrame({"qidx": [0, 1], "method_label": "m", "seed": 0, "query_id": [1, 2], "k": 2})
     cf = pd.DataFrame({"qidx": [0, 0, 1], "validity": [True, False, False],
-                       "respects_constraints": [True, False, True], "lof_inlier": [True, True, True],
-                       "l2_minmax": [0.5, 0.1, 0.2], "n_changed": [2, 1, 1]})
+                       "respects_constraints": [True, False, True], "lof_p95": [True, True, True],
+                       "l1_mad_cat": [0.5, 0.1, 0.2], "n_changed": [2, 1, 1],
+                       "redundancy": [1.0, 0.0, 0.0]})
     vals = per_query_values(cf, q)
     assert vals["validity"].tolist() == [0.5, 0.0]  # 1 valid of 2 slots; none
-    assert vals["lof_inlier"].tolist() == [1.0, 0.0]  # share of the 1 valid CF; failure 0
+    assert vals["lof_p95"].tolist() == [1.0, 0.0]  # share of the 1 valid CF; failure 0
     assert vals["respects_constraints"].tolist() == [1.0, 0.0]
-    assert vals["l2_minmax"].tolist() == [0.5, np.inf]  # the invalid 0.1 does not count
-    assert ci_values(vals, "lof_inlier").tolist() == [1.0]
+    assert vals["l1_mad_cat"].tolist() == [0.5, np.inf]  # the invalid 0.1 does not count
+    assert ci_values(vals, "lof_p95").tolist() == [1.0]
     assert ci_values(vals, "validity").tolist() == [0.5, 0.0]
 

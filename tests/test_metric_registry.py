@@ -21,12 +21,12 @@ def test_registry_is_consistent():
     assert len(set(names)) == len(names)
     for m in R.REGISTRY:
         assert m.description and m.formula and m.header, m.name
-        assert (m.per_cf is None) == (m.aggregation in ("coverage", "query_mean", "median", "p95",
-                                                         "pooled_actionable"))
+        assert (m.per_cf is None) == (m.aggregation in ("coverage", "valid_coverage", "query_mean",
+                                                         "median", "p95", "pooled_actionable"))
         if m.rank:
             assert m.per_cf is not None and m.rank_group in ("validity", "quality")
     assert [m.name for m in R.ranked() if m.rank_group == "validity"] == ["validity"]
-    with pytest.raises(KeyError, match="unknown metric 'valid'; valid: coverage, validity"):
+    with pytest.raises(KeyError, match="unknown metric 'valid'; valid: coverage, returned, validity"):
         R.get("valid")
     with pytest.raises(ValueError, match="scopes"):
         R.Metric("x", "x", "d", "f", ("everywhere",), "mean", "lower")
@@ -87,7 +87,7 @@ def test_list_metrics_shows_every_registered_metric(capsys):
 
 
 def test_cards_say_what_and_how():
-    card = R.get("l2_minmax").card()
+    card = R.get("l1_mad_cat").card()
     assert card["per"] == "CF" and card["ranked"] and card["better"] == "lower"
     assert "1[c_f != x_f]" in card["formula"]
     assert dataclasses.is_dataclass(R.get("ynn")) and "f(x_i)" in R.get("ynn").formula

@@ -198,3 +198,63 @@ def test_kill_9_of_the_driver_then_resume_equals_a_clean_run(cluster, faulty_plu
             for x in records.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 2 * 16 * 2  # nothing duplicated, nothing lost
     assert _rows(load_records(out)) == _rows(load_records(tmp_path / "full"))
+
+
+def _tree(pid: int) -> dict[int, tuple[str, str]]:
+    """pid -> (start time, command line) of ``pid`` and every live process below it (Linux)."""
+    out: dict[int, tuple[str, str]] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        started = _started(p)
+        if p in out or started is None:
+            continue
+        cmdline = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")
+        out[p] = (started, cmdline.decode(errors="replace").strip())
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def _started(pid: int) -> str | None:
+    """A live process's start time (None for a dead or zombie one): tells a reused pid apart."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in "ZX" else fields[19]
+
+
+def test_kill_9_of_the_driver_ends_its_local_cluster(faulty_plugin, tmp_path):
+    """``kill -9`` of a driver that started its own Ray: within seconds nothing of that cluster
+    is left, neither the actors (one hung in a batch) nor Ray's agents (Ray alone: a minute)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cfbench", "run", "--task", "breast-cancer", "--methods",
+         "faulty:hangs,nearest-neighbour", "--n-queries", "1", "--timeout", "300", "--jobs", "2",
+         "--executor", "ray", "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tree: dict[int, tuple[str, str]] = {}
+    try:
+        deadline = time.monotonic() + 180
+        records = out / "records.jsonl"
+        while not (records.exists() and records.read_text().count("\n") >= 2  # the neighbour's
+                   and any("CellActor" in c for _, c in _tree(proc.pid).values())):  # one hangs
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not get going"
+            time.sleep(0.2)
+        tree = _tree(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while (left := [c for p, (t, c) in tree.items() if _started(p) == t]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == [], left
+    finally:
+        proc.kill()
+        for p, (t, _) in tree.items():  # after a failure: only this run's processes
+            if _started(p) == t:
+                os.kill(p, signal.SIGKILL)

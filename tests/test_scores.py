@@ -73,7 +73,10 @@ def test_board_from_the_run_folder_equals_the_board_rescored_from_records(csv_ru
     assert r.returncode == 0, r.stderr
     board = json.loads((board_dir / "cohort.json").read_text())
     assert board["schema_version"] == SCHEMA_VERSION
-    assert set(board["ranks"]["metrics"]) == {m.name for m in R.ranked()}
+    # every ranked metric is ranked, or left out with the reason (constant over every method)
+    ranks = board["ranks"]
+    assert set(ranks["metrics"]) | set(ranks["unranked"]) == {m.name for m in R.ranked()}
+    assert all(why.startswith("not ranked: ") for why in ranks["unranked"].values())
     again = board_from_records(Task.load(load_spec(spec)), load_records(out), config={},
                                provenance={}, skipped_methods={}, augmentation=None)
     diffs: list[str] = []
@@ -84,11 +87,11 @@ def test_board_from_the_run_folder_equals_the_board_rescored_from_records(csv_ru
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)
     s = pd.read_parquet(moved / "scores.parquet")
-    s["l2_minmax"] = s["l2_minmax"] + 1.0
+    s["heom"] = s["heom"] + 1.0
     s.to_parquet(moved / "scores.parquet", index=False)
     first = next(iter(board["methods"]))
-    assert (build_board(moved)["methods"][first]["all"]["valid"]["l2_minmax"]
-            != board["methods"][first]["all"]["valid"]["l2_minmax"])
+    assert (build_board(moved)["methods"][first]["all"]["valid"]["heom"]
+            != board["methods"][first]["all"]["valid"]["heom"])
 
 
 def test_leaderboard_update_and_report_work_with_the_task_data_gone(csv_run, tmp_path):
@@ -198,3 +201,21 @@ def test_a_run_without_any_cf_round_trips_through_scores_parquet(csv_run, tmp_pa
     board = board_from_frames(cf2, q2, meta, config={}, provenance={}, skipped_methods={},
                               augmentation=None)
     assert set(board["ranks"]["overall"].values()) == {1.5}  # two methods, all failed: tied
+
+
+def test_coverage_counts_valid_cfs_and_returned_any_cf_by_hand():
+    """CF-Bench's coverage: queries with a valid CF; `returned`: queries with any CF."""
+    from cfbench.summary import summarize_frames
+
+    # three queries: one valid CF; one invalid CF only; nothing
+    q = pd.DataFrame({"qidx": [0, 1, 2], "method_label": "m", "direction": "0->1", "k": 1,
+                      "status": ["ok", "ok", "not_found"], "n_cfs": [1, 1, 0],
+                      "seconds": [1.0, 1.0, 1.0]})
+    per_cf = {m.name: np.zeros(2) for m in R.per_cf_metrics()}
+    per_cf.update(validity=np.array([True, False]))
+    cf = pd.DataFrame({"qidx": [0, 1], **per_cf, "n_changed_actionable": [0, 0],
+                       "changed::a": [True, True]})
+    meta = {"task": "t", "task_hash": "h", "data_source": "d", "classifier": {}, "features": ["a"]}
+    d = summarize_frames(cf, q, meta)["methods"]["m"]["all"]["all"]
+    assert d["coverage"] == pytest.approx(1 / 3)  # only query 0 holds a valid CF
+    assert d["returned"] == pytest.approx(2 / 3)  # queries 0 and 1 returned something

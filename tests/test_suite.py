@@ -54,7 +54,7 @@ max_per_class = 4
 
 @pytest.mark.parametrize("text, fragment", [
     ('task = "heart"\nmethods = ["nice"]\nqueries = 3\n', "unknown key 'queries'; valid keys: "),
-    ('task = "heart"\nmethods = ["nice"]\nk = "three"\n', "k: expected int, got 'three'"),
+    ('task = "heart"\nmethods = ["nice"]\nk = "three"\n', "k: expected a positive integer, got 'three'"),
     ('task = "heart"\n', "methods: missing"),
     ('methods = ["nice"]\n', "tasks: expected a task name"),
     ('task = "heart"\nmethods = [{ name = "nice", parms = {} }]\n', "methods[0]: unknown key 'parms'"),

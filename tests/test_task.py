@@ -54,7 +54,7 @@ def test_good_spec_loads_and_runs(tmp_path):
     (GOOD + '[target]\nclass = 7\n', "target.class: expected"),
     (GOOD + '[split]\ntest_size = 2\n', "split.test_size: expected a fraction"),
     (GOOD.replace('name = "mean texture"', 'name = "mean radius"'), "duplicate feature 'mean radius'"),
-    ("name = 'x'\n[dataset\n", "not valid TOML"),
+    ("name = 'x'\n[dataset\n", "not a valid TOML task file"),
 ])
 def test_bad_specs_name_file_and_key(tmp_path, bad, fragment):
     p = write(tmp_path, bad)
@@ -123,8 +123,8 @@ def test_classifier_is_cached(tmp_path):
 # --------------------------------------------------------------------------- hostile spec files
 
 BAD_SPEC_CASES = [
-    ("binary", None, "not a TOML task file (not UTF-8 text"),
-    ("nul", "name = 'x'\0\n", "not valid TOML"),
+    ("binary", None, "not a valid TOML task file (not UTF-8 text"),
+    ("nul", "name = 'x'\0\n", "not a valid TOML task file"),
     ("name", GOOD.replace('name = "tiny"', 'name = "../../x"'),
      "name '../../x' is not a valid task name; expected letters, digits"),
     ("nan-bound", GOOD.replace("lower = 0", "lower = nan"), "features[0].lower: expected a finite number, got nan"),
@@ -190,7 +190,7 @@ def test_cli_reports_spec_file_cases_in_one_line(tmp_path):
     bad = tmp_path / "bin.toml"
     bad.write_bytes(bytes(range(256)))
     small = write(tmp_path, GOOD + "[split]\ntest_size = 0.001\n")
-    for path, fragment in ((bad, "not a TOML task file"), (small, "split.test_size = 0.001")):
+    for path, fragment in ((bad, "not a valid TOML task file"), (small, "split.test_size = 0.001")):
         r = subprocess.run([sys.executable, "-m", "cfbench", "run", "--task", str(path), "--methods",
                             "nearest-neighbour", "--out", str(tmp_path / "out")],
                            capture_output=True, text=True, timeout=300)

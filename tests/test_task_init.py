@@ -87,7 +87,7 @@ def test_init_writes_a_commented_spec_that_loads(tmp_path, capsys):
     (["--label", "nope"], "no column 'nope' (the label); columns: subject_id, age"),
     (["--label", "gender"], "column 'gender' has values 'female', 'male'; say which is class 1 with --positive"),
     (["--label", "gender", "--positive", "other"], "--positive 'other' is not a value of column 'gender'"),
-    (["--label", "diabetic", "--name", "../x"], "--name '../x': expected letters, digits"),
+    (["--label", "diabetic", "--name", "../x"], "--name '../x' is not a valid task name; expected letters, digits"),
     (["--label", "diabetic", "--model", "svm"], "--model 'svm': unknown model; valid choices: random-forest"),
     (["--label", "diabetic", "--model-file", "m.pkl"], "is a pickle (.pkl); cfbench never loads pickles"),
 ])
