@@ -478,7 +478,11 @@ def load(out: Path) -> dict[str, Any]:
     path = Path(out) / "augment.json"
     if not path.exists():
         raise UserError(f"{out}: no augment.json (expected the --out folder of `cfbench augment`)")
-    doc = read_json(path, strict=False)
+    try:
+        doc = read_json(path, strict=False)
+    except UserError as exc:
+        raise UserError(f"{path}: not an augmentation result of `cfbench augment` "
+                        f"({str(exc).removeprefix(f'{path}: ')})") from None
     try:
         agg = doc["aggregate"]
         shown = {r["fraction"] for r in agg["methods"]} if isinstance(agg, dict) else {None}

@@ -250,8 +250,7 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
             if h in ("method", "failures"):
                 table.add_column(h, justify="left", no_wrap=h == "method")
             else:
-                table.add_column(h.replace("LOF inlier", "LOF\ninlier"), justify="right",
-                                 no_wrap=True)
+                table.add_column(_stacked(h), justify="right", no_wrap=True)
         failed = []
         for r in rows(summary, direction):
             table.add_row(*(Text(r[i]) for i in keep))  # Text: a label's [key=value] is not markup
@@ -266,6 +265,18 @@ def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None
         console.print("[bold]skipped methods[/bold] (unavailable where the run was made):")
         for m, why in skipped(summary):
             console.print(f"  [yellow]{escape(m)}[/yellow]: {escape(why)}")
+
+
+def _stacked(header: str) -> str:
+    """A long header on two lines (``LOF\n≤ p95``, ``L1/MAD\n+cat``), so the narrow terminal
+    table fits 80 columns: broken at its first space, else before a '+'."""
+    if len(header) <= 7:
+        return header
+    for sep, keep in ((" ", ""), ("+", "+")):
+        head, found, tail = header.partition(sep)
+        if found and head:
+            return f"{head}\n{keep}{tail}"
+    return header
 
 
 # ----------------------------------------------------------------------------- committed boards

@@ -413,12 +413,12 @@ def test_tables_are_readable_at_80_columns():
     out = buf.getvalue()
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "…" not in out
-    for header in ("method", "validity", "L1/MAD", "#changed", "LOF", "s/query"):
+    for header in ("method", "validity", "L1/MAD", "+cat", "#changed", "LOF", "≤ p95", "s/query"):
         assert header in out
     assert "llm-zeroshot:freetext" in out and "failures: " in out
     wide = io.StringIO()
     print_table(board, wide=True, console=Console(file=wide, width=80))
-    assert "L2 min-max" in wide.getvalue() and "…" not in wide.getvalue()
+    assert "HEOM" in wide.getvalue() and "…" not in wide.getvalue()
 
 
 def test_a_spread_from_one_seed_prints_as_a_dash():

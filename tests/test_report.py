@@ -289,8 +289,8 @@ def _check_page(page, problems: list[str], methods_by_task: dict[str, list[str]]
         button.click()
         after = _row_names(table)
         assert after == sorted(methods, reverse=True) and after != names
-        # a numeric column, from the keyboard: lower L1/MAD first, undefined values last
-        l1 = table.locator("thead button", has_text=re.compile(r"^L1/MAD$"))
+        # a numeric column, from the keyboard: lower L1/MAD+cat first, undefined values last
+        l1 = table.locator("thead button", has_text=re.compile(r"^L1/MAD\+cat$"))
         l1.focus()
         page.keyboard.press("Enter")
         idx = [c.inner_text() for c in table.locator("thead th").all()].index(l1.inner_text())
