@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 DEFAULT_METHODS = "cfnow:greedy,cfnow:random_optim"
@@ -35,24 +34,20 @@ def _floats(text: str) -> list[float]:
 def measure(task_name: str, methods: str, budgets: list[float], n_queries: int, seed: int,
             jobs: int, workdir: Path) -> list[dict]:
     """One row per (method, budget) on ``task_name``."""
-    from cfbench.runner import RunConfig, execute, resolve_methods
-    from cfbench.store import load_records
-    from cfbench.summary import summarize
-    from cfbench.task import Task, resolve_spec
+    from cfbench.entry import run
+    from cfbench.runner import RunConfig
 
-    task = Task.load(resolve_spec(task_name))
-    pairs, skipped = resolve_methods(methods)
-    for name, why in skipped.items():
-        print(f"skipping {name}: {why}", file=sys.stderr)
+    task = None  # loaded by the first run, reused by the others
     rows = []
     for budget in budgets:
         out = workdir / f"{task_name}-{budget:g}"
         cfg = RunConfig(task=task_name, methods=methods, seeds=(seed,), n_queries=n_queries,
                         budget=budget, jobs=jobs, out=out)
-        t0 = time.perf_counter()
-        execute(cfg, task, pairs)
-        wall = time.perf_counter() - t0
-        summary = summarize(task, load_records(out))
+        result = run(cfg, task=task)
+        if task is None:
+            for name, why in result.skipped.items():
+                print(f"skipping {name}: {why}", file=sys.stderr)
+        task, wall, summary = result.task, result.seconds, result.summary
         for label, per_dir in summary["methods"].items():
             d = per_dir["all"]
             rows.append({

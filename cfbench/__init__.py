@@ -1,10 +1,33 @@
-"""cfbench: a benchmark harness for counterfactual-explanation generators on tabular health data."""
+"""cfbench: a benchmark harness for counterfactual-explanation generators on tabular health data.
+
+``cfbench.run(cfbench.RunConfig(task=..., methods=...))`` runs and scores one benchmark run
+(``cfbench.entry``); it and its types are imported on first use, so ``import cfbench`` stays light.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("cfbench-harness")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__"]
+#: lazily imported public names -> their module
+_LAZY = {"run": "cfbench.entry", "RunResult": "cfbench.entry", "RunConfig": "cfbench.runner"}
+
+__all__ = ["__version__", "run", "RunConfig", "RunResult"]
+
+
+def __getattr__(name: str) -> Any:
+    """``cfbench.run`` and its types, imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cfbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

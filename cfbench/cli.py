@@ -8,10 +8,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cfbench import settings
 from cfbench.errors import UserError
+
+if TYPE_CHECKING:
+    from cfbench.entry import Plan
 
 LIST_WHAT = ("tasks", "methods", "metrics")
 DESCRIPTION = ("cfbench: run counterfactual-explanation generators on a task, score them and show "
@@ -196,40 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_run(cfg: Any, require_methods: bool, marker: str = "run.json"
-               ) -> tuple[Any, list, dict]:
-    """Everything about a run that can be wrong, checked before any work: (spec, choices, skipped).
+def _check_run(cfg: Any, require_methods: bool, marker: str = "run.json") -> Plan:
+    """Everything about a run that can be wrong, checked before any work (``entry.prepare``)."""
+    from cfbench import entry
 
-    Without ``--out`` a run gets a new ``runs/<task>/<UTC timestamp>``; ``--resume`` without
-    ``--out`` continues the latest run of the task there.  A resumed run keeps its method list.
-    """
-    from cfbench import runner, runs
-    from cfbench.task import resolve_spec
-
-    cfg.validate()
-    spec = resolve_spec(cfg.task)
-    if cfg.out is None:
-        if cfg.resume:
-            found = [p for p in runs.RUNS.glob(f"{runs._safe(spec.name)}/*") if (p / marker).exists()]
-            if not found:
-                raise UserError(f"--resume: no earlier run of task {spec.name!r} under "
-                                f"{runs.RUNS}/; give its folder with --out")
-            cfg.out = max(found, key=lambda p: (p.name, p.stat().st_mtime))
-        else:
-            cfg.out = runs.new_run_dir(spec.name)
-    pinned = None
-    if cfg.resume:
-        cfg.methods, pinned = runs.pinned_pairs(cfg.out, cfg.methods)
-    cfg.methods = cfg.methods or "all"
-    if pinned is not None:
-        runs.check_pairs(pinned)
-        pairs, skipped = pinned, runs.earlier_skipped(cfg.out)
-    else:
-        pairs, skipped = runner.resolve_methods(cfg.methods, params=cfg.params)
-    runner.check_resume(cfg, spec, lock=False)
-    if require_methods and not pairs:
-        raise UserError("no available method to run; see `cfbench list methods`")
-    return spec, pairs, skipped
+    return entry.prepare(cfg, require_methods=require_methods, marker=marker)
 
 
 def _run_suite(args: argparse.Namespace, params: tuple) -> int:
@@ -306,12 +280,11 @@ def _given_flags(args: argparse.Namespace) -> set[str]:
     return set(vars(ns))
 
 
-def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple,
+def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: Plan,
              wide: bool = False) -> None:
     """One run (and its augmentation, when asked): load, execute, summarise, print."""
-    from cfbench import runner
-    from cfbench.store import load_records, write_parquet
-    from cfbench.summary import SCORES, score_run
+    from cfbench import entry, runner
+    from cfbench.summary import SCORES
 
     task, pairs, skipped, console = _prepare(cfg, quiet, checked)
     console.print(
@@ -320,16 +293,11 @@ def _run_one(cfg: Any, acfg: Any, aug_cfg: Any, quiet: bool, checked: tuple,
     )
     _check_query_count(task, cfg.n_queries, console)
     with _display(console, quiet, task=task) as display:
-        runner.execute(cfg, task, pairs, observer=display)
-    records = load_records(cfg.out)
-    summary = score_run(cfg.out, task, records, {"skipped_methods": skipped,
-                                                  "seeds": list(cfg.seeds), "k": cfg.k,
-                                                  "budget": cfg.budget})
-    write_parquet(records, cfg.out / "records.parquet")
+        result = entry.execute(checked, task, observer=display)
     if not quiet:
         from cfbench.leaderboard import print_table
 
-        print_table(summary, wide=wide)
+        print_table(result.summary, wide=wide)
     console.print(f"wrote {cfg.out / 'summary.json'}, {cfg.out / SCORES} and "
                   f"{cfg.out / 'records.parquet'}")
     if acfg is not None:
@@ -400,24 +368,21 @@ def _warm(methods: str | None) -> None:
     warm(modules)
 
 
-def _prepare(cfg: Any, quiet: bool, checked: tuple) -> tuple[Any, list, dict, Any]:
+def _prepare(cfg: Any, quiet: bool, checked: Plan) -> tuple[Any, list, dict, Any]:
     """Load the task of a checked config (``_check_run``): (task, choices, skipped, console)."""
+    from cfbench import entry
     from cfbench.plugins import registry
     from cfbench.progress import PhaseStatus
-    from cfbench.task import Task
 
-    spec, pairs, skipped = checked
     console = _console(quiet)
-    options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
-    with PhaseStatus(console, f"loading task {spec.name} and its classifier", quiet):
-        task = Task.load(spec, dataset_options=options)  # a bad data file stops here, in one line
+    task = entry.load_task(checked, status=lambda text: PhaseStatus(console, text, quiet))
     console.print(f"run folder: {cfg.out}" + (" (resumed)" if cfg.resume else ""), markup=False)
-    for name, hint in skipped.items():
+    for name, hint in checked.skipped.items():
         console.print(f"skipping {name}: {hint}", style="yellow", markup=False)
     problems = len(registry().broken) + len(registry().conflicts)
     if problems:
         console.print(f"[yellow]{problems} plugin problem(s)[/yellow]: see `cfbench list methods`")
-    return task, pairs, skipped, console
+    return task, checked.pairs, checked.skipped, console
 
 
 def _check_query_count(task: Any, n_queries: int | None, console: Any) -> None:

@@ -1,7 +1,8 @@
 """Hook specifications: the whole contract between the cfbench core and its plugins.
 
 A plugin is any module (or object) with functions named like the specs below, marked with
-``cfbench.hookimpl``, and registered under the ``cfbench`` entry-point group.
+``cfbench.api.hookimpl``, and registered under the ``cfbench`` entry-point group; the names it
+may import are those of ``cfbench.api``.
 """
 
 from __future__ import annotations

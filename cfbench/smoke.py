@@ -69,26 +69,21 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
 
 def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     """Run one smoke configuration; returns {"summary": ..., "augmentation": ...}."""
-    from cfbench import augment, runner
+    from cfbench import augment, entry, runner
     from cfbench.executor import executor_name
-    from cfbench.store import load_records
-    from cfbench.summary import summarize
-    from cfbench.task import Task, resolve_spec
 
     out = workdir / run.task
     cfg = runner.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
                            n_queries=run.n_queries, k=run.k, timeout=run.timeout,
                            budget=run.timeout,  # the budget the committed numbers used
                            out=out, executor=executor_name(None))  # $CFBENCH_EXECUTOR, else local
-    task = Task.load(resolve_spec(run.task))
-    pairs, _ = runner.resolve_methods(run.methods)
-    runner.execute(cfg, task, pairs)
-    summary = summarize(task, load_records(out))
+    done = entry.run(cfg)
+    summary = done.summary
     result: dict[str, Any] = {"config": run.__dict__, "classifier": summary["classifier"],
                               "methods": summary["methods"], "augmentation": None}
     if run.augment_max_per_class:
         acfg = augment.AugmentConfig(seeds=run.augment_seeds, max_per_class=run.augment_max_per_class)
-        res = augment.run_augmentation(task, cfg, acfg, pairs)
+        res = augment.run_augmentation(done.task, cfg, acfg, done.pairs)
         result["augmentation"] = augment.aggregate(res.rows)
     return result
 

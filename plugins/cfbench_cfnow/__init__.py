@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.generator import Capabilities, GeneratorSpec, Param
-from cfbench.hookspecs import hookimpl
+from cfbench.api import Capabilities, GeneratorSpec, Param, hookimpl
 
 VARIANTS = ("greedy", "random", "random_optim")
 

@@ -37,10 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.budget import Deadline, interrupt_after
-from cfbench.budget import clock as budget_clock
-from cfbench.errors import UserError
-from cfbench.generator import FitContext, QueryResult
+from cfbench.api import Deadline, FitContext, QueryResult, UserError, interrupt_after
+from cfbench.api import clock as budget_clock
 
 VARIANTS = ("greedy", "random", "random_optim")
 STRATEGY = {"greedy": "greedy", "random": "random", "random_optim": "random"}

@@ -33,9 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.budget import Deadline
-from cfbench.errors import UserError
-from cfbench.generator import FitContext, QueryResult
+from cfbench.api import Deadline, FitContext, QueryResult, UserError
 
 VARIANTS = ("random", "genetic", "kdtree")
 OUTCOME = "__cfbench_label__"

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cfbench.generator import Capabilities, GeneratorSpec
-from cfbench.hookspecs import hookimpl
+from cfbench.api import Capabilities, GeneratorSpec, hookimpl
 
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
@@ -152,7 +151,7 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if args.force:
         params["force_finetune"] = True
     if args.heldout < 0:
-        from cfbench.errors import UserError
+        from cfbench.api import UserError
 
         raise UserError(f"cfbench finetune: --heldout must be an integer >= 0, got {args.heldout}")
     path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir, heldout=args.heldout)

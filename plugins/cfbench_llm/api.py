@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.errors import UserError, choices_error
-from cfbench.generator import FitContext, QueryResult
+from cfbench.api import FitContext, QueryResult, UserError, choices_error
 from cfbench_llm.params import API as API_PARAMS
 from cfbench_llm.params import API_BY_MODE, refuse_unused
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, value_formats
@@ -42,7 +41,7 @@ def available() -> tuple[bool, str]:
 def redact(text: str, secret: str | None = None) -> str:
     """``text`` with the API key (from the environment, or ``secret``), however short, and any
     credentials of ``CFBENCH_API_BASE`` (``user:pass@``, ``?api_key=``) replaced by ``***``."""
-    from cfbench import redact as r
+    from cfbench.api import redact as r
 
     secret = secret if secret is not None else os.environ.get(ENV_KEY, "")
     extra = [secret] if secret else []

@@ -30,11 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench import phase
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.metrics import changed
-from cfbench.notices import warn
+from cfbench.api import FitContext, UserError, changed, phase, warn
 from cfbench_llm import models
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, value_formats
 
@@ -71,7 +67,7 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
         if not len(keep):
             raise UserError(f"teacher {settings.teacher!r} found no valid counterfactual for the training rows")
         return pool.X_[keep], pool.source_[keep], CF[keep]
-    from cfbench.plugins import registry
+    from cfbench.api import registry
 
     method, _, variant = settings.teacher.partition(":")
     spec = registry().generator(method)
@@ -519,7 +515,7 @@ def run_finetune(task_name: str, params: dict[str, Any], seed: int = 0, data_dir
     """What ``cfbench finetune`` does: load the task, then fine-tune (or find the cached adapter);
     with ``heldout`` > 0, also measure it on that many held-out training rows (stored in its
     ``meta.json`` under ``"heldout"``, and reused while ``heldout`` is the same)."""
-    from cfbench.task import Task, resolve_spec
+    from cfbench.api import Task, resolve_spec
     from cfbench_llm.generator import Settings
     from cfbench_llm.prompts import load_templates
 

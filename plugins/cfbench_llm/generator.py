@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench import phase
-from cfbench.errors import UserError, choices_error
-from cfbench.generator import FitContext, QueryResult
+from cfbench.api import FitContext, QueryResult, UserError, choices_error, phase
 from cfbench_llm.models import DTYPES, QUANTIZE
 from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, check_teacher, refuse_unused
 from cfbench_llm.prompts import (
@@ -149,7 +147,7 @@ class LocalLLM:
         self.names_ = context.schema.names
         self.predict_ = context.predict
         if self.verified:
-            from cfbench.metrics import mad
+            from cfbench.api import mad
 
             self.classes_ = np.asarray(context.classes)
             self.predict_proba_ = context.predict_proba

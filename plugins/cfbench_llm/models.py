@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cfbench import phase
-from cfbench.errors import UserError
-from cfbench.notices import warn
+from cfbench.api import UserError, phase, warn
 
 DEFAULT_MODEL = "gemma3-270m"
 MODEL_ENV = "CFBENCH_LLM_MODEL"
@@ -72,7 +70,7 @@ def checkpoint_problem(folder: Path) -> str | None:
 def llm_cache(cache_dir: Path | None) -> Path:
     """``<cache>/llm``, created on demand."""
     if cache_dir is None:
-        from cfbench.classifier import cache_dir as default_cache
+        from cfbench.api import cache_dir as default_cache
 
         cache_dir = default_cache()
     path = Path(cache_dir) / "llm"

@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.schema import Feature, FeatureSchema
+from cfbench.api import Feature, FeatureSchema, FitContext, UserError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PROMPT_DIR_ENV = "CFBENCH_PROMPT_DIR"
@@ -495,7 +493,7 @@ class ExamplePool:
         self.sparse = sparse
 
     def fit(self, context: FitContext) -> ExamplePool:
-        from cfbench.generators.nearest_neighbour import NearestNeighbour, heom_scales
+        from cfbench.api import NearestNeighbour, heom_scales
 
         names = context.schema.names
         X = context.X_train[names]
@@ -541,7 +539,7 @@ class ExamplePool:
 
         Closest last puts the most similar example next to the query in the prompt.
         """
-        from cfbench.generators.nearest_neighbour import heom
+        from cfbench.api import heom
 
         idx = np.flatnonzero(self.source_ == source)
         if len(idx) == 0:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cfbench.schema import FeatureSchema
+from cfbench.api import FeatureSchema
 
 
 @dataclass

@@ -28,9 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext, QueryResult
-from cfbench.generators.nearest_neighbour import heom, heom_scales
+from cfbench.api import FitContext, QueryResult, UserError, heom, heom_scales
 
 VARIANTS = ("none", "sparsity", "proximity", "plausibility")
 EPS = 1e-7  # the paper's epsilon in the proximity reward (nicex uses 1e-7 too)
