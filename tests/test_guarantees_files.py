@@ -8,12 +8,11 @@ import html
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import cli, one_error_line
 
 from cfbench.errors import UserError
 from cfbench.leaderboard import board_markdown, md_cell, write_board
@@ -23,18 +22,6 @@ BOARDS = Path(__file__).parents[1] / "leaderboard"
 RUN = ["run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "3",
        "--quiet"]
 DEEP = "[" * 200_000 + "]" * 200_000
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cfbench", *args], capture_output=True,
-                          text=True, timeout=600)
-
-
-def one_error_line(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stdout + r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, one_error_line
 
 from cfbench.store import RECORDS, RUN_INFO, load_records, lock_run_dir, release_run_dir
 
 RUN = ["run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "3",
        "--quiet"]
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cfbench", *args], capture_output=True,
-                          text=True, timeout=600, env=env)
-
-
-def one_error_line(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stdout + r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,20 @@
+"""What the end-to-end tests share: run the ``cfbench`` command, and read its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m cfbench ARGS`` in a fresh process, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "cfbench", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    """The single error line of a user mistake (exit 2, no traceback)."""
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
