@@ -12,25 +12,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import cli, one_error_line
+from cli_helpers import RUN, cli, finished_run, one_error_line
 
 from cfbench.errors import UserError
 from cfbench.leaderboard import board_markdown, md_cell, write_board
 from cfbench.store import RECORDS, RUN_INFO, load_records, read_run_info
 
 BOARDS = Path(__file__).parents[1] / "leaderboard"
-RUN = ["run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "3",
-       "--quiet"]
 DEEP = "[" * 200_000 + "]" * 200_000
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished run folder (records, run.json, summary.json, scores.parquet) to copy."""
-    out = tmp_path_factory.mktemp("run") / "out"
-    r = cli(*RUN, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
+    return finished_run(tmp_path_factory)
 
 
 @pytest.fixture()

@@ -10,21 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli, one_error_line
+from cli_helpers import RUN, cli, finished_run, one_error_line
 
 from cfbench.store import RECORDS, RUN_INFO, load_records, lock_run_dir, release_run_dir
-
-RUN = ["run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "3",
-       "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished k=1 run (6 records) to copy for each attack."""
-    out = tmp_path_factory.mktemp("run") / "out"
-    r = cli(*RUN, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
+    return finished_run(tmp_path_factory)
 
 
 def copy_run(src: Path, dst: Path) -> Path:
