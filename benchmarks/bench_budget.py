@@ -3,7 +3,7 @@
 For each task and each budget, every method variant runs through the harness's own runner
 (workers, the budget passed to ``generate``, the hard kill far above it) on the same queries, and
 the summary's numbers are printed: validity (all queries), L1/MAD and #changed (returned CFs)
-and the median seconds per query.  The default budget (``cfbench.schedule.DEFAULT_BUDGET``) is
+and the median seconds per query.  The default budget (``cfbench.execution.schedule.DEFAULT_BUDGET``) is
 chosen from this curve; see docs/baselines.md#search-budget.
 
     python benchmarks/bench_budget.py                                    # the full curve (long)
@@ -35,7 +35,7 @@ def measure(task_name: str, methods: str, budgets: list[float], n_queries: int, 
             jobs: int, workdir: Path) -> list[dict]:
     """One row per (method, budget) on ``task_name``."""
     from cfbench.entry import run
-    from cfbench.runner import RunConfig
+    from cfbench.execution.config import RunConfig
 
     task = None  # loaded by the first run, reused by the others
     rows = []
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.n_queries < 1:
         ap.error(f"--n-queries must be a positive integer, got {args.n_queries}")
-    from cfbench.schedule import usable_cores
+    from cfbench.core.machine import usable_cores
 
     jobs = args.jobs or usable_cores()
     rows: list[dict] = []

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         split = phases(lines, total, suite="--config" in extra and "--no-augment" not in extra)
     print(report(wall, rows, split, args.mode))
     if args.json:
-        from cfbench.strict_json import dumps
+        from cfbench.core.strict_json import dumps
 
         # strict JSON: a cell whose records carry no seconds has a null s/query, not NaN
         args.json.write_text(dumps({"mode": args.mode, "wall": wall, "total": total,

@@ -62,7 +62,7 @@ def run_ours(task, ctx, q, mode: str, variant: str, scorer=None, **params) -> tu
     from cfbench_llm import BATCH
     from cfbench_llm.generator import LocalLLM
 
-    from cfbench.summary import fit_scorer
+    from cfbench.score.summary import fit_scorer
 
     t0 = time.perf_counter()
     gen = LocalLLM(mode, variant, **params).fit(ctx)
@@ -112,7 +112,7 @@ def run_naive(task, gen, q, scorer) -> dict:
         tokens += int(ids["input_ids"].shape[1] + len(new))
         raw = tok.decode(new, skip_special_tokens=True)
         cf, why = b.parse_json(raw, x)
-        from cfbench.generator import QueryResult
+        from cfbench.core.generator import QueryResult
 
         results.append(QueryResult.ok(pd.DataFrame([cf], columns=task.schema.names)) if cf is not None
                        else QueryResult("invalid_output", None, why, raw=raw))
@@ -175,7 +175,7 @@ def _isolated(args, config: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cfbench.errors import UserError
+    from cfbench.core.errors import UserError
 
     try:
         return _main(argv)
@@ -207,8 +207,8 @@ def _main(argv: list[str] | None) -> int:
     from cfbench_llm import models
     from cfbench_llm.generator import VARIANTS
 
-    from cfbench.summary import fit_scorer
-    from cfbench.task import Task, resolve_spec
+    from cfbench.score.summary import fit_scorer
+    from cfbench.tasks.spec import Task, resolve_spec
 
     configs = args.configs.split(",")
     if configs == ["all"]:
@@ -254,7 +254,7 @@ def _main(argv: list[str] | None) -> int:
     print(json.dumps(meta))
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.json:
-        from cfbench.strict_json import dumps
+        from cfbench.core.strict_json import dumps
 
         with open(args.json, "w") as fh:  # strict JSON: a metric without valid CFs is null, not NaN
             fh.write(dumps({"meta": meta, "rows": rows}, indent=1))

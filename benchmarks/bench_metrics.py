@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from cfbench.metrics import Scorer, decide
-from cfbench.schema import Feature, FeatureSchema
+from cfbench.core.schema import Feature, FeatureSchema
+from cfbench.score.metrics import decide
+from cfbench.score.scorer import Scorer
 
 
 def main(n_cf: int = 10_000, d: int = 20, n_train: int = 2_000, k: int = 4) -> None:

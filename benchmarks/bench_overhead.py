@@ -48,7 +48,7 @@ TARGET = 1.10
 
 
 def _load(task_name: str, n_queries: int):
-    from cfbench.task import Task, resolve_spec
+    from cfbench.tasks.spec import Task, resolve_spec
 
     task = Task.load(resolve_spec(task_name))
     return task, task.queries(n_queries)

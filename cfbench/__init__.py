@@ -15,7 +15,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+source"
 
 #: lazily imported public names -> their module
-_LAZY = {"run": "cfbench.entry", "RunResult": "cfbench.entry", "RunConfig": "cfbench.runner"}
+_LAZY = {"run": "cfbench.entry", "RunResult": "cfbench.entry", "RunConfig": "cfbench.execution.config"}
 
 __all__ = ["__version__", "run", "RunConfig", "RunResult"]
 

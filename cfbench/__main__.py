@@ -2,7 +2,7 @@
 
 import sys
 
-from cfbench.cli import main
+from cfbench.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

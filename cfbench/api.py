@@ -15,12 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cfbench import phase, redact
-    from cfbench.budget import Deadline, clock, interrupt_after
-    from cfbench.classifier import cache_dir
-    from cfbench.datasets import Dataset
-    from cfbench.errors import UserError, choices_error
-    from cfbench.generator import (
+    from cfbench.core import phase, redact
+    from cfbench.core.budget import Deadline, clock, interrupt_after
+    from cfbench.core.errors import UserError, choices_error
+    from cfbench.core.generator import (
         Capabilities,
         FitContext,
         GeneratorSpec,
@@ -28,47 +26,49 @@ if TYPE_CHECKING:
         QueryResult,
         unknown_param,
     )
+    from cfbench.core.hookspecs import hookimpl
+    from cfbench.core.notices import warn
+    from cfbench.core.plugins import registry
+    from cfbench.core.schema import Feature, FeatureSchema
     from cfbench.generators.nearest_neighbour import NearestNeighbour, heom, heom_scales
-    from cfbench.hookspecs import hookimpl
-    from cfbench.metrics import changed, mad
-    from cfbench.notices import warn
-    from cfbench.plugins import registry
-    from cfbench.schema import Feature, FeatureSchema
-    from cfbench.task import Task, resolve_spec
+    from cfbench.score.metrics import changed, mad
+    from cfbench.tasks.classifier import cache_dir
+    from cfbench.tasks.datasets import Dataset
+    from cfbench.tasks.spec import Task, resolve_spec
 
 #: name -> (module, attribute); attribute None: the module itself
 _NAMES: dict[str, tuple[str, str | None]] = {
     # registering a generator
-    "hookimpl": ("cfbench.hookspecs", "hookimpl"),
-    "GeneratorSpec": ("cfbench.generator", "GeneratorSpec"),
-    "Capabilities": ("cfbench.generator", "Capabilities"),
-    "Param": ("cfbench.generator", "Param"),
-    "unknown_param": ("cfbench.generator", "unknown_param"),
+    "hookimpl": ("cfbench.core.hookspecs", "hookimpl"),
+    "GeneratorSpec": ("cfbench.core.generator", "GeneratorSpec"),
+    "Capabilities": ("cfbench.core.generator", "Capabilities"),
+    "Param": ("cfbench.core.generator", "Param"),
+    "unknown_param": ("cfbench.core.generator", "unknown_param"),
     # fitting and answering queries
-    "FitContext": ("cfbench.generator", "FitContext"),
-    "QueryResult": ("cfbench.generator", "QueryResult"),
-    "Feature": ("cfbench.schema", "Feature"),
-    "FeatureSchema": ("cfbench.schema", "FeatureSchema"),
-    "Deadline": ("cfbench.budget", "Deadline"),
-    "interrupt_after": ("cfbench.budget", "interrupt_after"),
-    "clock": ("cfbench.budget", "clock"),
-    "phase": ("cfbench.phase", None),
+    "FitContext": ("cfbench.core.generator", "FitContext"),
+    "QueryResult": ("cfbench.core.generator", "QueryResult"),
+    "Feature": ("cfbench.core.schema", "Feature"),
+    "FeatureSchema": ("cfbench.core.schema", "FeatureSchema"),
+    "Deadline": ("cfbench.core.budget", "Deadline"),
+    "interrupt_after": ("cfbench.core.budget", "interrupt_after"),
+    "clock": ("cfbench.core.budget", "clock"),
+    "phase": ("cfbench.core.phase", None),
     # errors and notices
-    "UserError": ("cfbench.errors", "UserError"),
-    "choices_error": ("cfbench.errors", "choices_error"),
-    "warn": ("cfbench.notices", "warn"),
-    "redact": ("cfbench.redact", None),
+    "UserError": ("cfbench.core.errors", "UserError"),
+    "choices_error": ("cfbench.core.errors", "choices_error"),
+    "warn": ("cfbench.core.notices", "warn"),
+    "redact": ("cfbench.core.redact", None),
     # helpers of the core a plugin may reuse
     "heom": ("cfbench.generators.nearest_neighbour", "heom"),
     "heom_scales": ("cfbench.generators.nearest_neighbour", "heom_scales"),
     "NearestNeighbour": ("cfbench.generators.nearest_neighbour", "NearestNeighbour"),
-    "changed": ("cfbench.metrics", "changed"),
-    "mad": ("cfbench.metrics", "mad"),
-    "cache_dir": ("cfbench.classifier", "cache_dir"),
-    "registry": ("cfbench.plugins", "registry"),
-    "Task": ("cfbench.task", "Task"),
-    "Dataset": ("cfbench.datasets", "Dataset"),
-    "resolve_spec": ("cfbench.task", "resolve_spec"),
+    "changed": ("cfbench.score.metrics", "changed"),
+    "mad": ("cfbench.score.metrics", "mad"),
+    "cache_dir": ("cfbench.tasks.classifier", "cache_dir"),
+    "registry": ("cfbench.core.plugins", "registry"),
+    "Task": ("cfbench.tasks.spec", "Task"),
+    "Dataset": ("cfbench.tasks.datasets", "Dataset"),
+    "resolve_spec": ("cfbench.tasks.spec", "resolve_spec"),
 }
 
 __all__ = ["Capabilities", "Dataset", "Deadline", "Feature", "FeatureSchema", "FitContext",

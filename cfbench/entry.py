@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfbench.errors import UserError
+from cfbench.core.errors import UserError
 
 if TYPE_CHECKING:
-    from cfbench.runner import Choice, RunConfig
-    from cfbench.task import Task, TaskSpec
+    from cfbench.execution.config import RunConfig
+    from cfbench.records.labels import Choice
+    from cfbench.tasks.spec import Task, TaskSpec
 
 #: ``status(text)``: a context manager shown while a long step (the task load) runs
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
@@ -60,8 +61,10 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
     continues the latest run of the task there (a folder holding ``marker``).  A resumed run
     keeps its method list.  ``config.out`` and ``config.methods`` are filled in place.
     """
-    from cfbench import runner, runs
-    from cfbench.task import resolve_spec
+    from cfbench.execution import orchestrator as runner
+    from cfbench.execution import select
+    from cfbench.records import runs
+    from cfbench.tasks.spec import resolve_spec
 
     config.validate()
     spec = resolve_spec(config.task)
@@ -83,7 +86,7 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
         runs.check_pairs(pinned)
         pairs, skipped = pinned, runs.earlier_skipped(config.out)
     else:
-        pairs, skipped = runner.resolve_methods(config.methods, params=config.params)
+        pairs, skipped = select.resolve_methods(config.methods, params=config.params)
     runner.check_resume(config, spec, lock=False)
     if require_methods and not pairs:
         raise UserError("no available method to run; see `cfbench list methods`")
@@ -92,7 +95,7 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
 
 def load_task(plan: Plan, *, status: Status | None = None) -> Task:
     """The plan's task and its trained classifier; ``status`` is shown while it loads."""
-    from cfbench.task import Task
+    from cfbench.tasks.spec import Task
 
     cfg = plan.config
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
@@ -102,10 +105,10 @@ def load_task(plan: Plan, *, status: Status | None = None) -> Task:
 
 def execute(plan: Plan, task: Task, *, observer: Any = None) -> RunResult:
     """Run the plan's cells on ``task``, score the records (``summary.json``, ``scores.parquet``)
-    and write ``records.parquet``; ``observer`` is a ``cfbench.progress.RunObserver``."""
-    from cfbench import runner
-    from cfbench.store import load_records, write_parquet
-    from cfbench.summary import score_run
+    and write ``records.parquet``; ``observer`` is a ``cfbench.cli.progress.RunObserver``."""
+    from cfbench.execution import orchestrator as runner
+    from cfbench.records.store import load_records, write_parquet
+    from cfbench.score.summary import score_run
 
     cfg = plan.config
     t0 = time.perf_counter()
@@ -129,7 +132,7 @@ def run(config: RunConfig, *, observer: Any = None, status: Status | None = None
         result.summary["methods"]
 
     ``task``, when given, is used instead of loading the config's task again (it must be the
-    same task).  Mistakes raise ``cfbench.errors.UserError`` before any work starts.
+    same task).  Mistakes raise ``cfbench.core.errors.UserError`` before any work starts.
     """
     plan = prepare(config)
     if task is None:

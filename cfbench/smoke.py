@@ -1,6 +1,6 @@
 """The CI-tracked smoke leaderboard: a small deterministic configuration re-run on every CI.
 
-``leaderboard/smoke.suite.toml`` is a suite file (``cfbench.suite``) listing the runs and, in
+``leaderboard/smoke.suite.toml`` is a suite file (``cfbench.execution.suite``) listing the runs and, in
 ``[check]``, the tolerances; ``leaderboard/smoke/<task>.json`` holds their committed numbers.  ``check`` re-runs them and fails when a number moves by more than
 ``atol + rtol * |committed|``.  Wall-clock metrics are not compared.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfbench.errors import UserError
-from cfbench.strict_json import dumps, read_json
+from cfbench.core.errors import UserError
+from cfbench.core.strict_json import dumps, read_json
 
 SUITE = "smoke.suite.toml"
 IGNORED = ("seconds_median", "seconds_p95")
@@ -39,7 +39,7 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
     ``augment`` table, the augmentation with its ``max_per_class`` and ``seeds`` (at least two
     repetitions); other augmentation settings would not be honoured, so they are refused.
     """
-    from cfbench.suite import AUGMENT, load_suite
+    from cfbench.execution.suite import AUGMENT, load_suite
 
     suite = load_suite(Path(path))
     runs = []
@@ -69,11 +69,12 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
 
 def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     """Run one smoke configuration; returns {"summary": ..., "augmentation": ...}."""
-    from cfbench import augment, entry, runner
-    from cfbench.executor import executor_name
+    from cfbench import entry
+    from cfbench.execution import augment, config
+    from cfbench.execution.executor import executor_name
 
     out = workdir / run.task
-    cfg = runner.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
+    cfg = config.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,
                            n_queries=run.n_queries, k=run.k, timeout=run.timeout,
                            budget=run.timeout,  # the budget the committed numbers used
                            out=out, executor=executor_name(None))  # $CFBENCH_EXECUTOR, else local

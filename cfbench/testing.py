@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.errors import UserError
-from cfbench.generator import GeneratorSpec, validate_params
+from cfbench.core.errors import UserError
+from cfbench.core.generator import GeneratorSpec, validate_params
 
 UNKNOWN_PARAM = "__cfbench_no_such_parameter__"
 
@@ -43,11 +43,11 @@ def _values(p: Any) -> list[Any]:
 def _run(spec: GeneratorSpec, variant: str, params: Mapping[str, Any], task: Any,
          queries: pd.DataFrame, k: int, seed: int, budget: float) -> list[Any]:
     """Build, fit and generate as a worker does (same seeding), in this process."""
-    from cfbench.runner import _seed_everything
+    from cfbench.execution.worker import seed_everything
 
-    _seed_everything(seed)
+    seed_everything(seed)
     gen = spec.build(variant, params).fit(task.fit_context(seed, dict(params)))
-    _seed_everything(seed * 1_000_003 + int(queries["query_id"].iloc[0]))
+    seed_everything(seed * 1_000_003 + int(queries["query_id"].iloc[0]))
     out = gen.generate(queries[task.schema.names].reset_index(drop=True),
                        queries["target"].to_numpy(int), k, budget)
     return list(out) if out is not None else []
@@ -66,8 +66,8 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
     gets a CF (the shape checks then have nothing to look at).  ``changes=(key, value)`` also requires that
     setting that parameter changes the CFs.  Returns ``{"statuses": [...], "n_cfs": [...]}``.
     """
-    from cfbench.runner import _normalise
-    from cfbench.task import Task, resolve_spec
+    from cfbench.execution.worker import normalise_result
+    from cfbench.tasks.spec import Task, resolve_spec
 
     variant = variant or spec.variants[0]
     params = dict(params or {})
@@ -122,7 +122,7 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
         cap = k if spec.capabilities.multiple else 1
         Xq = queries[cols].to_numpy(float)
         for i, res in enumerate(first):
-            rec = _normalise(res, cols, 10**6)  # no truncation: count what was returned
+            rec = normalise_result(res, cols, 10**6)  # no truncation: count what was returned
             statuses.append(rec["status"])
             n_cfs.append(len(rec["cfs"]))
             if rec["status"] == "invalid_output":
@@ -160,7 +160,7 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
 
 
 def _cf_key(res: Any, cols: list[str]) -> tuple:
-    from cfbench.runner import _normalise
+    from cfbench.execution.worker import normalise_result
 
-    rec = _normalise(res, cols, 10**6)
+    rec = normalise_result(res, cols, 10**6)
     return rec["status"], tuple(tuple(np.round(row, 9)) for row in rec["cfs"])

@@ -64,7 +64,7 @@ def user_pipeline(spec_path: Path, data: Path, out: Path) -> None:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
-    from cfbench.task import load_spec
+    from cfbench.tasks.spec import load_spec
 
     spec = load_spec(spec_path)
     df = pd.read_csv(data)

@@ -57,7 +57,7 @@ def one_torch_thread():
 @pytest.fixture()
 def faulty_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The misbehaving-generators plugin, visible to this process and its spawned workers."""
-    from cfbench.plugins import registry
+    from cfbench.core.plugins import registry
 
     site = install_on_path(tmp_path / "site", FIXTURES / "cfbench_faulty.py", "cfbench_faulty", "faulty")
     monkeypatch.syspath_prepend(str(site))

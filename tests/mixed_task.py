@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cfbench.classifier import build_pipeline
-from cfbench.generator import FitContext
-from cfbench.schema import FeatureSchema
+from cfbench.core.generator import FitContext
+from cfbench.core.schema import FeatureSchema
+from cfbench.tasks.classifier import build_pipeline
 
 FEATURES = [
     {"name": "age", "kind": "numeric", "integer": True, "mutable": False, "lower": 20, "upper": 90},

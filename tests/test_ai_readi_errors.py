@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cfbench.ai_readi.loader import feature_table, load_ai_readi
-from cfbench.ai_readi.synth import SynthParams, write_release
-from cfbench.cli import main
-from cfbench.errors import UserError
+from cfbench.cli.app import main
+from cfbench.core.errors import UserError
+from cfbench.tasks.ai_readi.loader import feature_table, load_ai_readi
+from cfbench.tasks.ai_readi.synth import SynthParams, write_release
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.ai_readi import features as F
-from cfbench.ai_readi.loader import feature_table, label_and_impute, load_ai_readi
+from cfbench.tasks.ai_readi import features as F
+from cfbench.tasks.ai_readi.loader import feature_table, label_and_impute, load_ai_readi
 
 GARMIN = "wearable_activity_monitor"
 CGM = "wearable_blood_glucose"

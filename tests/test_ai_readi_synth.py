@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cfbench.ai_readi import loader as L
-from cfbench.ai_readi.layout import ENV_VAR
-from cfbench.ai_readi.synth import SynthParams, write_release
-from cfbench.errors import UserError
+from cfbench.core.errors import UserError
+from cfbench.tasks.ai_readi import loader as L
+from cfbench.tasks.ai_readi.layout import ENV_VAR
+from cfbench.tasks.ai_readi.synth import SynthParams, write_release
 
 SMALL = dict(participants=16, days=2, garmin_interval_min=15)
 
@@ -167,7 +167,7 @@ def test_bad_n_jobs() -> None:
 
 def test_causal_story_in_cohort() -> None:
     """The documented causal story holds in the generator's participant-level traits."""
-    from cfbench.ai_readi.synth import cohort
+    from cfbench.tasks.ai_readi.synth import cohort
 
     co = cohort(SynthParams(participants=2000, seed=0))
     r = co[["stress", "sleep_h", "steps", "rhr", "cv", "glucose", "hba1c"]].corr(method="spearman")

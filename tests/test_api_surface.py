@@ -41,10 +41,10 @@ def test_plugins_import_only_the_api():
 
 def test_the_check_sees_every_import_form(tmp_path: Path):
     f = tmp_path / "p.py"
-    f.write_text("import cfbench.task\nfrom cfbench import phase\nfrom cfbench.api import mad\n"
-                 "def g():\n    from cfbench.metrics import mad\n")
-    assert _cfbench_imports(f) == [(1, "cfbench.task"), (2, "cfbench.phase"), (3, "cfbench.api"),
-                                   (5, "cfbench.metrics")]
+    f.write_text("import cfbench.tasks.spec\nfrom cfbench import phase\nfrom cfbench.api import mad\n"
+                 "def g():\n    from cfbench.score.metrics import mad\n")
+    assert _cfbench_imports(f) == [(1, "cfbench.tasks.spec"), (2, "cfbench.core.phase"), (3, "cfbench.api"),
+                                   (5, "cfbench.score.metrics")]
 
 
 @pytest.mark.parametrize("name", api.__all__)
@@ -60,7 +60,7 @@ def test_api_lists_its_names_once_and_refuses_others():
 
 def test_a_plugin_registering_loads_no_heavy_module():
     code = ("import sys; from cfbench.api import Capabilities, GeneratorSpec, Param, hookimpl; "
-            "print(sorted(m for m in ('cfbench.task', 'cfbench.metrics', 'sklearn') "
+            "print(sorted(m for m in ('cfbench.tasks.spec', 'cfbench.score.metrics', 'sklearn') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

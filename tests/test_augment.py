@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cfbench.augment import aggregate, augmentation_queries, fill_budget, to_markdown
-from cfbench.augment_stats import corrected_ci, corrected_paired_test, ratio_of_means
-from cfbench.errors import UserError
-from cfbench.task import Task, resolve_spec
+from cfbench.core.errors import UserError
+from cfbench.execution.augment import aggregate, augmentation_queries, fill_budget
+from cfbench.report.augment import to_markdown
+from cfbench.score.augment_stats import corrected_ci, corrected_paired_test, ratio_of_means
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +228,7 @@ def test_augment_cli_end_to_end(tmp_path):
                                   '{"fraction": 0.5, "aggregate": {"deficit": [{"fraction": 0.5}], "methods": []}}',
                                   '{"aggregate": {"deficit": [], "methods": [{"f1": "x"}]}}'])
 def test_a_garbled_augment_json_is_one_user_error(tmp_path, text):
-    from cfbench.augment import load
+    from cfbench.report.augment import load
 
     (tmp_path / "augment.json").write_text(text)
     with pytest.raises(UserError, match="not an augmentation result of `cfbench augment`"):
@@ -285,8 +286,9 @@ def test_repetitions_side_by_side_give_the_rows_of_one_lane(tmp_path):
 
 
 def test_lanes_only_for_local_workers_with_cf_methods():
-    from cfbench.augment import AugmentConfig, lanes
-    from cfbench.runner import Choice, RunConfig
+    from cfbench.execution.augment import AugmentConfig, lanes
+    from cfbench.execution.config import RunConfig
+    from cfbench.records.labels import Choice
 
     pairs = [Choice("nearest-neighbour", "default", ())]
     aug = AugmentConfig(seeds=(0, 1, 2))

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, install_on_path
 
-from cfbench.board_check import verify_board
-from cfbench.errors import UserError
-from cfbench.leaderboard import read_records_bytes, records_bytes, render_companions, write_board
+from cfbench.core.errors import UserError
+from cfbench.report.board import read_records_bytes, records_bytes, render_companions, write_board
+from cfbench.report.check import verify_board
 
 BOARDS = Path(__file__).parents[1] / "leaderboard"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cfbench.budget import Deadline, clock, interrupt_after
+from cfbench.core.budget import Deadline, clock, interrupt_after
 
 
 class Stop(Exception):

@@ -16,8 +16,8 @@ from conftest import Evil
 from sklearn.dummy import DummyClassifier
 from sklearn.preprocessing import FunctionTransformer
 
-from cfbench.classifier import ALLOWED_TYPES, UntrustedModel, loads_skops
-from cfbench.task import Task, load_spec
+from cfbench.tasks.classifier import ALLOWED_TYPES, UntrustedModel, loads_skops
+from cfbench.tasks.spec import Task, load_spec
 
 SPEC = '''
 name = "cache-probe"

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.generator import Capabilities, GeneratorSpec, Param, QueryResult
-from cfbench.plugins import registry
-from cfbench.task import Task, resolve_spec
+from cfbench.core.generator import Capabilities, GeneratorSpec, Param, QueryResult
+from cfbench.core.plugins import registry
+from cfbench.tasks.spec import Task, resolve_spec
 from cfbench.testing import check_generator
 
 

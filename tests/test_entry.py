@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import cfbench
-from cfbench.errors import UserError
+from cfbench.core.errors import UserError
 
 
 def test_run_from_a_notebook_returns_summary_and_records(tmp_path: Path):
@@ -32,6 +32,6 @@ def test_run_refuses_a_mistake_before_any_work(tmp_path: Path):
 
 
 def test_import_cfbench_stays_light():
-    code = "import sys, cfbench; cfbench.__version__; print('cfbench.runner' in sys.modules)"
+    code = "import sys, cfbench; cfbench.__version__; print('cfbench.execution.orchestrator' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

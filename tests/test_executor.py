@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.executor import LocalExecutor, executor_name, get_executor
-from cfbench.runner import Cell, RunConfig, Runner
-from cfbench.store import RunStore, load_records
-from cfbench.task import Task, resolve_spec
+from cfbench.core.errors import UserError
+from cfbench.execution.config import Cell, RunConfig
+from cfbench.execution.executor import LocalExecutor, executor_name, get_executor
+from cfbench.execution.orchestrator import Runner
+from cfbench.records.store import RunStore, load_records
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 def test_executor_name_flag_env_default(monkeypatch):
@@ -104,7 +105,7 @@ def test_an_unreachable_ray_address_is_refused_before_anything_is_written(tmp_pa
     pytest.importorskip("ray")
     import socket
 
-    from cfbench.runner import execute
+    from cfbench.execution.orchestrator import execute
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

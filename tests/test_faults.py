@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, install_on_path
 
-from cfbench.runner import RunConfig, execute, resolve_methods
-from cfbench.store import load_records, write_json_atomic
-from cfbench.strict_json import loads_strict
-from cfbench.summary import summarize
-from cfbench.task import Task, resolve_spec
+from cfbench.core.strict_json import loads_strict
+from cfbench.execution.config import RunConfig
+from cfbench.execution.orchestrator import execute
+from cfbench.execution.select import resolve_methods
+from cfbench.records.store import load_records, write_json_atomic
+from cfbench.score.summary import summarize
+from cfbench.tasks.spec import Task, resolve_spec
 
 #: variant -> (status of each of its queries, fragment of the reason)
 EXPECT = {
@@ -72,7 +74,7 @@ def plugin(tmp_path_factory):
     """The faulty plugin for this module's tests; a marker env var tags every child process."""
     site = install_on_path(tmp_path_factory.mktemp("site"), FIXTURES / "cfbench_faulty.py",
                            "cfbench_faulty", "faulty")
-    from cfbench.plugins import registry
+    from cfbench.core.plugins import registry
 
     marker = f"cfbench-test-{uuid.uuid4().hex}"
     with pytest.MonkeyPatch.context() as mp:
@@ -300,7 +302,8 @@ def test_cli_run_of_hostile_methods_is_clean(plugin, tmp_path):
 def test_every_json_file_cfbench_writes_is_strict(plugin, tmp_path):
     """records.jsonl, run.json, summary.json, augment.json and a board: no NaN/Infinity tokens,
     though the run has failed fits (NaN seconds), k = 1 (NaN diversity) and no-CF methods."""
-    from cfbench import augment, leaderboard
+    from cfbench.report import augment as augment_report
+    from cfbench.report import board as leaderboard
 
     out = tmp_path / "run"
     run = subprocess.run(
@@ -319,7 +322,7 @@ def test_every_json_file_cfbench_writes_is_strict(plugin, tmp_path):
     leaderboard.write_board(board, tmp_path / "board")
     files = {p.name for p in strict_json_files(tmp_path)}
     assert {"records.jsonl", "run.json", "summary.json", "augment.json", "breast-cancer.json"} <= files
-    assert augment.to_markdown(augment.load(tmp_path / "aug")["aggregate"])  # reads nulls back
+    assert augment_report.to_markdown(augment_report.load(tmp_path / "aug")["aggregate"])  # reads nulls back
     assert leaderboard.to_markdown(leaderboard.load_summary(out))
 
 

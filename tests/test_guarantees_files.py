@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from cli_helpers import RUN, cli, finished_run, one_error_line
 
-from cfbench.errors import UserError
-from cfbench.leaderboard import board_markdown, md_cell, write_board
-from cfbench.store import RECORDS, RUN_INFO, load_records, read_run_info
+from cfbench.core.errors import UserError
+from cfbench.records.store import RECORDS, RUN_INFO, load_records, read_run_info
+from cfbench.report.board import board_markdown, md_cell, write_board
 
 BOARDS = Path(__file__).parents[1] / "leaderboard"
 DEEP = "[" * 200_000 + "]" * 200_000
@@ -269,7 +269,7 @@ def test_dollar_signs_in_feature_and_method_names_are_plotted_as_text(boards, tm
 
 
 def test_a_failed_update_leaves_the_previous_board_as_it_was(boards, monkeypatch):
-    import cfbench.plots
+    import cfbench.report.svg
 
     before = {p.name: p.read_bytes() for p in boards.iterdir()}
     board = json.loads((boards / "heart.json").read_text())
@@ -278,7 +278,7 @@ def test_a_failed_update_leaves_the_previous_board_as_it_was(boards, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(cfbench.plots, "feature_profile", broken)
+    monkeypatch.setattr(cfbench.report.svg, "feature_profile", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
         write_board(board, boards, records=[])
     assert {p.name: p.read_bytes() for p in boards.iterdir()} == before  # no partial board

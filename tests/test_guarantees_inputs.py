@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.cli import main
-from cfbench.errors import UserError
-from cfbench.redact import redact
-from cfbench.safe_load import MAX_DEPTH, MAX_JSON_BYTES, load_json_text, loads_toml
-from cfbench.settings import MAX_NAME
-from cfbench.suite import load_suite
-from cfbench.task import Task, available_specs, load_spec, resolve_spec
+from cfbench.cli.app import main
+from cfbench.core.errors import UserError
+from cfbench.core.names import MAX_NAME
+from cfbench.core.redact import redact
+from cfbench.core.safe_load import MAX_DEPTH, MAX_JSON_BYTES, load_json_text, loads_toml
+from cfbench.execution.suite import load_suite
+from cfbench.tasks.spec import Task, available_specs, load_spec, resolve_spec
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -142,8 +142,10 @@ def test_echoed_credentials_reach_no_record(monkeypatch, tmp_path):
     """Through a real run: the server's error holds ``Basic <base64 user:pass>``; records.jsonl
     and records.parquet hold the error with every credential masked."""
     pytest.importorskip("openai")
-    from cfbench.runner import RunConfig, execute, resolve_methods
-    from cfbench.store import load_records, write_parquet
+    from cfbench.execution.config import RunConfig
+    from cfbench.execution.orchestrator import execute
+    from cfbench.execution.select import resolve_methods
+    from cfbench.records.store import load_records, write_parquet
 
     with EchoAuthServer() as srv:
         monkeypatch.setenv("CFBENCH_API_BASE", f"http://{USER}:{PW_URL}@127.0.0.1:{srv.port}/v1")
@@ -233,7 +235,7 @@ def test_init_spec_of_hostile_values_and_file_name_loads_as_intended(tmp_path, c
 @pytest.mark.parametrize("text", ["plain", 'q"uote', "back\\slash", "nl\nline", "del\x7f",
                                   "".join(map(chr, range(32))), "uni é ✓ \u2028"])
 def test_toml_string_reads_back_exactly(text):
-    from cfbench.task_init import toml_string
+    from cfbench.tasks.init_spec import toml_string
 
     assert loads_toml(f"x = {toml_string(text)}", "t", "test")["x"] == text
 
@@ -432,8 +434,8 @@ def test_absurd_numbers_stop_at_the_command_line(tmp_path, capsys, flag, value):
 
 
 def test_a_long_param_value_gives_a_short_distinct_log_name(tmp_path):
-    from cfbench.runner import method_label
-    from cfbench.workerproc import log_name
+    from cfbench.execution.workerproc import log_name
+    from cfbench.records.labels import method_label
 
     labels = [method_label("api-zeroshot", "default", {"prompt_dir": "p" * 5000 + end})
               for end in ("a", "b")]

@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from cfbench.schema import Feature, FeatureSchema
-from cfbench.summary import decisions, score_records, summarize_frames
+from cfbench.core.schema import Feature, FeatureSchema
+from cfbench.score.summary import decisions, score_records, summarize_frames
 
 SCHEMA = FeatureSchema((Feature("dose"),
                         Feature("site", kind="categorical", categories=(0.0, 1.0, 2.0, 3.0))))
@@ -68,7 +68,7 @@ def test_a_model_that_rejects_every_row_costs_only_validity():
 
 def test_a_broken_pipe_that_is_not_stdout_is_no_success(monkeypatch, capfd):
     """A worker's or server's pipe breaking used to read as `| head` leaving: exit 0, no summary."""
-    from cfbench import cli
+    from cfbench.cli import main as cli
 
     def boom(args):  # noqa: ANN001, ANN202
         raise BrokenPipeError("fork server gone")

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from cfbench import schedule
-from cfbench.errors import UserError
-from cfbench.progress import fmt_duration
-from cfbench.runner import Cell, RunConfig, execute, resolve_methods
-from cfbench.store import load_records
-from cfbench.task import Task, resolve_spec
+from cfbench.cli.progress import fmt_duration
+from cfbench.core.errors import UserError
+from cfbench.execution import config, schedule
+from cfbench.execution.config import Cell, RunConfig
+from cfbench.execution.orchestrator import execute
+from cfbench.execution.select import resolve_methods
+from cfbench.records.store import load_records
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_generate_gets_the_budget_not_the_hard_timeout(task, faulty_plugin, tmp_
 
 
 def test_worker_phases_reach_the_display(task, faulty_plugin, tmp_path):
-    from cfbench.progress import RunObserver
+    from cfbench.cli.progress import RunObserver
 
     class Listen(RunObserver):
         def __init__(self) -> None:
@@ -88,8 +90,8 @@ def test_worker_phases_reach_the_display(task, faulty_plugin, tmp_path):
 def test_parent_phases_show_as_status_lines():
     from rich.console import Console
 
-    from cfbench import phase
-    from cfbench.progress import PhaseStatus
+    from cfbench.cli.progress import PhaseStatus
+    from cfbench.core import phase
 
     buf = io.StringIO()
     with PhaseStatus(Console(file=buf, width=80), "loading task", every=0.0):
@@ -101,8 +103,8 @@ def test_parent_phases_show_as_status_lines():
 
 def test_hard_kill_is_far_above_the_budget():
     assert schedule.hard_limit(timeout=1.0, budget=2.0, batch=1, grace=10.0) == 30.0
-    assert schedule.hard_limit(schedule.DEFAULT_TIMEOUT, schedule.DEFAULT_BUDGET, 50, 10.0) >= (
-        50 * 10 * schedule.DEFAULT_BUDGET)
+    assert schedule.hard_limit(config.DEFAULT_TIMEOUT, config.DEFAULT_BUDGET, 50, 10.0) >= (
+        50 * 10 * config.DEFAULT_BUDGET)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -207,7 +209,7 @@ class _Clock:
 def _display(plain: bool):
     from rich.console import Console
 
-    from cfbench.progress import ProgressDisplay
+    from cfbench.cli.progress import ProgressDisplay
 
     buf = io.StringIO()
     clock = _Clock()
@@ -332,7 +334,7 @@ def test_list_methods_table_names_the_extra(faulty_plugin):
 def test_run_folders_and_latest(tmp_path):
     import datetime as dt
 
-    from cfbench import runs
+    from cfbench.records import runs
 
     now = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     a = runs.new_run_dir("heart", tmp_path, now)
@@ -389,7 +391,7 @@ def test_version_and_help_show_defaults_without_markup():
     assert "``" not in h.stdout
     r = cli("run", "--help")
     text = " ".join(r.stdout.split())
-    assert f"(default: {schedule.DEFAULT_BUDGET})" in text and "(default: 1)" in text
+    assert f"(default: {config.DEFAULT_BUDGET})" in text and "(default: 1)" in text
 
 
 def test_more_queries_than_the_data_allow_says_so(tmp_path):
@@ -405,7 +407,7 @@ def test_more_queries_than_the_data_allow_says_so(tmp_path):
 def test_tables_are_readable_at_80_columns():
     from rich.console import Console
 
-    from cfbench.leaderboard import print_table
+    from cfbench.report.board import print_table
 
     board = json.loads((Path(__file__).parents[1] / "leaderboard" / "ai-readi.json").read_text())
     buf = io.StringIO()
@@ -422,7 +424,7 @@ def test_tables_are_readable_at_80_columns():
 
 
 def test_a_spread_from_one_seed_prints_as_a_dash():
-    from cfbench.augment import to_markdown
+    from cfbench.report.augment import to_markdown
 
     row = {"scenario": "A", "method": "m", "cfs": "all", "n_seeds": 1, "n_added": 3.0,
            "f1_recovered_rel": 0.5}
@@ -436,7 +438,7 @@ def test_a_spread_from_one_seed_prints_as_a_dash():
 
 def test_workers_keep_transformers_quiet_even_when_preloaded():
     code = ("import transformers, logging\n"
-            "from cfbench.schedule import quiet_libraries\n"
+            "from cfbench.execution.schedule import quiet_libraries\n"
             "quiet_libraries()\n"
             "from transformers.utils import logging as tl\n"
             "assert not tl.is_progress_bar_enabled(), 'Loading weights bars still on'\n"

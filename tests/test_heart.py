@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.heart import FEATURES, HEART_CSV, load_heart
+from cfbench.core.errors import UserError
+from cfbench.tasks.heart import FEATURES, HEART_CSV, load_heart
 
 
 def test_shape_label_and_no_missing() -> None:

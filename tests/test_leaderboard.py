@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.ranking import bootstrap_ci, nemenyi_cd, rank_methods
+from cfbench.score.ranking import bootstrap_ci, nemenyi_cd, rank_methods
 from cfbench.smoke import compare
 
 SCHEMA = Path(__file__).parents[1] / "leaderboard" / "schema.json"
@@ -118,7 +118,7 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
     proximity: it gets the neutral quality rank, and ranks last overall through validity."""
     import pandas as pd
 
-    from cfbench.ranking import per_query_values, rank_methods
+    from cfbench.score.ranking import per_query_values, rank_methods
 
     q = pd.DataFrame({"qidx": [0, 1, 2, 3], "method_label": ["copy", "copy", "real", "real"],
                       "seed": 0, "query_id": [7, 8, 7, 8], "k": 1})
@@ -140,7 +140,7 @@ def test_invalid_cfs_do_not_win_proximity_or_sparsity_ranks():
 def test_conditional_ranks_count_validity_once():
     """Quality ranks among the methods with a valid CF, spread over 1..m; the others (and a
     lone valid one) neutral, so each block averages (m + 1)/2 whoever found a valid CF."""
-    from cfbench.ranking import conditional_ranks
+    from cfbench.score.ranking import conditional_ranks
 
     data = np.array([[0.1, 0.2, 0.3, np.inf],   # a, b, c valid; d not
                      [0.5, np.inf, np.inf, np.inf],  # only a valid
@@ -156,7 +156,7 @@ def test_conditional_ranks_count_validity_once():
 def test_quality_ranks_are_over_valid_cfs_and_cis_over_queries_with_one():
     """LOF and constraints are shares of the query's valid CFs (not of its k slots), and their
     bootstrap CIs leave out the queries without a valid CF (whose value is the failure value)."""
-    from cfbench.ranking import ci_values, per_query_values
+    from cfbench.score.ranking import ci_values, per_query_values
 
     q = pd.DataFrame({"qidx": [0, 1], "method_label": "m", "seed": 0, "query_id": [1, 2], "k": 2})
     cf = pd.DataFrame({"qidx": [0, 0, 1], "validity": [True, False, False],

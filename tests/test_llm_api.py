@@ -19,9 +19,9 @@ from collections import Counter
 
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.plugins import registry
-from cfbench.task import Task, resolve_spec
+from cfbench.core.errors import UserError
+from cfbench.core.plugins import registry
+from cfbench.tasks.spec import Task, resolve_spec
 
 KEY = "sk-cfbench-test-0123456789abcdef"
 
@@ -236,9 +236,11 @@ def test_huge_api_values_and_leaked_credentials_through_a_run(monkeypatch, tmp_p
     """``"thalach": 1e308`` from the server is invalid_output and the summary is written; a
     3-character key and the credentials of the base URL appear in no record."""
     pytest.importorskip("openai")
-    from cfbench.runner import RunConfig, execute, resolve_methods
-    from cfbench.store import load_records
-    from cfbench.summary import summarize
+    from cfbench.execution.config import RunConfig
+    from cfbench.execution.orchestrator import execute
+    from cfbench.execution.select import resolve_methods
+    from cfbench.records.store import load_records
+    from cfbench.score.summary import summarize
 
     task = Task.load(resolve_spec("heart"))
     key, password, token = "Zq9", "s3cretpw", "QQtokenQQ"

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import Evil
 
-from cfbench.errors import UserError
+from cfbench.core.errors import UserError
 
 
 @pytest.fixture()

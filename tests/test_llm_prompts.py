@@ -13,9 +13,9 @@ from cfbench_llm.prompts import (
     value_formats,
 )
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.schema import FeatureSchema
+from cfbench.core.errors import UserError
+from cfbench.core.generator import FitContext
+from cfbench.core.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_records([
     {"name": "site", "kind": "categorical", "mutable": False, "categories": [0, 1, 2],

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench import metric_registry as R
-from cfbench.schema import Feature, FeatureSchema
+from cfbench.core.schema import Feature, FeatureSchema
+from cfbench.score import registry as R
 
 SCHEMA = FeatureSchema((Feature("a"), Feature("b", kind="categorical", categories=(0.0, 1.0))))
 
@@ -35,19 +35,21 @@ def test_registry_is_consistent():
 def test_committed_schema_is_generated_from_the_registry():
     from pathlib import Path
 
-    from cfbench.board_schema import text
+    from cfbench.report.schema import text
 
     committed = Path(__file__).parents[1] / "leaderboard" / "schema.json"
-    assert committed.read_text() == text(), "run: python -m cfbench.board_schema"
+    assert committed.read_text() == text(), "run: python -m cfbench.report.schema"
 
 
 def test_a_new_metric_is_one_entry(monkeypatch):
     """Register ``abs_b`` (|c_b - x_b|) and nothing else: it is scored, summarised in its
     scopes, shown as a column, ranked, plotted, in the schema and in ``list metrics``."""
-    from cfbench import board_schema, leaderboard, plots
-    from cfbench.metrics import Scorer
-    from cfbench.ranking import per_query_values, rank_methods
-    from cfbench.summary import summarize_frames
+    from cfbench.report import board as leaderboard
+    from cfbench.report import schema as board_schema
+    from cfbench.report import svg as plots
+    from cfbench.score.ranking import per_query_values, rank_methods
+    from cfbench.score.scorer import Scorer
+    from cfbench.score.summary import summarize_frames
 
     extra = R.Metric("abs_b", "|Δb|", "absolute change of b", "|c_b - x_b|", ("valid", "found"),
                      "mean", "lower", per_cf=lambda ctx: np.abs(ctx.C[:, 1] - ctx.X[:, 1]),
@@ -77,7 +79,7 @@ def test_a_new_metric_is_one_entry(monkeypatch):
 
 
 def test_list_metrics_shows_every_registered_metric(capsys):
-    from cfbench.cli import main
+    from cfbench.cli.app import main
 
     assert main(["list", "metrics", "--json"]) == 0
     cards = json.loads(capsys.readouterr().out)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench import metrics as M
-from cfbench.schema import Feature, FeatureSchema
+from cfbench.core.schema import Feature, FeatureSchema
+from cfbench.score import metrics as M
+from cfbench.score import scorer
 
 SCHEMA = FeatureSchema((
     Feature("age", mutable=False, lower=40, upper=90),
@@ -73,7 +74,7 @@ def test_carla_distances_in_carlas_encoding_by_hand():
                             Feature("cp", kind="categorical", categories=(1.0, 2.0, 3.0))))
     train = pd.DataFrame({"bp": [100.0, 140, 120], "sex": [0.0, 1, 0], "cp": [1.0, 2, 3]})
     pool = pd.concat([train, pd.DataFrame({"bp": [180.0], "sex": [1.0], "cp": [1.0]})])
-    s = M.Scorer(schema).fit(train, np.zeros(3, int), X_pool=pool, pool_labels=np.zeros(4, int))
+    s = scorer.Scorer(schema).fit(train, np.zeros(3, int), X_pool=pool, pool_labels=np.zeros(4, int))
     # bp's range over the pool: 100..180 = 80 (training alone: 40)
     assert s.carla_encode(np.array([[140.0, 1, 3]])).tolist() == [[0.5, 1, 0, 0, 1]]
     x = np.array([[120.0, 0, 1]])
@@ -167,7 +168,7 @@ def test_ynn_searches_every_row_of_the_data_set_as_carla_does():
     train = pd.DataFrame({"a": [0.0, 0.1, 5.0, 5.1, 5.2]})
     pool = pd.concat([train, pd.DataFrame({"a": [0.05, 0.06, 0.07]})], ignore_index=True)
     labels = np.array([1, 1, 0, 0, 0, 1, 1, 1])
-    s = M.Scorer(schema, n_neighbors=3).fit(train, labels[:5], X_pool=pool, pool_labels=labels)
+    s = scorer.Scorer(schema, n_neighbors=3).fit(train, labels[:5], X_pool=pool, pool_labels=labels)
     out = s.score(np.array([[0.0]]), np.array([[0.04]]), np.array([1]), np.array([1]))
     # 3 nearest of 0.04 among all 8 rows: 0.05, 0.06, 0.0 (test, test, train): all labelled 1
     assert out["ynn"].tolist() == [1.0]
@@ -177,7 +178,7 @@ def test_calibrated_lof_passes_real_rows_and_rejects_far_ones():
     rng = np.random.default_rng(1)
     schema = FeatureSchema((Feature("a"), Feature("b")))
     train = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"])
-    s = M.Scorer(schema).fit(train, np.zeros(300, int))
+    s = scorer.Scorer(schema).fit(train, np.zeros(300, int))
     # the threshold is the training rows' own 95th-percentile LOF: 95 % of them are within
     own = -s.lof_.negative_outlier_factor_
     assert np.mean(own <= s.lof_threshold_) == pytest.approx(0.95, abs=0.01)
@@ -212,7 +213,7 @@ def test_scorer_end_to_end_on_a_tiny_task():
     X = pd.DataFrame({"age": rng.uniform(40, 90, 60), "steps": rng.uniform(0, 20000, 60),
                       "site": rng.integers(0, 3, 60).astype(float)})
     y = (X["steps"] > 10000).astype(int).to_numpy()
-    s = M.Scorer(SCHEMA).fit(X, y)
+    s = scorer.Scorer(SCHEMA).fit(X, y)
     x = X.iloc[[0, 0, 0]].to_numpy()
     C = x.copy()
     C[1, 1] += 1000
@@ -230,7 +231,7 @@ def test_scorer_end_to_end_on_a_tiny_task():
     assert res["lof_inlier"].dtype == bool and res["lof_p95"].dtype == bool
     assert np.isnan(res["redundancy"]).all()  # no model given: not computed
     # every per-CF metric of the registry is a column, named as the registry names it
-    from cfbench.metric_registry import per_cf_metrics
+    from cfbench.score.registry import per_cf_metrics
 
     assert [m.name for m in per_cf_metrics()] == list(res.columns[:len(per_cf_metrics())])
 
@@ -241,14 +242,14 @@ def test_scoring_never_raises_on_huge_values():
     X_train = pd.DataFrame({"age": rng.uniform(40, 90, 60), "steps": rng.uniform(0, 30000, 60),
                             "site": rng.integers(0, 3, 60).astype(float)})
     y = (X_train["steps"] > 15000).to_numpy(int)
-    scorer = M.Scorer(SCHEMA).fit(X_train, y)
+    fitted = scorer.Scorer(SCHEMA).fit(X_train, y)
     X = np.array([[50.0, 1000, 0]] * 3)
     C = np.array([[50.0, 1e308, 0], [50.0, -1e308, 2], [50.0, 4000, 1]])
     with np.errstate(all="raise"):  # no floating-point exception may escape
-        out = scorer.score(X, C, np.ones(3, int), np.ones(3, int))
-        scorer.diversity(np.r_[C, C], np.array([0, 0, 0, 1, 1, 1]))
+        out = fitted.score(X, C, np.ones(3, int), np.ones(3, int))
+        fitted.diversity(np.r_[C, C], np.array([0, 0, 0, 1, 1, 1]))
     assert out["out_of_bounds"].tolist() == [True, True, False]
     assert np.isinf(out["heom"][0]) and np.isfinite(out["heom"][2])
     lo, hi = M.envelope(X_train[SCHEMA.names].to_numpy())
     assert M.outside_envelope(C, lo, hi).tolist() == [True, True, False]
-    assert (np.abs(scorer.clip(C)) <= M.ENVELOPE_LIMIT).all()
+    assert (np.abs(fitted.clip(C)) <= M.ENVELOPE_LIMIT).all()

@@ -12,24 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.generator import GeneratorSpec, Param, params_markdown, validate_params
-from cfbench.plugins import registry
-from cfbench.runner import (
-    Cell,
-    Choice,
-    RunConfig,
-    canonical_key,
-    check_resume,
-    method_label,
-    plan,
-    record_label,
+from cfbench.core.errors import UserError
+from cfbench.core.generator import GeneratorSpec, Param, params_markdown, validate_params
+from cfbench.core.plugins import registry
+from cfbench.execution.config import Cell, RunConfig
+from cfbench.execution.orchestrator import check_resume, plan
+from cfbench.execution.select import (
+    group_params,
+    parse_param,
     resolve_methods,
+    split_selection,
     with_params,
 )
-from cfbench.store import record_key
-from cfbench.suite import group_params, parse_param, split_selection
-from cfbench.task import resolve_spec
+from cfbench.records.labels import Choice, canonical_key, method_label, record_label
+from cfbench.records.store import record_key
+from cfbench.tasks.spec import resolve_spec
 
 IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm")
 DOC = Path(__file__).parent.parent / "docs" / "writing-a-plugin.md"
@@ -350,7 +347,7 @@ def test_records_and_resume_agree_with_explicit_defaults(tmp_path):
     check_resume(resumed, spec)  # the explicit default does not change the run's identity
     with pytest.raises(UserError, match="params was"):
         check_resume(dataclasses.replace(resumed, params=(("dice:random", {"total_cfs": 4}),)), spec)
-    from cfbench.runs import pinned_pairs
+    from cfbench.records.runs import pinned_pairs
 
     assert pinned_pairs(tmp_path, None)[1] == [Choice("dice", "random", (("total_cfs", 3),))]
 

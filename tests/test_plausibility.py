@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfbench import metrics as M
-from cfbench.summary import fit_scorer
-from cfbench.task import Task, resolve_spec
+from cfbench.score import metrics as M
+from cfbench.score.summary import fit_scorer
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 def uniform_in_box(task: Task, n: int, seed: int = 0) -> np.ndarray:

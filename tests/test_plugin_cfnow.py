@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from mixed_task import FEATURES, make_mixed_task  # noqa: F401
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.metrics import changed, constraint_violations
-from cfbench.plugins import build_registry
+from cfbench.core.errors import UserError
+from cfbench.core.generator import FitContext
+from cfbench.core.plugins import build_registry
+from cfbench.score.metrics import changed, constraint_violations
 
 if importlib.util.find_spec("cfnow") is None:  # importorskip would import cfnow unpatched
     pytest.skip("cfnow is not installed: pip install 'cfbench-harness[cfnow]'", allow_module_level=True)
@@ -41,7 +41,7 @@ def cfnow_results(request, task):
     gen = make_cfnow(request.param).fit(ctx)
     times, res = [], []
     for i in range(len(Q)):
-        start = time.process_time()  # the budget's clock (cfbench.budget)
+        start = time.process_time()  # the budget's clock (cfbench.core.budget)
         res += gen.generate(Q.iloc[[i]], T[i : i + 1], k=2, budget=BUDGET)
         times.append(time.process_time() - start)
     return request.param, res, times

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from mixed_task import FEATURES, make_mixed_task  # noqa: F401
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.metrics import changed, constraint_violations
-from cfbench.plugins import build_registry
-from cfbench.schema import FeatureSchema
+from cfbench.core.errors import UserError
+from cfbench.core.generator import FitContext
+from cfbench.core.plugins import build_registry
+from cfbench.core.schema import FeatureSchema
+from cfbench.score.metrics import changed, constraint_violations
 
 pytest.importorskip("dice_ml")
 

@@ -10,11 +10,11 @@ import pytest
 from cfbench_nice import make_nice
 from mixed_task import FEATURES, make_mixed_task  # noqa: F401
 
-from cfbench.errors import UserError
-from cfbench.generator import FitContext
-from cfbench.metrics import changed, constraint_violations
-from cfbench.plugins import build_registry
-from cfbench.schema import FeatureSchema
+from cfbench.core.errors import UserError
+from cfbench.core.generator import FitContext
+from cfbench.core.plugins import build_registry
+from cfbench.core.schema import FeatureSchema
+from cfbench.score.metrics import changed, constraint_violations
 
 
 def make_task(constrained: bool, n: int = 300, seed: int = 0):

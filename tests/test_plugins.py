@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import FIXTURES, install_on_path
 
-from cfbench.plugins import build_registry
+from cfbench.core.plugins import build_registry
 
 
 def cli(*args: str, env_path: Path | None = None) -> subprocess.CompletedProcess:
@@ -69,15 +69,15 @@ HOSTILE = {
     # module name: source of a plugin that misbehaves in one way
     "cfbench_exits": "raise SystemExit(0)\n",
     "cfbench_baseexc": "class Odd(BaseException):\n    pass\n\nraise Odd('odd base exception')\n",
-    "cfbench_genwrong": ("from cfbench.hookspecs import hookimpl\n\n@hookimpl\n"
+    "cfbench_genwrong": ("from cfbench.api import hookimpl\n\n@hookimpl\n"
                          "def cfbench_generators():\n    return {'not': 'a list'}\n"),
-    "cfbench_loadwrong": ("from cfbench.hookspecs import hookimpl\n\n@hookimpl\n"
+    "cfbench_loadwrong": ("from cfbench.api import hookimpl\n\n@hookimpl\n"
                           "def cfbench_dataset_loaders():\n    return ['not', 'a', 'dict']\n"),
-    "cfbench_pathwrong": ("from cfbench.hookspecs import hookimpl\n\n@hookimpl\n"
+    "cfbench_pathwrong": ("from cfbench.api import hookimpl\n\n@hookimpl\n"
                           "def cfbench_task_paths():\n    return 42\n"),
-    "cfbench_cmdraises": ("from cfbench.hookspecs import hookimpl\n\n@hookimpl\n"
+    "cfbench_cmdraises": ("from cfbench.api import hookimpl\n\n@hookimpl\n"
                           "def cfbench_add_commands(subparsers):\n    raise RuntimeError('no commands')\n"),
-    "cfbench_cmdsteal": ("from cfbench.hookspecs import hookimpl\n\n@hookimpl\n"
+    "cfbench_cmdsteal": ("from cfbench.api import hookimpl\n\n@hookimpl\n"
                          "def cfbench_add_commands(subparsers):\n"
                          "    p = subparsers.add_parser('run')\n"
                          "    p.set_defaults(func=lambda args: print('stolen') or 0)\n"),
@@ -144,7 +144,7 @@ def test_stolen_command_is_refused(tmp_path, monkeypatch):
     try:
         import argparse
 
-        from cfbench.plugins import add_commands
+        from cfbench.core.plugins import add_commands
 
         reg = build_registry()
         parser = argparse.ArgumentParser()
@@ -154,7 +154,7 @@ def test_stolen_command_is_refused(tmp_path, monkeypatch):
         assert sub.choices["run"] is own
         assert ("conflicting subparser" in reg.broken.get("cmdsteal", "")  # Python >= 3.11
                 or "command 'run' of plugin 'cmdsteal' ignored: the name is taken" in reg.conflicts)
-        assert reg.loaders["sklearn-breast-cancer"].__module__ == "cfbench.datasets"
+        assert reg.loaders["sklearn-breast-cancer"].__module__ == "cfbench.tasks.loaders"
     finally:
         for mod in ["cfbench_hijack", *HOSTILE]:
             sys.modules.pop(mod, None)

@@ -25,9 +25,11 @@ import pytest
 from conftest import kill_mid_run, require
 from test_faults import _kill_leftovers, wait_until_gone
 
-from cfbench.runner import Cell, RunConfig, Runner, execute, resolve_methods
-from cfbench.store import RunStore, load_records
-from cfbench.task import Task, resolve_spec
+from cfbench.execution.config import Cell, RunConfig
+from cfbench.execution.orchestrator import Runner, execute
+from cfbench.execution.select import resolve_methods
+from cfbench.records.store import RunStore, load_records
+from cfbench.tasks.spec import Task, resolve_spec
 
 require(importlib.util.find_spec("ray") is not None, "the ray extra (pip install -e '.[ray]')")
 
@@ -139,7 +141,7 @@ def test_hung_and_crashing_cells_are_recorded_and_the_run_goes_on(cluster, fault
 
     # The same plugin, not visible to the workers: a per-cell error naming the method and
     # the install command; the run is not stopped.
-    from cfbench.ray_executor import RayExecutor
+    from cfbench.execution.ray_executor import RayExecutor
 
     cfg = RunConfig(task=task.name, out=tmp_path / "missing")
     executor = RayExecutor(cluster, ship_env=False)

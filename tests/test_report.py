@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from cfbench import report
-from cfbench.leaderboard import board_markdown, print_table, to_markdown
-from cfbench.store import SCHEMA_VERSION
+from cfbench.records.store import SCHEMA_VERSION
+from cfbench.report import html as report
+from cfbench.report.board import board_markdown, print_table, to_markdown
 
 BOARD_DIR = Path(__file__).parents[1] / "leaderboard"
 EVIL = "<script>alert(1)</script>"

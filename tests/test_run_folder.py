@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import RUN, cli, finished_run, one_error_line
 
-from cfbench.store import RECORDS, RUN_INFO, load_records, lock_run_dir, release_run_dir
+from cfbench.records.store import RECORDS, RUN_INFO, load_records, lock_run_dir, release_run_dir
 
 
 @pytest.fixture(scope="module")

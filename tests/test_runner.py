@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import kill_mid_run
 
-from cfbench.runner import RunConfig, _normalise, execute, resolve_methods
-from cfbench.store import RunStore, load_records
-from cfbench.task import Task, resolve_spec
+from cfbench.execution.config import RunConfig
+from cfbench.execution.orchestrator import execute
+from cfbench.execution.select import resolve_methods
+from cfbench.execution.worker import normalise_result
+from cfbench.records.store import RunStore, load_records
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 @pytest.fixture(scope="module")
@@ -83,68 +86,68 @@ def test_same_seed_same_results(task, faulty_plugin, tmp_path):
 
 
 def test_normalise_rejects_garbage():
-    from cfbench.generator import QueryResult
+    from cfbench.core.generator import QueryResult
 
     cols = ["a", "b"]
-    assert _normalise(QueryResult.ok([[1, 2], [3, 4], [5, 6]]), cols, 2)["cfs"] == [[1, 2], [3, 4]]
-    assert _normalise(QueryResult("weird"), cols, 1)["status"] == "invalid_output"
-    assert _normalise(QueryResult.ok([[1, float("inf")]]), cols, 1)["status"] == "invalid_output"
-    assert _normalise(QueryResult.ok([]), cols, 1)["status"] in ("invalid_output", "not_found")
-    assert _normalise(QueryResult.not_found("none"), cols, 1) == {
+    assert normalise_result(QueryResult.ok([[1, 2], [3, 4], [5, 6]]), cols, 2)["cfs"] == [[1, 2], [3, 4]]
+    assert normalise_result(QueryResult("weird"), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok([[1, float("inf")]]), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok([]), cols, 1)["status"] in ("invalid_output", "not_found")
+    assert normalise_result(QueryResult.not_found("none"), cols, 1) == {
         "status": "not_found", "cfs": [], "reason": "none", "raw": None, "extra": {}}
 
 
 def test_normalise_flags_values_a_feature_cannot_take():
     """heart-like codes: cp = 3.29, fbs = 0.072 and a fractional integer age are kept and
     scored, and the record says which values they are (the scoring counts them as violations)."""
-    from cfbench.generator import QueryResult
-    from cfbench.schema import Feature, FeatureSchema
+    from cfbench.core.generator import QueryResult
+    from cfbench.core.schema import Feature, FeatureSchema
 
     schema = FeatureSchema((Feature("age", integer=True),
                             Feature("cp", kind="categorical", categories=(1.0, 2.0, 3.0, 4.0)),
                             Feature("fbs", kind="categorical", categories=(0.0, 1.0))))
     cols = schema.names
-    out = _normalise(QueryResult.ok([[54, 3.29, 0.072], [54.5, 2, 1], [54, 2, 1]]), cols, 3,
+    out = normalise_result(QueryResult.ok([[54, 3.29, 0.072], [54.5, 2, 1], [54, 2, 1]]), cols, 3,
                      schema=schema)
     assert out["status"] == "ok" and len(out["cfs"]) == 3
     assert out["flags"] == ["CF 0: cp = 3.29 is not one of its codes (1, 2, 3, 4)",
                             "CF 0: fbs = 0.072 is not one of its codes (0, 1)",
                             "CF 1: age = 54.5 is not an integer"]
-    assert _normalise(QueryResult.ok([[54, 2, 1]]), cols, 1, schema=schema)["flags"] == []
+    assert normalise_result(QueryResult.ok([[54, 2, 1]]), cols, 1, schema=schema)["flags"] == []
 
 
 def test_normalise_accepts_only_real_finite_distinct_cfs():
     import numpy as np
     import pandas as pd
 
-    from cfbench.generator import QueryResult
+    from cfbench.core.generator import QueryResult
 
     cols = ["a", "b"]
     df = pd.DataFrame([["1.5", "2"]], columns=cols)
-    assert _normalise(QueryResult.ok(df), cols, 1)["status"] == "invalid_output"  # numeric strings
-    assert _normalise(QueryResult.ok([["1.5", "2"]]), cols, 1)["status"] == "invalid_output"
-    assert _normalise(QueryResult.ok(np.array([[1 + 0j, 2]])), cols, 1)["status"] == "invalid_output"
-    assert _normalise(QueryResult.ok([[1 + 2j, 2]]), cols, 1)["status"] == "invalid_output"
-    assert _normalise(QueryResult.ok([[10**400, 2]]), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok(df), cols, 1)["status"] == "invalid_output"  # numeric strings
+    assert normalise_result(QueryResult.ok([["1.5", "2"]]), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok(np.array([[1 + 0j, 2]])), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok([[1 + 2j, 2]]), cols, 1)["status"] == "invalid_output"
+    assert normalise_result(QueryResult.ok([[10**400, 2]]), cols, 1)["status"] == "invalid_output"
     bounds = (np.array([-10.0, -10]), np.array([10.0, 10]))
-    huge = _normalise(QueryResult.ok([[1e308, 2]]), cols, 1, bounds)
+    huge = normalise_result(QueryResult.ok([[1e308, 2]]), cols, 1, bounds)
     assert huge["status"] == "invalid_output" and "envelope" in huge["reason"]
-    assert _normalise(QueryResult.ok([[9.5, 2]]), cols, 1, bounds)["status"] == "ok"
-    dup = _normalise(QueryResult.ok([[1, 2], [1, 2], [3, 4], [1, 2]]), cols, 3)
+    assert normalise_result(QueryResult.ok([[9.5, 2]]), cols, 1, bounds)["status"] == "ok"
+    dup = normalise_result(QueryResult.ok([[1, 2], [1, 2], [3, 4], [1, 2]]), cols, 3)
     assert dup["cfs"] == [[1, 2], [3, 4]] and "dropped 2 duplicate CFs" in dup["reason"]
 
 
 def test_normalise_makes_extra_strict_json():
     import threading
 
-    from cfbench.generator import QueryResult
-    from cfbench.strict_json import loads_strict
+    from cfbench.core.generator import QueryResult
+    from cfbench.core.strict_json import loads_strict
 
     loop: dict = {"n": float("nan")}
     loop["me"] = loop
     extra = {"lock": threading.Lock(), (1, 2): "t", 3: float("inf"), "loop": loop,
              "big": 10**5000, "fine": [1, "x"]}
-    out = _normalise(QueryResult.ok([[1, 2]], extra=extra), ["a", "b"], 1)
+    out = normalise_result(QueryResult.ok([[1, 2]], extra=extra), ["a", "b"], 1)
     assert out["status"] == "ok" and "extra made JSON-safe" in out["reason"]
     text = json.dumps(out, allow_nan=False)  # raises on anything that is not strict JSON
     back = loads_strict(text)["extra"]
@@ -153,7 +156,7 @@ def test_normalise_makes_extra_strict_json():
 
 
 def test_store_writes_strict_json(tmp_path):
-    from cfbench.strict_json import loads_strict
+    from cfbench.core.strict_json import loads_strict
 
     store = RunStore(tmp_path)
     loop: dict = {}

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from test_task_init import wearable
 
-from cfbench import metric_registry as R
-from cfbench.store import SCHEMA_VERSION
+from cfbench.records.store import SCHEMA_VERSION
+from cfbench.score import registry as R
 
 METHODS = "nearest-neighbour,nice:sparsity"
 
@@ -61,11 +61,11 @@ def test_scores_parquet_has_one_row_per_cf_with_every_per_cf_metric(csv_run):
 def test_board_from_the_run_folder_equals_the_board_rescored_from_records(csv_run, tmp_path):
     """``--update`` reads scores.parquet; ``--validate`` re-scores the records with the task:
     both must give the same numbers (and the board says its schema version)."""
-    from cfbench.board_check import _diff
-    from cfbench.leaderboard import FROM_RECORDS, board_from_records, build_board
-    from cfbench.store import load_records
-    from cfbench.strict_json import dumps
-    from cfbench.task import Task, load_spec
+    from cfbench.core.strict_json import dumps
+    from cfbench.records.store import load_records
+    from cfbench.report.board import FROM_RECORDS, board_from_records, build_board
+    from cfbench.report.check import _diff
+    from cfbench.tasks.spec import Task, load_spec
 
     out, spec, _ = csv_run
     board_dir = tmp_path / "lb"
@@ -152,7 +152,7 @@ def test_a_folder_without_scores_is_scored_with_the_task_as_before(csv_run, tmp_
 
 def test_summary_scopes_by_hand():
     """all: valid CFs over k slots; valid: mean over valid CFs; found: mean over all CFs."""
-    from cfbench.summary import summarize_frames
+    from cfbench.score.summary import summarize_frames
 
     q = pd.DataFrame({"qidx": [0, 1], "method_label": "m", "direction": "0->1", "k": 2,
                       "status": ["ok", "not_found"], "n_cfs": [2, 0], "seconds": [1.0, 3.0]})
@@ -174,17 +174,17 @@ def test_summary_scopes_by_hand():
 def test_a_run_without_any_cf_round_trips_through_scores_parquet(csv_run, tmp_path):
     """Every query failed: scores.parquet has no rows, and the summary and board built from it
     equal those scored with the task (no crash on empty frames)."""
-    from cfbench.leaderboard import board_from_frames
-    from cfbench.store import load_records
-    from cfbench.strict_json import dumps
-    from cfbench.summary import (
+    from cfbench.core.strict_json import dumps
+    from cfbench.records.store import load_records
+    from cfbench.report.board import board_from_frames
+    from cfbench.score.summary import (
         frames_from_scores,
         score_records,
         summarize_frames,
         task_meta,
         write_scores,
     )
-    from cfbench.task import Task, load_spec
+    from cfbench.tasks.spec import Task, load_spec
 
     out, spec, _ = csv_run
     task = Task.load(load_spec(spec))
@@ -205,7 +205,7 @@ def test_a_run_without_any_cf_round_trips_through_scores_parquet(csv_run, tmp_pa
 
 def test_coverage_counts_valid_cfs_and_returned_any_cf_by_hand():
     """CF-Bench's coverage: queries with a valid CF; `returned`: queries with any CF."""
-    from cfbench.summary import summarize_frames
+    from cfbench.score.summary import summarize_frames
 
     # three queries: one valid CF; one invalid CF only; nothing
     q = pd.DataFrame({"qidx": [0, 1, 2], "method_label": "m", "direction": "0->1", "k": 1,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cfbench.errors import UserError
+from cfbench.core.errors import UserError
+from cfbench.execution.suite import load_suite
 from cfbench.smoke import SmokeRun, load_config
-from cfbench.suite import load_suite
 
 BOARDS = Path(__file__).parent.parent / "leaderboard"
 
@@ -151,7 +151,7 @@ def test_board_suites_reproduce_the_committed_boards_commands(task):
     """The committed board was made from leaderboard/<task>.suite.toml as it is committed: the
     board records that file's SHA-256, and the settings it ran with are the file's -- the
     headline defaults, so the board's command is the README's headline command for the task."""
-    from cfbench.schedule import DEFAULT_BUDGET, DEFAULT_TIMEOUT
+    from cfbench.execution.config import DEFAULT_BUDGET, DEFAULT_TIMEOUT
 
     path = BOARDS / f"{task}.suite.toml"
     board = json.loads((BOARDS / f"{task}.json").read_text())
@@ -172,7 +172,7 @@ def test_board_suites_reproduce_the_committed_boards_commands(task):
 
 
 def test_board_markdown_names_the_suite_file_and_its_hash():
-    from cfbench.leaderboard import board_markdown
+    from cfbench.report.board import board_markdown
 
     board = json.loads((BOARDS / "ai-readi.json").read_text())
     digest = hashlib.sha256((BOARDS / "ai-readi.suite.toml").read_bytes()).hexdigest()

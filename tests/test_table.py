@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.task import Task, load_spec
+from cfbench.core.errors import UserError
+from cfbench.tasks.spec import Task, load_spec
 
 FEATURES = '''
 [[features]]
@@ -163,10 +163,10 @@ def test_categorical_codes_outside_declared_are_an_error_absent_ones_a_warning(t
 
 def test_builtin_loaders_pass_the_same_checks(tmp_path, monkeypatch):
     """NaN or inf from any loader is caught at load time, not at scoring."""
-    from cfbench import datasets
-    from cfbench.plugins import registry
+    from cfbench.core.plugins import registry
+    from cfbench.tasks import loaders
 
-    bunch = datasets.load_breast_cancer()
+    bunch = loaders.load_breast_cancer()
     bunch.X.iloc[3, 0] = np.nan
     monkeypatch.setitem(registry().loaders, "sklearn-breast-cancer", lambda: bunch)
     p = tmp_path / "b.toml"

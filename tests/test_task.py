@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from cfbench.errors import UserError
-from cfbench.task import Task, load_spec, resolve_spec
+from cfbench.core.errors import UserError
+from cfbench.tasks.spec import Task, load_spec, resolve_spec
 
 GOOD = '''
 name = "tiny"

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.cli import main
-from cfbench.task import Task, load_spec
-from cfbench.task_init import infer_column
+from cfbench.cli.app import main
+from cfbench.tasks.init_spec import infer_column
+from cfbench.tasks.spec import Task, load_spec
 
 
 def wearable(n: int = 200, seed: int = 3) -> pd.DataFrame:

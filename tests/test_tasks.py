@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench.ai_readi.synth import SynthParams, write_release
-from cfbench.task import Task, resolve_spec
+from cfbench.tasks.ai_readi.synth import SynthParams, write_release
+from cfbench.tasks.spec import Task, resolve_spec
 
 AI_READI_ACTIONABLE = {"steps_per_day", "active_kcal_per_day", "sleep_hours", "deep_sleep_min"}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cfbench.generator import FitContext, QueryResult
+from cfbench.core.generator import FitContext, QueryResult
 
 
 def heom_scales(X: pd.DataFrame, categorical: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ features rounded) before calling the classifier.  Every point CFNOW evaluates is
 scored as its projection, and the projection of a CF CFNOW returns is what we return, so
 validity is preserved and immutables, bounds and directions hold by construction.
 
-The per-query ``budget`` (CPU seconds, ``cfbench.budget``; CFNOW's own timers are put on that
+The per-query ``budget`` (CPU seconds, ``cfbench.core.budget``; CFNOW's own timers are put on that
 clock for the search) is CFNOW's ``limit_seconds`` (its fine-tuning time) and also a hard
 deadline in the prediction function: past it the search is stopped and the closest CFs CFNOW
 had already evaluated are returned (what CFNOW itself returns at the end of fine-tuning), or
@@ -78,7 +78,7 @@ def cpu_timed_cfnow() -> Iterator[None]:
 
     CFNOW measures its fine-tuning time as ``datetime.now() - start`` (wall clock) in the modules
     of ``TIMED_MODULES``; for the duration of one search their ``datetime`` is one whose
-    ``now()`` reads ``cfbench.budget.clock``, so the search does as much work on a busy machine
+    ``now()`` reads ``cfbench.core.budget.clock``, so the search does as much work on a busy machine
     as on an idle one.  Restored afterwards.
     """
     mods = [sys.modules[m] for m in TIMED_MODULES if m in sys.modules]

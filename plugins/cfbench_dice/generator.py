@@ -14,7 +14,7 @@ DiCE's public output (``final_cfs_df_sparse`` when it ran its post-hoc sparsity 
 ``final_cfs_df``) is returned as is: CFs DiCE returns that change an immutable, leave a bound or
 are not valid are *not* filtered here; the harness's metrics report them.  DiCE's
 "no counterfactuals found" becomes ``not_found``.  The per-query ``budget`` (CPU seconds,
-``cfbench.budget``) is enforced inside the model adapter: once it has passed, the next prediction DiCE asks for raises, and the query
+``cfbench.core.budget``) is enforced inside the model adapter: once it has passed, the next prediction DiCE asks for raises, and the query
 is recorded as ``timeout`` (the runner's hard timeout remains the backstop for hangs outside
 model calls).
 """
