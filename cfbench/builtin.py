@@ -9,12 +9,15 @@ from pathlib import Path
 
 from cfbench.core.generator import Capabilities, GeneratorSpec
 from cfbench.core.hookspecs import hookimpl
+from cfbench.generators.nearest_neighbour import NearestNeighbour
+from cfbench.tasks.ai_readi.commands import add_data_commands
+from cfbench.tasks.ai_readi.loader import load_ai_readi
+from cfbench.tasks.heart import load_heart
 from cfbench.tasks.loaders import BUILTIN_LOADERS
 
 
 def _nearest_neighbour(variant: str = "default"):
     """Factory: the nearest-neighbour generator takes no parameters (``params=()``)."""
-    from cfbench.generators.nearest_neighbour import NearestNeighbour
 
     return NearestNeighbour(variant)
 
@@ -35,13 +38,11 @@ def cfbench_generators() -> list[GeneratorSpec]:
 
 
 def _ai_readi(data_dir: str | None = None, **options: object):
-    from cfbench.tasks.ai_readi.loader import load_ai_readi
 
     return load_ai_readi(data_dir=data_dir, **options)
 
 
 def _uci_heart(**options: object):
-    from cfbench.tasks.heart import load_heart
 
     return load_heart(**options)
 
@@ -54,7 +55,6 @@ def cfbench_dataset_loaders() -> dict:
 @hookimpl
 def cfbench_add_commands(subparsers) -> None:
     """``cfbench data report | synth-ai-readi | ai-readi``."""
-    from cfbench.tasks.ai_readi.commands import add_data_commands
 
     add_data_commands(subparsers)
 

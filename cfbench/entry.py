@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfbench.core.errors import UserError
+from cfbench.execution import orchestrator as runner
+from cfbench.execution import select
+from cfbench.records import runs
+from cfbench.records.store import load_records, write_parquet
+from cfbench.score.summary import score_run
+from cfbench.tasks.spec import Task, resolve_spec
 
 if TYPE_CHECKING:
     from cfbench.execution.config import RunConfig
@@ -61,10 +67,6 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
     continues the latest run of the task there (a folder holding ``marker``).  A resumed run
     keeps its method list.  ``config.out`` and ``config.methods`` are filled in place.
     """
-    from cfbench.execution import orchestrator as runner
-    from cfbench.execution import select
-    from cfbench.records import runs
-    from cfbench.tasks.spec import resolve_spec
 
     config.validate()
     spec = resolve_spec(config.task)
@@ -95,7 +97,6 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
 
 def load_task(plan: Plan, *, status: Status | None = None) -> Task:
     """The plan's task and its trained classifier; ``status`` is shown while it loads."""
-    from cfbench.tasks.spec import Task
 
     cfg = plan.config
     options = {"data_dir": cfg.data_dir} if cfg.data_dir else None
@@ -106,9 +107,6 @@ def load_task(plan: Plan, *, status: Status | None = None) -> Task:
 def execute(plan: Plan, task: Task, *, observer: Any = None) -> RunResult:
     """Run the plan's cells on ``task``, score the records (``summary.json``, ``scores.parquet``)
     and write ``records.parquet``; ``observer`` is a ``cfbench.cli.progress.RunObserver``."""
-    from cfbench.execution import orchestrator as runner
-    from cfbench.records.store import load_records, write_parquet
-    from cfbench.score.summary import score_run
 
     cfg = plan.config
     t0 = time.perf_counter()

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cfbench import entry
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import dumps, read_json
+from cfbench.execution import augment, config
+from cfbench.execution.executor import executor_name
+from cfbench.execution.suite import AUGMENT, load_suite
 
 SUITE = "smoke.suite.toml"
 IGNORED = ("seconds_median", "seconds_p95")
@@ -39,7 +43,6 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
     ``augment`` table, the augmentation with its ``max_per_class`` and ``seeds`` (at least two
     repetitions); other augmentation settings would not be honoured, so they are refused.
     """
-    from cfbench.execution.suite import AUGMENT, load_suite
 
     suite = load_suite(Path(path))
     runs = []
@@ -69,9 +72,6 @@ def load_config(path: Path) -> tuple[list[SmokeRun], float, float]:
 
 def run_smoke(run: SmokeRun, workdir: Path) -> dict[str, Any]:
     """Run one smoke configuration; returns {"summary": ..., "augmentation": ...}."""
-    from cfbench import entry
-    from cfbench.execution import augment, config
-    from cfbench.execution.executor import executor_name
 
     out = workdir / run.task
     cfg = config.RunConfig(task=run.task, methods=run.methods, seeds=run.seeds,

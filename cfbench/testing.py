@@ -17,6 +17,8 @@ import pandas as pd
 
 from cfbench.core.errors import UserError
 from cfbench.core.generator import GeneratorSpec, validate_params
+from cfbench.execution.worker import normalise_result, seed_everything
+from cfbench.tasks.spec import Task, resolve_spec
 
 UNKNOWN_PARAM = "__cfbench_no_such_parameter__"
 
@@ -43,7 +45,6 @@ def _values(p: Any) -> list[Any]:
 def _run(spec: GeneratorSpec, variant: str, params: Mapping[str, Any], task: Any,
          queries: pd.DataFrame, k: int, seed: int, budget: float) -> list[Any]:
     """Build, fit and generate as a worker does (same seeding), in this process."""
-    from cfbench.execution.worker import seed_everything
 
     seed_everything(seed)
     gen = spec.build(variant, params).fit(task.fit_context(seed, dict(params)))
@@ -66,8 +67,6 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
     gets a CF (the shape checks then have nothing to look at).  ``changes=(key, value)`` also requires that
     setting that parameter changes the CFs.  Returns ``{"statuses": [...], "n_cfs": [...]}``.
     """
-    from cfbench.execution.worker import normalise_result
-    from cfbench.tasks.spec import Task, resolve_spec
 
     variant = variant or spec.variants[0]
     params = dict(params or {})
@@ -160,7 +159,6 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
 
 
 def _cf_key(res: Any, cols: list[str]) -> tuple:
-    from cfbench.execution.worker import normalise_result
 
     rec = normalise_result(res, cols, 10**6)
     return rec["status"], tuple(tuple(np.round(row, 9)) for row in rec["cfs"])

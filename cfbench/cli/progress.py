@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cfbench.core import phase
 from cfbench.execution import config, schedule
 
 #: seconds between two progress lines when the output is not a terminal
@@ -292,7 +293,6 @@ class PhaseStatus:
         self._prev: Any = None
 
     def __enter__(self) -> PhaseStatus:
-        from cfbench.core import phase
 
         if not self.quiet and self.console.is_terminal:
             self._status = self.console.status(self.text)
@@ -314,7 +314,6 @@ class PhaseStatus:
             self.console.print(text, markup=False, highlight=False)
 
     def __exit__(self, *exc: Any) -> None:
-        from cfbench.core import phase
 
         phase.set_sink(self._prev)
         if self._status is not None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from cfbench.core.errors import UserError
 from cfbench.core.schema import FeatureSchema
 
 STATUSES = ("ok", "not_found", "error", "timeout", "invalid_output")
@@ -173,7 +174,6 @@ def _well_typed(p: Param, value: Any) -> bool:
 
 def unknown_param(method: str, key: str, valid: Any) -> Exception:
     """The one-line error for a parameter ``method`` does not declare, listing ``valid`` names."""
-    from cfbench.core.errors import UserError
 
     names = ", ".join(sorted(valid)) or "(none: this method takes no parameters)"
     return UserError(f"unknown parameter {key!r} of method {method!r}; valid parameters: {names}")
@@ -186,7 +186,6 @@ def validate_params(spec: GeneratorSpec, values: Mapping[str, Any]) -> dict[str,
     an ill-typed value, a value outside ``choices`` or the bounds raises a one-line
     ``UserError`` naming the method, the key and what would be valid.
     """
-    from cfbench.core.errors import UserError
 
     declared = {p.name: p for p in spec.params}
     out: dict[str, Any] = {}

@@ -33,6 +33,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from cfbench.core.errors import UserError
+from cfbench.core.machine import usable_cores
 from cfbench.execution.config import RunConfig
 from cfbench.execution.orchestrator import execute
 from cfbench.records.labels import Choice, canonical_params, method_label
@@ -233,7 +234,6 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
         return AugmentResult(rows)
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    from cfbench.core.machine import usable_cores
 
     stage_cfg = replace(run_cfg, jobs=1)
     threads = max(1, usable_cores() // n)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cfbench.core.errors import UserError, choices_error
 from cfbench.execution import schedule, workerproc
 from cfbench.execution.forkserver import PRELOAD_WAIT, context, ready
+from cfbench.execution.ray_executor import RayExecutor
 from cfbench.execution.worker import _worker
 
 if TYPE_CHECKING:
@@ -129,7 +130,6 @@ def get_executor(name: str = "local", **opts: Any) -> Executor:
         return LocalExecutor()
     if name == "ray":
         executor_name(name)  # is Ray installed?
-        from cfbench.execution.ray_executor import RayExecutor
 
         return RayExecutor(**opts)
     raise choices_error("executor", name, EXECUTORS)

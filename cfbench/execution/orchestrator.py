@@ -25,7 +25,18 @@ from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.records.labels import Choice, canonical_groups, canonical_key
 from cfbench.records.provenance import environment, module_dists
-from cfbench.records.store import RUN_INFO, SCHEMA_VERSION, RunStore, write_json_atomic
+from cfbench.records.store import (
+    RUN_INFO,
+    SCHEMA_VERSION,
+    RunStore,
+    has_records,
+    iter_records,
+    lock_run_dir,
+    probe_run_dir,
+    read_run_info,
+    write_json_atomic,
+)
+from cfbench.score.summary import task_meta
 from cfbench.tasks.spec import Task, TaskSpec
 
 # ----------------------------------------------------------------------------- worker side
@@ -266,13 +277,6 @@ def check_resume(cfg: RunConfig, spec: TaskSpec, lock: bool = True) -> dict[str,
     With ``lock=False`` (the CLI's checks before any work) the folder is only probed: nothing
     is created, so a run refused later leaves no folder behind.
     """
-    from cfbench.records.store import (
-        has_records,
-        iter_records,
-        lock_run_dir,
-        probe_run_dir,
-        read_run_info,
-    )
 
     info = {"task": spec.name, "task_hash": spec.hash, "k": cfg.k, "n_queries": cfg.n_queries,
             "data_dir": cfg.data_dir, "scarcity": list(cfg.scarcity) if cfg.scarcity else None,
@@ -329,7 +333,6 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
         raise
     store = RunStore(cfg.out)
     try:
-        from cfbench.score.summary import task_meta
 
         write_json_atomic(cfg.out / RUN_INFO, {**info, "schema_version": SCHEMA_VERSION,
                                                "config": _config_dict(cfg),

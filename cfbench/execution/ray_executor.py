@@ -32,6 +32,9 @@ from typing import Any
 
 import ray
 
+from cfbench.core.errors import UserError
+from cfbench.core.generator import DISTRIBUTION
+from cfbench.core.plugins import registry
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.worker import answer_batch, describe_exception, fit_generator, unsendable
 from cfbench.execution.workerproc import own_group_with_reaper
@@ -162,7 +165,6 @@ def connect(address: str | None, num_cpus: int) -> None:
             kwargs.pop("include_dashboard")
             ray.init(address=address, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        from cfbench.core.errors import UserError
 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         auth = ("" if os.environ.get("RAY_AUTH_MODE") else "; if the cluster uses token "
@@ -178,7 +180,6 @@ def connect(address: str | None, num_cpus: int) -> None:
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse an address nothing listens on at once (Ray itself retries for minutes)."""
-    from cfbench.core.errors import UserError
 
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
@@ -203,8 +204,6 @@ def _quiet_worker_errors() -> None:
 
 def _install_hint(method: str) -> str:
     """How to install ``method``'s plugin, from the driver's knowledge of where it came from."""
-    from cfbench.core.generator import DISTRIBUTION
-    from cfbench.core.plugins import registry
 
     reg = registry()
     spec = reg.generator(method)
@@ -232,7 +231,6 @@ class CellActor:
 
     def fit(self) -> tuple:
         """``("fitted", seconds, provenance)`` or ``("fit_error", why)``."""
-        from cfbench.core.plugins import registry
 
         registry.cache_clear()
         host = socket.gethostname()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cfbench.core.machine import usable_cores
+from cfbench.core.plugins import registry
 
 #: the hard kill never comes before this many budgets per query
 KILL_BUDGETS = 10.0
@@ -50,7 +51,6 @@ def hard_limit(timeout: float, budget: float, batch: int, grace: float) -> float
 
 def generator_spec(method: str) -> Any:
     """The method's ``GeneratorSpec``, or None for an unknown one (resolving it reports that)."""
-    from cfbench.core.plugins import registry
 
     try:
         return registry().generator(method)

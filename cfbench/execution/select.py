@@ -10,7 +10,7 @@ from typing import Any
 from cfbench.core.errors import UserError
 from cfbench.core.generator import explicit_params
 from cfbench.core.plugins import registry
-from cfbench.records.labels import Choice, params_key, parse_scalar
+from cfbench.records.labels import Choice, method_label, params_key, parse_scalar
 
 
 def resolve_methods(selection: str, explicit_ok: bool = True,
@@ -160,7 +160,6 @@ def split_selection(selection: str) -> list[tuple[str, dict[str, Any]]]:
 
 def selection_item(name: str, params: dict[str, Any]) -> str:
     """The ``--methods`` item for ``name`` (``method[:variant]``) with parameters: its label form."""
-    from cfbench.records.labels import method_label
 
     return method_label(name, "default", params)
 

@@ -33,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.core.errors import UserError
+from cfbench.core.names import MAX_NAME, NAME_RULE, check_name
 from cfbench.core.safe_load import MAX_TOML_BYTES, loads_toml, read_limited
 from cfbench.execution import config as checks
 from cfbench.execution.config import DEFAULT_BUDGET, DEFAULT_TIMEOUT
+from cfbench.execution.executor import EXECUTORS
 from cfbench.execution.select import selection_item
+from cfbench.tasks.spec import check_not_reserved, load_spec
 
 #: a setting's check: a type (or types) for the value, or a ``cfbench.execution.config`` validator
 Check = type | tuple[type, ...] | Callable[[Any, str], Any]
@@ -142,7 +145,6 @@ def methods_value(value: Any, where: str) -> str:
 
 def _check_executor(settings: dict[str, Any], where: str) -> None:
     """``executor`` and ``ray_address`` checked as ``--executor`` and ``--ray-address`` are."""
-    from cfbench.execution.executor import EXECUTORS
 
     name = settings.get("executor")
     if name is not None and name not in EXECUTORS:
@@ -232,7 +234,6 @@ def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: st
         augment.update(_settings(aug, AUGMENT, f"{where} augment."))
         augment["methods"] = (methods_value(augment["methods"], f"{where} augment.methods")
                               if augment["methods"] is not None else methods)
-    from cfbench.core.names import check_name
 
     name = table.get("name")
     if name is not None:
@@ -247,8 +248,6 @@ def _expand(table: dict[str, Any], aug: dict[str, Any], has_aug: bool, where: st
 def _folder(task: str, where: str) -> str:
     """The run folder of ``task``: its name, or for the path of a spec file the spec's own
     (checked) name, so that ``../specs/x.toml`` cannot place a run outside ``--out``."""
-    from cfbench.core.names import MAX_NAME, NAME_RULE
-    from cfbench.tasks.spec import check_not_reserved, load_spec
 
     if NAME_RULE.fullmatch(task) and not task.endswith(".toml") and len(task) <= MAX_NAME:
         return task

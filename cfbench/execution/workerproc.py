@@ -22,6 +22,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cfbench.records.runs import short_name
+
 _lifeline: tuple[Any, Any] | None = None
 _lifeline_lock = threading.Lock()
 
@@ -38,7 +40,6 @@ def lifeline(ctx: Any) -> Any:
 def log_name(label: str, seed: int) -> str:
     """File name of a cell's log: ``logs/<method>_<variant>-seed<seed>.log`` (path-safe; a long
     label, e.g. with a long ``--param`` value, is cut and hashed to fit a file name)."""
-    from cfbench.records.runs import short_name
 
     return short_name(re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}-seed{seed}")) + ".log"
 

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from cfbench.core.errors import UserError
+from cfbench.core.plugins import registry
 from cfbench.core.strict_json import read_json
+from cfbench.records.labels import Choice, canonical_params
+from cfbench.records.store import has_records, read_run_info
 
 #: where runs go when no ``--out`` is given (relative to the working directory)
 RUNS = Path("runs")
@@ -74,8 +77,6 @@ def pinned_pairs(out: Path, methods: str | None) -> tuple[str, list[Any] | None]
     ``None`` for a run folder written before the list was stored; otherwise ``runner.Choice`` s
     (method, variant and the cell's parameters).
     """
-    from cfbench.records.labels import Choice, canonical_params
-    from cfbench.records.store import has_records, read_run_info
 
     if not has_records(out) and not (Path(out) / "run.json").is_file():
         return methods or "all", None  # nothing to resume yet: a fresh run in that folder
@@ -108,7 +109,6 @@ def earlier_skipped(out: Path) -> dict[str, str]:
 
 def check_pairs(pairs: list[Any]) -> None:
     """Every pinned (method, variant) is still installed and available, else one clear line."""
-    from cfbench.core.plugins import registry
 
     reg = registry()
     for name, variant, *_ in pairs:

@@ -13,6 +13,7 @@ import pandas as pd
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import read_json
 from cfbench.execution.augment import SCENARIOS
+from cfbench.report.board import md_cell
 
 
 def _missing(v: Any) -> bool:  # NaN in memory, null once read back from strict JSON
@@ -54,7 +55,6 @@ def to_markdown(agg: Any, fraction: float | None = None) -> str:
     """The augmentation tables in Markdown: the deficit per scenario, then per method (every
     number with its 95 % CI), at ``fraction``; with more fractions, the scarcity curve's table.
     A list (protocol 1 boards) renders the older mean ± std table."""
-    from cfbench.report.board import md_cell
 
     if isinstance(agg, list):
         return _legacy_markdown(agg)
@@ -124,7 +124,6 @@ def _legacy_aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _legacy_markdown(agg: list[dict[str, Any]]) -> str:
     """Augmentation table: F1 points (×100) as mean ± std over seeds ("± –" from one seed)."""
-    from cfbench.report.board import md_cell
 
     head = ("| scenario | method | CFs | added | F1 | macro F1 | bal. acc. | F1 recovered (pts) "
             "| rel. recovery | macro F1 recovered (pts) |")

@@ -17,8 +17,32 @@ import pandas as pd
 from cfbench.core.errors import UserError
 from cfbench.core.names import MAX_NAME, NAME_RULE
 from cfbench.core.strict_json import read_json
-from cfbench.records.store import SCHEMA_VERSION, read_scores
+from cfbench.execution import augment as aug
+from cfbench.records.labels import fmt_value, record_label
+from cfbench.records.store import (
+    SCHEMA_VERSION,
+    check_path_limits,
+    load_records,
+    read_run_info,
+    read_scores,
+    record_key,
+    write_json_atomic,
+)
+from cfbench.report import augment
+from cfbench.report.svg import feature_profile, metric_bars, scarcity_curve
 from cfbench.score import registry as R
+from cfbench.score.ranking import bootstrap_ci, ci_values, per_query_values, rank_methods
+from cfbench.score.summary import (
+    empty_scores,
+    old_skipped,
+    record_id,
+    run_frames,
+    score_records,
+    summarize_frames,
+    summarize_run,
+    task_meta,
+)
+from cfbench.tasks.spec import Task, resolve_spec
 
 
 def columns() -> list[tuple[str, str, str, str]]:
@@ -64,7 +88,6 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     loaded only for a folder without usable scores)."""
     import sys
 
-    from cfbench.score.summary import summarize_run
 
     run_dir = Path(run_dir)
     path = run_dir / "summary.json"
@@ -82,7 +105,6 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
               "summarised again from the records (store it: cfbench leaderboard RUN --rescore)",
               file=sys.stderr)
         return summarize_run(run_dir)
-    from cfbench.records.store import load_records
 
     print(f"{run_dir}: not finished (running or interrupted); {len(load_records(run_dir))} "
           "records so far", file=sys.stderr)
@@ -311,9 +333,6 @@ def build_board(run_dir: Path, augment_dir: Path | None = None) -> dict[str, Any
     Reads ``records.jsonl``, ``scores.parquet`` and ``run.json``; the task is loaded only for a
     run folder made before ``scores.parquet`` existed (see ``summary.run_frames``).
     """
-    from cfbench.records.store import load_records, read_run_info, record_key
-    from cfbench.report import augment
-    from cfbench.score.summary import old_skipped, record_id, run_frames
 
     run_info = read_run_info(run_dir)
     read_scores(run_dir)  # an unreadable scores.parquet is one line naming it
@@ -341,7 +360,6 @@ def board_from_records(task: Any, records: list[dict[str, Any]], *, config: dict
                        augmentation: dict[str, Any] | None) -> dict[str, Any]:
     """The board of ``task`` re-scored from its per-query records (``--validate`` and
     ``--rescore`` on committed records; loads the task)."""
-    from cfbench.score.summary import score_records, task_meta
 
     records = canonical_records(records)
     cf, q = score_records(task, records)
@@ -354,7 +372,6 @@ def identical_methods(records: list[dict[str, Any]]) -> list[list[str]]:
     """Groups of methods that returned the same CFs for every query (same queries, same
     statuses, same values) and at least one CF: their rows differ only in time, which a
     reader must be told (on heart, ``llm-fewshot`` and its free-text twin)."""
-    from cfbench.records.labels import record_label
 
     answers: dict[str, list[Any]] = {}
     for r in records:
@@ -375,8 +392,6 @@ def board_from_frames(cf: pd.DataFrame, q: pd.DataFrame, meta: dict[str, Any], *
                       identical: list[list[str]] | None = None) -> dict[str, Any]:
     """The board from per-CF scores and the per-query table of the canonical records (the one
     path of ``--update``, ``--rescore`` and ``--validate``, so a board is recomputed exactly)."""
-    from cfbench.score.ranking import bootstrap_ci, ci_values, per_query_values, rank_methods
-    from cfbench.score.summary import empty_scores, summarize_frames
 
     summary = summarize_frames(cf, q, meta)
     if cf.empty:  # no CF at all: every query is a failure
@@ -409,7 +424,6 @@ def board_from_frames(cf: pd.DataFrame, q: pd.DataFrame, meta: dict[str, Any], *
 
 def canonical_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The board-relevant fields of ``records``, in key order (independent of arrival order)."""
-    from cfbench.records.store import record_key
 
     return sorted(({f: r.get(f) for f in RECORD_FIELDS} for r in records), key=record_key)
 
@@ -449,7 +463,7 @@ def _plain(o: Any) -> Any:
 def run_command(cfg: dict[str, Any], task: str) -> str:
     """The ``cfbench run`` command of a run's configuration: every flag that changes results
     (the one home of this text, for boards, Markdown and HTML reports alike)."""
-    params = "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in cfg.get("params") or []
+    params = "".join(f" --param {t}.{k}={fmt_value(v)}" for t, vals in cfg.get("params") or []
                      for k, v in vals.items())
     fit = cfg.get("fit_timeout")
     return (f"cfbench run --task {task} --methods {cfg.get('methods', 'all')} "
@@ -463,8 +477,6 @@ def run_command(cfg: dict[str, Any], task: str) -> str:
 
 def board_markdown(board: dict[str, Any]) -> str:
     """The Markdown leaderboard, rendered from the board JSON only."""
-    from cfbench.execution import augment as aug
-    from cfbench.report import augment
 
     name = board["task"]
     cfg = board.get("config", {})
@@ -516,7 +528,7 @@ def board_markdown(board: dict[str, Any]) -> str:
                     f"{','.join(map(str, a['seeds']))} --fraction {a['fraction']:g}"
                     + (f" --max-per-class {a['max_per_class']}" if a.get("max_per_class") else "")
                     + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "")
-                    + "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in a.get("params") or []
+                    + "".join(f" --param {t}.{k}={fmt_value(v)}" for t, vals in a.get("params") or []
                               for k, v in vals.items()) + "`."
                     if a.get("methods") else ""),
                  "", augment.to_markdown(a["aggregate"], a["fraction"]), ""]
@@ -525,12 +537,6 @@ def board_markdown(board: dict[str, Any]) -> str:
     text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
              f"![feature-change profile]({name}-features.svg)", ""]
     return "\n".join(text)
-
-
-def _fmt(v: Any) -> str:
-    from cfbench.records.labels import fmt_value as fmt
-
-    return fmt(v)
 
 
 def _num(v: float | None) -> str:
@@ -555,7 +561,6 @@ def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
     import shutil
     import tempfile
 
-    from cfbench.records.store import check_path_limits, write_json_atomic
 
     out_dir = Path(out_dir)
     name = check_task_name(board.get("task"))
@@ -598,7 +603,7 @@ def _augment_intro(a: dict[str, Any], name: str) -> str:
            + (f" --max-per-class {a['max_per_class']}" if a.get("max_per_class") else "")
            + (f" --budget {a['budget']:g}" if a.get("budget") else "")
            + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "")
-           + "".join(f" --param {t}.{k}={_fmt(v)}" for t, vals in a.get("params") or []
+           + "".join(f" --param {t}.{k}={fmt_value(v)}" for t, vals in a.get("params") or []
                      for k, v in vals.items()))
     return (f"{a['fraction']:.0%} of the training rows removed (A: positives, B: negatives, C: both) "
             f"in each of {len(seeds)} repetitions; every repetition draws its own stratified "
@@ -615,7 +620,6 @@ def _augment_intro(a: dict[str, Any], name: str) -> str:
 
 def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the board's Markdown and SVG plots (rendered from ``board`` only) into ``out_dir``."""
-    from cfbench.report.svg import feature_profile, metric_bars, scarcity_curve
 
     name = check_task_name(board.get("task"))
     paths = [out_dir / f"{name}.md", out_dir / f"{name}-metrics.svg", out_dir / f"{name}-features.svg"]
@@ -636,7 +640,6 @@ def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
     """Re-score every committed ``<task>.json`` board in ``board_dir`` from its committed
     ``<task>.records.jsonl.gz`` with the current metrics and rewrite its files (loads each task;
     config, provenance, skipped methods and augmentation are kept from the board)."""
-    from cfbench.tasks.spec import Task, resolve_spec
 
     paths: list[Path] = []
     for path in sorted(Path(board_dir).glob("*.json")):

@@ -22,6 +22,16 @@ from typing import Any
 
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import read_json
+from cfbench.report.board import (
+    FROM_RECORDS,
+    board_from_records,
+    board_markdown,
+    check_task_name,
+    read_records_bytes,
+    records_path,
+    render_companions,
+)
+from cfbench.tasks.spec import Task, resolve_spec
 
 MAX_DIFFS = 8
 
@@ -42,7 +52,6 @@ def verify_boards(board_dir: Path, skip: tuple[str, ...] = ("schema.json",)
 
 def verify_board(path: Path) -> tuple[list[str], list[str]]:
     """(errors, warnings) for one board: companions re-rendered, numbers recomputed from records."""
-    from cfbench.report.board import check_task_name
 
     try:
         board = read_json(path)  # size, nesting depth and strict JSON checked: one line
@@ -61,7 +70,6 @@ def verify_board(path: Path) -> tuple[list[str], list[str]]:
 
 def _rendered(path: Path, board: dict[str, Any], name: str) -> tuple[list[str], list[str]]:
     """Render the Markdown and plots from the JSON into a scratch folder and compare."""
-    from cfbench.report.board import board_markdown, render_companions
 
     errors: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,13 +118,6 @@ def _first_difference(old: bytes, new: bytes) -> str:
 
 def _recomputed(path: Path, board: dict[str, Any], name: str) -> tuple[list[str], list[str]]:
     """Tie the board to its run: the records' hash, then the numbers recomputed from them."""
-    from cfbench.report.board import (
-        FROM_RECORDS,
-        board_from_records,
-        read_records_bytes,
-        records_path,
-    )
-    from cfbench.tasks.spec import Task, resolve_spec
 
     rpath = records_path(path.parent, name)
     want = board.get("records_sha256")

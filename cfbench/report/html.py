@@ -24,8 +24,29 @@ from typing import Any
 
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import json_safe, read_json
-from cfbench.records.store import check_path_limits
-from cfbench.report.board import RANK_NOTE, SCOPE_NOTE
+from cfbench.records.labels import record_label
+from cfbench.records.store import (
+    RUN_INFO,
+    check_path_limits,
+    load_records,
+    read_run_info,
+    read_scores,
+)
+from cfbench.report import augment
+from cfbench.report.augment import fmt_ci, fmt_count, fmt_p, fmt_recovery
+from cfbench.report.board import (
+    RANK_NOTE,
+    SCOPE_NOTE,
+    board_from_frames,
+    board_problem,
+    run_summary,
+)
+from cfbench.report.board import run_command as command
+from cfbench.report.svg import feature_profile
+from cfbench.score import registry as R
+from cfbench.score.registry import columns
+from cfbench.score.summary import run_frames
+from cfbench.tasks.spec import resolve_spec
 
 # ----------------------------------------------------------------------------- metric view
 # Headers, formats, better directions and help texts come from ``cfbench.score.registry``.
@@ -58,14 +79,12 @@ SCENARIOS = {"A": "positives removed", "B": "negatives removed", "C": "both remo
 
 def table_columns() -> list[Column]:
     """The direction tables' numeric columns, in the order of the terminal and Markdown tables."""
-    from cfbench.score.registry import columns
 
     return [Column(scope, m.name, m.column_header(scope), m.fmt, m.better,
                    f"{m.description} ({_SCOPE_HELP[scope]})") for scope, m in columns()]
 
 
 def ranked_header(metric: str) -> str:
-    from cfbench.score import registry as R
 
     try:
         return R.get(metric).header
@@ -99,7 +118,6 @@ def _feature_info(task: str, task_hash: str, n: int) -> tuple[list[dict[str, Any
     Returns the features and a note when they could not be matched to the run.
     """
     try:
-        from cfbench.tasks.spec import resolve_spec
 
         spec = resolve_spec(task)
     except Exception:  # noqa: BLE001 - no spec here: fall back to positions
@@ -118,8 +136,6 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
              ) -> dict[str, Any]:
     """A board-like dict from a run folder alone, plus example CFs from its records; ranks and
     bootstrap CIs when the folder has ``scores.parquet``."""
-    from cfbench.records.store import RUN_INFO, load_records, read_run_info
-    from cfbench.report.board import run_summary
 
     run_dir = Path(run_dir)
     summary = run_summary(run_dir)
@@ -136,7 +152,6 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
     board["ranks"], board["ci"] = _run_ranks(run_dir)
     augs = []
     for d in augment_dirs or []:
-        from cfbench.report import augment
 
         doc = augment.load(d)
         if doc.get("task") not in (None, board["task"]):
@@ -152,9 +167,6 @@ def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: 
 
 def _run_ranks(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(ranks, ci) of a run folder from its ``scores.parquet``; (None, None) without one."""
-    from cfbench.records.store import load_records, read_run_info, read_scores
-    from cfbench.report.board import board_from_frames
-    from cfbench.score.summary import run_frames
 
     if read_scores(run_dir) is None:  # an unreadable file is one line, not "no ranks"
         return None, None
@@ -179,7 +191,6 @@ def _libraries(records: list[dict[str, Any]]) -> dict[str, str]:
 def _examples(board: dict[str, Any], records: list[dict[str, Any]], n: int
               ) -> tuple[dict[str, Any], str]:
     """Per method: up to ``n`` answered queries (directions alternating) and failure reasons."""
-    from cfbench.records.labels import record_label
 
     n_feat = next((len(c) for r in records for c in r.get("cfs") or [] if isinstance(c, list)),
                   len(next(iter(r["query"] for r in records if r.get("query")), [])))
@@ -225,7 +236,6 @@ def _example(r: dict[str, Any], n_feat: int) -> dict[str, Any]:
 
 def load_boards(board_dir: Path) -> list[dict[str, Any]]:
     """Every committed ``<task>.json`` board of ``board_dir`` (not the schema), with its plots."""
-    from cfbench.report.board import board_problem
 
     board_dir = Path(board_dir)
     if not board_dir.is_dir():
@@ -474,7 +484,6 @@ def cd_diagram(sid: str, metric: str, mean_rank: dict[str, float], cd: float | N
 
 def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
     """Protocol 2: the deficit per scenario, then every method with 95 % CIs and paired tests."""
-    from cfbench.report.augment import fmt_ci, fmt_count, fmt_p, fmt_recovery
 
     agg, main = a["aggregate"], a.get("fraction")
     defs = {(d["fraction"], d["scenario"]): d for d in agg["deficit"]}
@@ -757,7 +766,6 @@ def _run_plots(board: dict[str, Any]) -> str:
     try:
         import pandas as pd
 
-        from cfbench.report.svg import feature_profile
     except ImportError:
         return "<p>Plots need matplotlib (<code>pip install cfbench-harness[augment]</code>).</p>"
     prof = pd.DataFrame({m: d["all"].get("feature_change", {}) for m, d in board["methods"].items()
@@ -773,7 +781,6 @@ def _run_plots(board: dict[str, Any]) -> str:
 
 def run_command(cfg: dict[str, Any], task: str) -> str:
     """The ``cfbench run`` command of a run's configuration, into an example folder."""
-    from cfbench.report.board import run_command as command
 
     return command(cfg, task) + f" --out runs/{task}"
 

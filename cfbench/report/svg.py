@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cfbench.score import registry as R
+
 
 def bar_metrics() -> list[tuple[str, str]]:
     """(metric, panel title) of every ranked metric, from the metric registry."""
-    from cfbench.score import registry as R
 
     return [(m.name, f"{m.header} ({'failures = 0' if m.rank == 'slot_mean' else 'valid CFs'})")
             for m in R.ranked()]

@@ -21,6 +21,7 @@ from cfbench.score.metrics import (
     mad,
     pairwise_diversity,
 )
+from cfbench.score.registry import per_cf_metrics
 
 
 @dataclass
@@ -113,7 +114,6 @@ class Scorer:
     def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray,
                predict: Callable[[np.ndarray], np.ndarray] | None,
                unscorable: np.ndarray | None) -> pd.DataFrame:
-        from cfbench.score.registry import per_cf_metrics
 
         X, C = np.asarray(X, float), np.asarray(C, float)
         change = changed(X, C, self.span_)

@@ -19,11 +19,21 @@ import pandas as pd
 
 from cfbench.core.errors import UserError
 from cfbench.core.generator import STATUSES
+from cfbench.core.strict_json import read_json
 from cfbench.records.labels import record_label
-from cfbench.records.store import SCHEMA_VERSION, SCORE_KEYS, SCORES
+from cfbench.records.store import (
+    SCHEMA_VERSION,
+    SCORE_KEYS,
+    SCORES,
+    load_records,
+    read_run_info,
+    read_scores,
+    write_json_atomic,
+)
 from cfbench.score import registry as R
 from cfbench.score.metrics import coverage, decide, runtime
 from cfbench.score.scorer import Scorer
+from cfbench.tasks.spec import Task, resolve_spec
 
 QUERY_FIELDS = ("method", "variant", "seed", "query_id", "source", "target", "direction", "k",
                 "status", "n_cfs", "seconds")
@@ -333,7 +343,6 @@ def run_frames(run_dir: Path, records: list[dict[str, Any]] | None = None,
     interrupted run), is scored with the task loaded, as before (with ``rescore=False``: a
     ``UserError`` instead).
     """
-    from cfbench.records.store import load_records, read_run_info, read_scores
 
     run_dir = Path(run_dir)
     records = load_records(run_dir) if records is None else records
@@ -357,7 +366,6 @@ def run_frames(run_dir: Path, records: list[dict[str, Any]] | None = None,
 
 def load_run_task(run_dir: Path, info: dict[str, Any]) -> Any:
     """The task of a run folder, loaded (data and classifier), after checking its hash."""
-    from cfbench.tasks.spec import Task, resolve_spec
 
     # the task as given to `cfbench run` (a spec file's path, or a name)
     spec = resolve_spec((info.get("config") or {}).get("task") or info["task"])
@@ -378,7 +386,6 @@ def run_extra(info: dict[str, Any]) -> dict[str, Any]:
 
 def old_skipped(run_dir: Path) -> dict[str, str]:
     """The skipped methods of a folder made before ``run.json`` kept them: its summary's."""
-    from cfbench.core.strict_json import read_json
 
     try:
         old = read_json(Path(run_dir) / "summary.json", strict=False)
@@ -390,7 +397,6 @@ def old_skipped(run_dir: Path) -> dict[str, str]:
 def summarize_run(run_dir: Path, **extra: Any) -> dict[str, Any]:
     """summary.json of a run folder from its records, ``scores.parquet`` and ``run.json``
     (the task is loaded only when the folder has no usable scores, see ``run_frames``)."""
-    from cfbench.records.store import read_run_info
 
     info = read_run_info(run_dir)
     if "skipped_methods" not in info:
@@ -403,7 +409,6 @@ def score_run(run_dir: Path, task: Any, records: list[dict[str, Any]],
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score ``records`` once with the loaded ``task``; write ``scores.parquet`` and
     ``summary.json`` into ``run_dir`` and the task's meta into ``run.json``; return the summary."""
-    from cfbench.records.store import read_run_info, write_json_atomic
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)

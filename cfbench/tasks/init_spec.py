@@ -25,7 +25,10 @@ import numpy as np
 import pandas as pd
 
 from cfbench.core.errors import UserError
+from cfbench.core.names import check_name
+from cfbench.tasks.classifier import MODELS, USER_MODEL
 from cfbench.tasks.datasets import MISSING_POLICIES
+from cfbench.tasks.spec import Task, check_not_reserved, load_spec
 from cfbench.tasks.table import binary_positive, read_table, same_value
 
 MAX_CODES = 20  # more distinct values than this and a column is not treated as categorical
@@ -220,8 +223,6 @@ def _positive(values: list[Any], given: str | None, label: str, file: Path) -> A
 def _task_name(given: str | None, out: Path) -> str:
     """``--name`` (default: the ``--out`` file's stem), checked as a spec's name is, and not the
     name of a registered task."""
-    from cfbench.core.names import check_name
-    from cfbench.tasks.spec import check_not_reserved
 
     name = given if given is not None else re.sub(r"[^A-Za-z0-9._-]+", "-", out.stem).strip("-._")
     check_name(name, "--name")
@@ -240,7 +241,6 @@ def _utf8_path(rel: str, given: Path) -> str:
 def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: str,
                 out: Path) -> tuple[str, list[Column], str]:
     """The spec text, the columns it describes (and skips) and the missing policy it chose."""
-    from cfbench.tasks.classifier import MODELS, USER_MODEL
 
     check_column_names([str(c) for c in df.columns], file)
     label = args.label
@@ -341,7 +341,6 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
 
 def cmd_task_init(args: argparse.Namespace) -> int:
     """Write the spec, then load it once; a spec that does not load is reported, exit 2."""
-    from cfbench.tasks.spec import Task, load_spec
 
     file = Path(args.data)
     out = Path(args.out) if args.out else Path("tasks") / f"{file.stem}.toml"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cfbench.tasks.datasets import Dataset
+from cfbench.tasks.table import load_table
 
 
 def load_breast_cancer() -> Dataset:
@@ -28,7 +29,6 @@ def load_breast_cancer() -> Dataset:
 
 
 def _load_table(spec_dir: str | None = None, **options: Any) -> Dataset:
-    from cfbench.tasks.table import load_table
 
     return load_table(spec_dir=spec_dir, **options)
 

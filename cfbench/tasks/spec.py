@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from cfbench.core.errors import UserError, choices_error
 from cfbench.core.generator import FitContext
 from cfbench.core.names import check_name
+from cfbench.core.plugins import registry
 from cfbench.core.safe_load import load_toml
 from cfbench.core.schema import FeatureSchema
 from cfbench.tasks.classifier import (
@@ -30,6 +31,7 @@ from cfbench.tasks.classifier import (
     USER_MODEL,
     adapt_user_model,
     build_pipeline,
+    cache_dir,
     cache_key,
     check_params,
     fit_cached,
@@ -208,7 +210,6 @@ def load_spec(path: str | Path) -> TaskSpec:
 
 def available_specs() -> dict[str, Path]:
     """Task name -> spec path, from every plugin's ``cfbench_task_paths``."""
-    from cfbench.core.plugins import registry
 
     found: dict[str, Path] = {}
     for p in registry().task_paths:
@@ -282,7 +283,6 @@ class Task:
         """Load the data, check it, split it, and fit (or load) the classifier."""
         import inspect
 
-        from cfbench.core.plugins import registry
 
         loader = registry().loader(spec.loader)
         options = {**spec.loader_options, **(dataset_options or {})}
@@ -461,7 +461,6 @@ class Task:
 
     def fit_context(self, seed: int, params: Mapping[str, Any] | None = None) -> FitContext:
         """What a generator's ``fit`` receives for this task and seed."""
-        from cfbench.tasks.classifier import cache_dir
 
         return FitContext(
             X_train=self.X_train.copy(),

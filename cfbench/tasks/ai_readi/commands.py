@@ -9,6 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cfbench.core.errors import UserError
+from cfbench.tasks.ai_readi.loader import (
+    STRESS_THRESHOLD,
+    feature_table,
+    label_and_impute,
+    resolve_source,
+)
+from cfbench.tasks.ai_readi.report import DataReport
+from cfbench.tasks.ai_readi.synth import SynthParams, write_release
+
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``data`` command group on the ``cfbench`` CLI."""
@@ -53,9 +63,6 @@ def _build_args(p: argparse.ArgumentParser) -> None:
 
 
 def _table(args: argparse.Namespace):
-    from cfbench.core.errors import UserError
-    from cfbench.tasks.ai_readi.loader import feature_table, resolve_source
-    from cfbench.tasks.ai_readi.synth import SynthParams
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: expected a positive integer")
@@ -65,8 +72,6 @@ def _table(args: argparse.Namespace):
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the data report, plus the class balance of both AI-READI labels."""
-    from cfbench.tasks.ai_readi.loader import STRESS_THRESHOLD, label_and_impute
-    from cfbench.tasks.ai_readi.report import DataReport
 
     table, rep, _ = _table(args)
     lines = []
@@ -94,7 +99,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     import time
 
-    from cfbench.tasks.ai_readi.synth import SynthParams, write_release
 
     params = SynthParams(args.participants, args.days, args.release, args.seed, args.garmin_interval)
     t0 = time.perf_counter()

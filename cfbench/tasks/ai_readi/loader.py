@@ -25,6 +25,7 @@ import pandas as pd
 
 from cfbench.core import phase
 from cfbench.core.errors import UserError
+from cfbench.core.machine import usable_cores
 from cfbench.tasks.ai_readi.features import (
     CLINICAL_FEATURES,
     COVERAGE,
@@ -45,6 +46,7 @@ from cfbench.tasks.ai_readi.layout import (
 )
 from cfbench.tasks.ai_readi.report import DataReport
 from cfbench.tasks.ai_readi.synth import GENERATOR_VERSION, SynthParams, ensure_release
+from cfbench.tasks.classifier import cache_dir
 from cfbench.tasks.datasets import Dataset
 
 LOADER_VERSION = "1"
@@ -69,7 +71,6 @@ def resolve_source(data_dir: str | os.PathLike | None, synth: SynthParams,
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(ENV_VAR) or None
     if chosen is not None:
         return Path(chosen).expanduser().resolve(), ""
-    from cfbench.tasks.classifier import cache_dir
 
     synth = synth.validate()
     blob = json.dumps({**synth.__dict__, "generator": GENERATOR_VERSION}, sort_keys=True)
@@ -170,7 +171,6 @@ def build_table(release: Release, rep: DataReport, n_jobs: int = 1) -> pd.DataFr
 
 
 def _cache_paths(release: Release) -> tuple[Path, Path]:
-    from cfbench.tasks.classifier import cache_dir
 
     blob = json.dumps([LOADER_VERSION, release.version, release.stat_key()]).encode()
     key = hashlib.sha256(blob).hexdigest()[:24]
@@ -289,7 +289,6 @@ def load_ai_readi(
     """
     _check_options(label, stress_threshold, n_jobs)
     if n_jobs == 0:
-        from cfbench.core.machine import usable_cores
 
         n_jobs = usable_cores()
     synth = SynthParams(participants, days, release, seed, garmin_interval_min)
