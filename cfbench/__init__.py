@@ -9,6 +9,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from cfbench import _compat
+
+_compat.install()  # the flat module paths of cfbench 0.x, with a DeprecationWarning
+
 try:
     __version__ = version("cfbench-harness")
 except PackageNotFoundError:  # running from a source tree that was never installed

@@ -16,7 +16,8 @@ from cli_helpers import RUN, cli, finished_run, one_error_line
 
 from cfbench.core.errors import UserError
 from cfbench.records.store import RECORDS, RUN_INFO, load_records, read_run_info
-from cfbench.report.board import board_markdown, md_cell, write_board
+from cfbench.report.board import board_markdown, write_board
+from cfbench.report.markdown import md_cell
 
 BOARDS = Path(__file__).parents[1] / "leaderboard"
 DEEP = "[" * 200_000 + "]" * 200_000

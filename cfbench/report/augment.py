@@ -13,7 +13,7 @@ import pandas as pd
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import read_json
 from cfbench.execution.augment import SCENARIOS
-from cfbench.report.board import md_cell
+from cfbench.report.markdown import md_cell
 
 
 def _missing(v: Any) -> bool:  # NaN in memory, null once read back from strict JSON

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from cfbench.records.store import (
     write_json_atomic,
 )
 from cfbench.report import augment
+from cfbench.report.markdown import md_cell
 from cfbench.report.svg import feature_profile, metric_bars, scarcity_curve
 from cfbench.score import registry as R
 from cfbench.score.ranking import bootstrap_ci, ci_values, per_query_values, rank_methods
@@ -220,24 +220,6 @@ def to_markdown(summary: dict[str, Any]) -> str:
 def skipped(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(method, why) of every method the run skipped, by name."""
     return sorted((str(m), str(why)) for m, why in (summary.get("skipped_methods") or {}).items())
-
-
-#: Markdown's active characters, escaped with a backslash by ``md_cell`` (``_`` only at a word's
-#: edge: inside a word, as in ``cfnow:random_optim``, it cannot start emphasis)
-_MD_ACTIVE = re.compile(r"[\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-
-
-def md_cell(text: Any) -> str:
-    """``text`` as literal Markdown on one line (a table cell, a name in a sentence).
-
-    Whitespace is collapsed; ``&`` and ``<`` become entities (no HTML tag, comment or autolink
-    can start); backslashes, code, emphasis, link, table and strikethrough characters are
-    escaped, and ``$`` when two could open math.  Ordinary labels (``dice:random``,
-    ``llm-fewshot:verified``, ``nearest-neighbour``) come out unchanged.
-    """
-    out = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;")
-    out = _MD_ACTIVE.sub(lambda m: "\\" + m.group(0), out)
-    return out.replace("$", "\\$") if out.count("$") > 1 else out
 
 
 def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None) -> None:

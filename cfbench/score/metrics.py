@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from cfbench.core.schema import FeatureSchema
-
-if TYPE_CHECKING:  # the scorer builds a context; the type is named for readers only
-    from cfbench.score.scorer import Scorer
 
 #: two values closer than this fraction of the feature's training range count as unchanged
 CHANGE_TOL = 1e-6
@@ -307,7 +304,7 @@ class CFContext:
     carla: np.ndarray
     carla_delta: np.ndarray
     flags: dict[str, np.ndarray]
-    scorer: Scorer
+    scorer: Any  # the cfbench.score.scorer.Scorer that built this context
     unscorable: np.ndarray
     predict: Callable[[np.ndarray], np.ndarray] | None = None
 
