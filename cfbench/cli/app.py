@@ -56,7 +56,7 @@ def _flag(check: Callable[[Any, str], Any], flag: str) -> Callable[[str], Any]:
 
 def _common_run_flags(p: argparse.ArgumentParser) -> None:
     from cfbench.core import machine
-    from cfbench.execution import config, schedule
+    from cfbench.execution import schedule
 
     p.add_argument("--task", default=None, help="registered task name or path of a spec file")
     p.add_argument("--methods", default=None,
@@ -66,19 +66,20 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
                    help="a method parameter, e.g. dice:random.total_cfs=20 (repeatable; "
                         "`cfbench list methods --params` shows them)")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_flag(settings.seeds, "--seed"), dest="seeds", default=(0,),
+    seeds.add_argument("--seed", type=_flag(settings.seeds, "--seed"), dest="seeds",
+                       default=settings.DEFAULTS["seeds"],
                        help="one seed (default: 0; for augment the repetitions 0-9)")
     seeds.add_argument("--seeds", type=_flag(settings.seeds, "--seeds"), dest="seeds",
                        help="seeds: 0,1,2 or 0-4")
-    p.add_argument("--budget", type=_flag(settings.budget, "--budget"), default=config.DEFAULT_BUDGET,
+    p.add_argument("--budget", type=_flag(settings.budget, "--budget"), default=settings.DEFAULTS["budget"],
                    help="search budget in CPU seconds per query, the same for every method "
                         "(anytime methods such as CFNOW search until it runs out; CPU time, so "
                         "a busy machine does not shrink the search)")
-    p.add_argument("--timeout", type=_flag(settings.timeout, "--timeout"), default=config.DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=_flag(settings.timeout, "--timeout"), default=settings.DEFAULTS["timeout"],
                    help="hard safety kill in seconds per query: a worker is killed after "
                         f"max(timeout, {schedule.KILL_BUDGETS:g} x budget) x batch + 10 s")
     p.add_argument("--fit-timeout", type=_flag(settings.fit_timeout, "--fit-timeout"),
-                   default=3600.0, help="seconds for fit")
+                   default=settings.DEFAULTS["fit_timeout"], help="seconds for fit")
     p.add_argument("--jobs", type=_flag(settings.jobs, "--jobs"), default=machine.usable_cores(),
                    help="cells run in parallel; for augment, repetitions run side by side "
                         "(default: the usable CPU cores, here %(default)s)")
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a suite file: tasks x methods x seeds and settings (flags given here win)")
     run.add_argument("--n-queries", type=_flag(settings.n_queries, "--n-queries"), default=None,
                      help="test instances per source class (default: the task's, usually 50)")
-    run.add_argument("--k", type=_flag(settings.k, "--k"), default=1, help="CFs per query")
+    run.add_argument("--k", type=_flag(settings.k, "--k"), default=settings.DEFAULTS["k"], help="CFs per query")
     augment = run.add_mutually_exclusive_group()
     augment.add_argument("--augment", action="store_true",
                          help="also run the label-scarcity augmentation (scenarios A, B, C) into OUT/augment")
@@ -233,7 +234,7 @@ def _run_suite(args: argparse.Namespace, params: tuple) -> int:
             timeout=args.timeout if "timeout" in given else float(s.get("timeout", args.timeout)),
             budget=args.budget if "budget" in given else float(s.get("budget", args.budget)),
             fit_timeout=(args.fit_timeout if "fit_timeout" in given
-                         else float(s.get("fit_timeout", 3600.0))),
+                         else float(s.get("fit_timeout", settings.DEFAULTS["fit_timeout"]))),
             jobs=args.jobs if "jobs" in given or s.get("jobs") is None else s["jobs"],
             out=args.out if len(suite.runs) == 1 else (base or runs.new_run_dir(suite_name)) / srun.name,
             resume=args.resume,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +224,6 @@ class RunConfig:
         seeds(list(self.seeds))
 
 
+#: every setting's default, read off ``RunConfig``: the one place the flags, suite files and the
+#: boards' re-run commands take them from
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}

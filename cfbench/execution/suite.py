@@ -36,7 +36,7 @@ from cfbench.core.errors import UserError
 from cfbench.core.names import MAX_NAME, NAME_RULE, check_name
 from cfbench.core.safe_load import MAX_TOML_BYTES, loads_toml, read_limited
 from cfbench.execution import config as checks
-from cfbench.execution.config import DEFAULT_BUDGET, DEFAULT_TIMEOUT
+from cfbench.execution.config import DEFAULTS
 from cfbench.execution.executor import EXECUTORS
 from cfbench.execution.select import selection_item
 from cfbench.tasks.spec import check_not_reserved, load_spec
@@ -47,12 +47,12 @@ Check = type | tuple[type, ...] | Callable[[Any, str], Any]
 #: run settings a suite may set, with their checks (those of the flags) and the defaults of
 #: ``cfbench run``
 SETTINGS: dict[str, tuple[Check, Any]] = {
-    "seeds": (checks.seeds, (0,)),
+    "seeds": (checks.seeds, DEFAULTS["seeds"]),
     "n_queries": (checks.n_queries, None),
-    "k": (checks.k, 1),
-    "budget": (checks.budget, DEFAULT_BUDGET),
-    "timeout": (checks.timeout, DEFAULT_TIMEOUT),
-    "fit_timeout": (checks.fit_timeout, 3600.0),
+    "k": (checks.k, DEFAULTS["k"]),
+    "budget": (checks.budget, DEFAULTS["budget"]),
+    "timeout": (checks.timeout, DEFAULTS["timeout"]),
+    "fit_timeout": (checks.fit_timeout, DEFAULTS["fit_timeout"]),
     "jobs": (checks.jobs, None),  # default: the usable CPU cores
     "data_dir": (checks.text, None),
     "executor": (checks.text, None),  # default: $CFBENCH_EXECUTOR, else local

@@ -17,6 +17,7 @@ from cfbench.core.errors import UserError
 from cfbench.core.names import MAX_NAME, NAME_RULE
 from cfbench.core.strict_json import read_json
 from cfbench.execution import augment as aug
+from cfbench.execution.config import DEFAULTS
 from cfbench.records.labels import fmt_value, record_label
 from cfbench.records.store import (
     SCHEMA_VERSION,
@@ -453,7 +454,7 @@ def run_command(cfg: dict[str, Any], task: str) -> str:
             + (f"--budget {cfg['budget']:g} " if cfg.get("budget") else "")
             + f"--timeout {cfg.get('timeout', 60):g}"
             + (f" --n-queries {cfg['n_queries']}" if cfg.get("n_queries") else "")
-            + (f" --fit-timeout {fit:g}" if isinstance(fit, (int, float)) and fit != 3600 else "")
+            + (f" --fit-timeout {fit:g}" if isinstance(fit, (int, float)) and fit != DEFAULTS["fit_timeout"] else "")
             + (" --data-dir DATA_DIR" if cfg.get("data_dir") else "") + params)
 
 
