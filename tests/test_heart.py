@@ -28,7 +28,7 @@ def test_uci_codes_and_known_rows() -> None:
     # UCI processed.cleveland.data, rows 1 and 2
     assert raw.iloc[0].tolist() == [63, 1, 1, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6, 0]
     assert raw.iloc[1].tolist() == [67, 1, 4, 160, 286, 0, 2, 108, 1, 1.5, 2, 3, 3, 1]
-    # the UCI row absent from the Kaggle/pingouin variant (see cfbench/data/heart.md)
+    # the UCI row absent from the Kaggle/pingouin variant (see cfbench/tasks/data/heart.md)
     row = raw.iloc[184].tolist()
     assert row == [60, 0, 4, 158, 305, 0, 2, 161, 0, 0.0, 1, 0, 3, 1]
     assert not raw.duplicated().any()

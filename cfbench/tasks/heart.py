@@ -1,6 +1,6 @@
-"""UCI Cleveland heart disease, shipped with cfbench as ``cfbench/data/heart.csv``.
+"""UCI Cleveland heart disease, shipped with cfbench as ``cfbench/tasks/data/heart.csv``.
 
-The file's provenance, licence (CC BY 4.0) and the checks made on it are in ``cfbench/data/heart.md``.
+The file's provenance, licence (CC BY 4.0) and the checks made on it are in ``cfbench/tasks/data/heart.md``.
 Its SHA-256 (of the file with LF line endings) is verified on every load, so an edited or
 truncated copy is never used silently.
 """
