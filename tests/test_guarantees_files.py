@@ -16,6 +16,7 @@ from cli_helpers import RUN, cli, finished_run, one_error_line
 
 from cfbench.core.errors import UserError
 from cfbench.records.store import RECORDS, RUN_INFO, load_records, read_run_info
+from cfbench.report import board as board_module
 from cfbench.report.board import board_markdown, write_board
 from cfbench.report.markdown import md_cell
 
@@ -270,8 +271,6 @@ def test_dollar_signs_in_feature_and_method_names_are_plotted_as_text(boards, tm
 
 
 def test_a_failed_update_leaves_the_previous_board_as_it_was(boards, monkeypatch):
-    import cfbench.report.svg
-
     before = {p.name: p.read_bytes() for p in boards.iterdir()}
     board = json.loads((boards / "heart.json").read_text())
     board["data_source"] = "a new run"
@@ -279,7 +278,8 @@ def test_a_failed_update_leaves_the_previous_board_as_it_was(boards, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(cfbench.report.svg, "feature_profile", broken)
+    # patched where board.py looks it up: it imports the name from cfbench.report.svg
+    monkeypatch.setattr(board_module, "feature_profile", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
         write_board(board, boards, records=[])
     assert {p.name: p.read_bytes() for p in boards.iterdir()} == before  # no partial board

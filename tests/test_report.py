@@ -16,6 +16,7 @@ from conftest import require
 
 from cfbench.records.store import SCHEMA_VERSION
 from cfbench.report import html as report
+from cfbench.report import svg as charts
 from cfbench.report.board import board_markdown, print_table, to_markdown
 
 BOARD_DIR = Path(__file__).parents[1] / "leaderboard"
@@ -179,21 +180,21 @@ def test_run_report_without_query_values_shows_the_cfs_and_says_so(tmp_path):
 
 def test_cliques_and_cd_diagram_by_hand():
     ranks = {"a": 1.0, "b": 1.5, "c": 3.0, "d": 3.4}
-    assert report.cliques(ranks, 1.0) == [["a", "b"], ["c", "d"]]
-    assert report.cliques(ranks, 2.0) == [["a", "b", "c"], ["b", "c", "d"]]  # 3.4 - 1.5 <= 2
-    assert report.cliques(ranks, None) == []
-    svg = report.cd_diagram("x", "validity", ranks, 1.0)
+    assert charts.cliques(ranks, 1.0) == [["a", "b"], ["c", "d"]]
+    assert charts.cliques(ranks, 2.0) == [["a", "b", "c"], ["b", "c", "d"]]  # 3.4 - 1.5 <= 2
+    assert charts.cliques(ranks, None) == []
+    svg = charts.cd_diagram("x", "validity", ranks, 1.0)
     assert svg.count('class="clique"') == 2 and "CD = 1.00" in svg
     assert all(f">{m} (" in svg for m in ranks)
-    assert report.cd_diagram("x", "validity", {"a": 1.0}, None) == ""
+    assert charts.cd_diagram("x", "validity", {"a": 1.0}, None) == ""
 
 
 def test_scarcity_plot_needs_two_fractions():
     row = {"scenario": "A", "method": "m", "cfs": "all", "f1": 0.7}
     one = [{"fraction": 0.5, "aggregate": [row]}]
-    assert report.scarcity_plot("s", one) == ""
+    assert charts.scarcity_plot("s", one) == ""
     two = one + [{"fraction": 0.25, "aggregate": [{**row, "f1": 0.8}]}]
-    svg = report.scarcity_plot("s", two)
+    svg = charts.scarcity_plot("s", two)
     assert "<polyline" in svg and "25%" in svg and "50%" in svg
 
 

@@ -7,6 +7,9 @@ re-scored: the task's data and classifier are not loaded (only a run folder made
 version 2 is summarised again with its task), so a report can be built where the files are.  The page
 inlines its CSS, JavaScript, plots and data (strict JSON, ``null`` for undefined numbers); it
 needs no network when viewed.
+
+This module renders; the data is read by ``page_data.py``, the charts are drawn by ``svg.py``,
+and the CSS and JavaScript are the package files ``static/report.css`` and ``static/report.js``.
 """
 
 from __future__ import annotations
@@ -17,36 +20,24 @@ import html
 import json
 import math
 import re
-from collections import Counter
+import tempfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cfbench.core.errors import UserError
-from cfbench.core.strict_json import json_safe, read_json
-from cfbench.records.labels import record_label
-from cfbench.records.store import (
-    RUN_INFO,
-    check_path_limits,
-    load_records,
-    read_run_info,
-    read_scores,
-)
-from cfbench.report import augment
+from cfbench.core.strict_json import json_safe
+from cfbench.records.store import check_path_limits
 from cfbench.report.augment import fmt_ci, fmt_count, fmt_p, fmt_recovery
-from cfbench.report.board import (
-    RANK_NOTE,
-    SCOPE_NOTE,
-    board_from_frames,
-    board_problem,
-    run_summary,
-)
+from cfbench.report.board import RANK_NOTE, SCOPE_NOTE
 from cfbench.report.board import run_command as command
-from cfbench.report.svg import feature_profile
-from cfbench.score import registry as R
+from cfbench.report.page_data import load_boards, load_run
+from cfbench.report.svg import cd_diagram, feature_profile, scarcity_plot
+from cfbench.report.values import SCENARIOS, num, ranked_header
 from cfbench.score.registry import columns
-from cfbench.score.summary import run_frames
-from cfbench.tasks.spec import resolve_spec
 
 # ----------------------------------------------------------------------------- metric view
 # Headers, formats, better directions and help texts come from ``cfbench.score.registry``.
@@ -74,22 +65,12 @@ AUG_COLUMNS = (("n_added", "added", False, None), ("f1", "F1", True, "higher"),
                ("f1_recovered", "F1 recovered (pts)", True, "higher"),
                ("f1_recovered_rel", "rel. recovery", False, "higher"),
                ("macro_f1_recovered", "macro F1 recovered (pts)", True, "higher"))
-SCENARIOS = {"A": "positives removed", "B": "negatives removed", "C": "both removed"}
 
 
 def table_columns() -> list[Column]:
     """The direction tables' numeric columns, in the order of the terminal and Markdown tables."""
-
     return [Column(scope, m.name, m.column_header(scope), m.fmt, m.better,
                    f"{m.description} ({_SCOPE_HELP[scope]})") for scope, m in columns()]
-
-
-def ranked_header(metric: str) -> str:
-
-    try:
-        return R.get(metric).header
-    except KeyError:
-        return metric
 
 
 # ----------------------------------------------------------------------------- strict JSON
@@ -109,178 +90,30 @@ def scrub(text: str) -> str:
     return _ABS_PATH.sub(lambda m: "…/" + m.group(1), str(text))
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-def _feature_info(task: str, task_hash: str, n: int) -> tuple[list[dict[str, Any]], str]:
-    """Names, kinds and category labels from the task's spec file (a file read, no data load).
-
-    Returns the features and a note when they could not be matched to the run.
-    """
-    try:
-
-        spec = resolve_spec(task)
-    except Exception:  # noqa: BLE001 - no spec here: fall back to positions
-        spec = None
-    if spec is not None and len(spec.schema) == n:
-        feats = [{"name": f.name, "kind": f.kind, "unit": f.unit,
-                  "labels": dict(zip(f.categories, f.labels, strict=False))} for f in spec.schema]
-        note = "" if spec.hash == task_hash else (
-            f"feature names from the current task spec {task!r}, whose hash differs from the run's")
-        return feats, note
-    return ([{"name": f"feature {i + 1}", "kind": "numeric", "unit": "", "labels": {}}
-             for i in range(n)], f"task spec {task!r} not found here: features shown by position")
-
-
-def load_run(run_dir: Path, augment_dirs: list[Path] | None = None, n_examples: int = 3
-             ) -> dict[str, Any]:
-    """A board-like dict from a run folder alone, plus example CFs from its records; ranks and
-    bootstrap CIs when the folder has ``scores.parquet``."""
-
-    run_dir = Path(run_dir)
-    summary = run_summary(run_dir)
-    info = read_run_info(run_dir) if (run_dir / RUN_INFO).exists() else {}
-    records = load_records(run_dir)  # a corrupt line is skipped with a warning, as everywhere
-    board: dict[str, Any] = {
-        "task": summary["task"], "task_hash": summary["task_hash"],
-        "data_source": summary.get("data_source", ""), "classifier": summary["classifier"],
-        "config": info.get("config", {}),
-        "provenance": records[0].get("provenance", {}) if records else {},
-        "skipped_methods": summary.get("skipped_methods", {}),
-        "methods": summary["methods"], "ranks": None, "ci": None, "augmentation": None,
-    }
-    board["ranks"], board["ci"] = _run_ranks(run_dir)
-    augs = []
-    for d in augment_dirs or []:
-
-        doc = augment.load(d)
-        if doc.get("task") not in (None, board["task"]):
-            raise UserError(f"{d}: augmentation of task {doc.get('task')!r}, not {board['task']!r}")
-        augs.append({k: doc[k] for k in ("protocol", "fraction", "curve", "seeds", "scenarios",
-                                         "max_per_class", "methods", "timeout", "budget",
-                                         "aggregate") if k in doc})
-    board["augmentations"] = augs
-    board["libraries"] = _libraries(records)
-    board["examples"], board["examples_note"] = _examples(board, records, n_examples)
-    return board
-
-
-def _run_ranks(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(ranks, ci) of a run folder from its ``scores.parquet``; (None, None) without one."""
-
-    if read_scores(run_dir) is None:  # an unreadable file is one line, not "no ranks"
-        return None, None
-    try:
-        cf, q, meta = run_frames(run_dir, load_records(run_dir), rescore=False)
-    except UserError:
-        return None, None  # scores of an unfinished run: no ranks, as without scores
-    b = board_from_frames(cf, q, meta, config={}, provenance={},
-                          skipped_methods=read_run_info(run_dir).get("skipped_methods") or {},
-                          augmentation=None)
-    return b["ranks"], b["ci"]
-
-
-def _libraries(records: list[dict[str, Any]]) -> dict[str, str]:
-    libs: dict[str, str] = {}
-    for r in records:
-        for k, v in (r.get("provenance") or {}).get("libraries", {}).items():
-            libs.setdefault(str(k), str(v))
-    return libs
-
-
-def _examples(board: dict[str, Any], records: list[dict[str, Any]], n: int
-              ) -> tuple[dict[str, Any], str]:
-    """Per method: up to ``n`` answered queries (directions alternating) and failure reasons."""
-
-    n_feat = next((len(c) for r in records for c in r.get("cfs") or [] if isinstance(c, list)),
-                  len(next(iter(r["query"] for r in records if r.get("query")), [])))
-    feats, note = _feature_info(board["task"], board["task_hash"], n_feat) if n_feat else ([], "")
-    out: dict[str, Any] = {}
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        by_method.setdefault(record_label(r), []).append(r)  # the board's label, params included
-    for label, recs in sorted(by_method.items()):
-        recs = sorted(recs, key=lambda r: (r["seed"], r["direction"], r["query_id"]))
-        ok = [r for r in recs if r.get("status") == "ok" and r.get("cfs")]
-        picked: list[dict[str, Any]] = []
-        per_dir: dict[str, list[dict[str, Any]]] = {}
-        for r in ok:
-            per_dir.setdefault(r["direction"], []).append(r)
-        while len(picked) < n and any(per_dir.values()):
-            for d in sorted(per_dir):
-                if per_dir[d] and len(picked) < n:
-                    picked.append(per_dir[d].pop(0))
-        reasons = Counter(f"{r.get('status')}: {r.get('reason') or '(no reason given)'}"
-                          for r in recs if r.get("status") != "ok")
-        out[label] = {"examples": [_example(r, n_feat) for r in picked],
-                      "failures": reasons.most_common(5), "n_failed": sum(reasons.values())}
-    board["features"] = feats
-    return out, note
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _example(r: dict[str, Any], n_feat: int) -> dict[str, Any]:
-    q = r.get("query")
-    query = [_num(v) for v in q] if isinstance(q, list) and len(q) == n_feat else None
-    cfs = [[_num(v) for v in c] for c in r["cfs"] if isinstance(c, list) and len(c) == n_feat]
-    return {"seed": r["seed"], "query_id": r["query_id"], "direction": r["direction"],
-            "source": r.get("source"), "target": r.get("target"), "query": query, "cfs": cfs}
-
-
-def load_boards(board_dir: Path) -> list[dict[str, Any]]:
-    """Every committed ``<task>.json`` board of ``board_dir`` (not the schema), with its plots."""
-
-    board_dir = Path(board_dir)
-    if not board_dir.is_dir():
-        raise UserError(f"--board {board_dir}: not a folder (expected the leaderboard/ folder)")
-    boards = []
-    for p in sorted(board_dir.glob("*.json")):
-        if p.name == "schema.json":
-            continue
-        doc = read_json(p)
-        if not isinstance(doc, dict) or "task" not in doc or "methods" not in doc:
-            continue  # not a board
-        problem = board_problem(doc)
-        if problem:
-            raise UserError(f"{p}: not a cfbench board ({problem}); check the boards with "
-                            f"`cfbench leaderboard --validate --dir {board_dir}`")
-        doc["plots"] = [(board_dir / f"{doc['task']}-{kind}.svg", alt) for kind, alt in (
-            ("metrics", "metric bars with 95% bootstrap CIs"),
-            ("features", "share of each method's CFs changing each feature"))]
-        doc["augmentations"] = [doc["augmentation"]] if doc.get("augmentation") else []
-        boards.append(doc)
-    if not boards:
-        raise UserError(f"--board {board_dir}: no <task>.json boards found")
-    return boards
-
-
 # ----------------------------------------------------------------------------- rendering
 
 E = html.escape
 
 
 def _slug(text: str) -> str:
+    """An id fragment for ``text``: lower case, other runs as ``-`` (``x`` when nothing is left)."""
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "x"
 
 
 def _fmt(v: Any, fmt: str) -> str:
-    f = _num(v)
+    """``v`` formatted with ``fmt``, or "–" when it is no finite number."""
+    f = num(v)
     return "–" if f is None else format(f, fmt)
 
 
 def _dv(v: Any) -> str:
-    f = _num(v)
+    """The ``data-v`` sort key of a cell: the exact float, or empty (sorted last)."""
+    f = num(v)
     return "" if f is None else repr(f)
 
 
 def _th_sort(label: str, first: str, help_text: str = "", cls: str = "") -> str:
+    """A column header whose button sorts the table; ``first`` is the order of the first click."""
     title = f' title="{E(help_text)}"' if help_text else ""
     c = f' class="{cls}"' if cls else ""
     return (f'<th scope="col"{c} data-first="{first}"><button type="button"{title}>'
@@ -288,10 +121,12 @@ def _th_sort(label: str, first: str, help_text: str = "", cls: str = "") -> str:
 
 
 def _first(better: str | None) -> str:
+    """A column's first sort order: better values on top."""
     return "descending" if better == "higher" else "ascending"
 
 
 def _best_marks(values: list[float | None], better: str | None) -> set[int]:
+    """Rows holding the best value; none when no direction is better or most rows share it."""
     vals = [(i, v) for i, v in enumerate(values) if v is not None]
     if better is None or len(vals) < 2 or len({v for _, v in vals}) < 2:
         return set()
@@ -301,6 +136,7 @@ def _best_marks(values: list[float | None], better: str | None) -> set[int]:
 
 
 def _cell(text: str, v: Any, best: bool = False) -> str:
+    """A data cell with its sort key; the best one bold, and said so to screen readers."""
     if best:
         return (f'<td data-v="{_dv(v)}" class="best"><strong>{E(text)}</strong>'
                 '<span class="sr-only"> (best)</span></td>')
@@ -309,6 +145,7 @@ def _cell(text: str, v: Any, best: bool = False) -> str:
 
 def _table(tid: str, caption: str, head: list[str], body_rows: list[list[str]],
            foot_rows: list[str] | None = None) -> str:
+    """A sortable table in a scrollable, keyboard-focusable region labelled by its caption."""
     foot = f"<tfoot>{''.join(foot_rows)}</tfoot>" if foot_rows else ""
     rows = "".join(f"<tr>{''.join(r)}</tr>" for r in body_rows)
     return (f'<div class="table-wrap" role="region" tabindex="0" aria-labelledby="{tid}-cap">'
@@ -323,13 +160,14 @@ def directions(methods: dict[str, Any]) -> list[str]:
 
 
 def _direction_table(tid: str, methods: dict[str, Any], direction: str) -> str:
+    """Every method's metrics in one direction (or all), best values marked."""
     cols = table_columns()
     labels = [m for m in sorted(methods) if direction in methods[m]]
     head = [_th_sort("method", "ascending", cls="text"), _th_sort("queries", "descending")]
     head += [_th_sort(c.header, _first(c.better), c.help + (
         f" ({c.better} is better)" if c.better else "")) for c in cols]
     head.append(_th_sort("failures", "ascending", "queries without a CF, by status", cls="text"))
-    values = {c: [_num(methods[m][direction].get(c.scope, {}).get(c.key)) for m in labels]
+    values = {c: [num(methods[m][direction].get(c.scope, {}).get(c.key)) for m in labels]
               for c in cols}
     best = {c: _best_marks(values[c], c.better) for c in cols}
     rows = []
@@ -350,6 +188,7 @@ def _direction_table(tid: str, methods: dict[str, Any], direction: str) -> str:
 
 
 def _ci_table(tid: str, board: dict[str, Any]) -> str:
+    """The ranked metrics' means with 95% bootstrap intervals; empty without CIs."""
     ci = board.get("ci") or {}
     metrics = [m for m in ci if ci[m]]
     if not metrics:
@@ -365,7 +204,7 @@ def _ci_table(tid: str, board: dict[str, Any]) -> str:
         row = [f'<th scope="row" data-v="{E(lab)}">{E(lab)}</th>']
         for m in metrics:
             v = ci[m].get(lab) or [None, None, None]
-            mean, lo, hi = (_num(x) for x in (list(v) + [None] * 3)[:3])
+            mean, lo, hi = (num(x) for x in (list(v) + [None] * 3)[:3])
             text = "–" if mean is None else f"{mean:.2f}" + (
                 f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
             row.append(_cell(text, mean))
@@ -377,11 +216,13 @@ def _ci_table(tid: str, board: dict[str, Any]) -> str:
 
 
 def _p(v: Any) -> str:
-    f = _num(v)
+    """A p-value in two significant digits; "<1e-4" below that."""
+    f = num(v)
     return "–" if f is None else (f"{f:.2g}" if f >= 1e-4 else "<1e-4")
 
 
 def _ranks_table(tid: str, ranks: dict[str, Any]) -> str:
+    """Mean ranks per metric and overall, the Friedman p and Nemenyi CD as the footer."""
     metrics = list(ranks.get("metrics", {}))
     methods = list(ranks.get("methods", []))
     head = [_th_sort("method", "ascending", cls="text"),
@@ -390,7 +231,7 @@ def _ranks_table(tid: str, ranks: dict[str, Any]) -> str:
              for m in metrics]
     overall = ranks.get("overall") or {}
     rows = []
-    for lab in sorted(methods, key=lambda m: (_num(overall.get(m)) or math.inf, m)):
+    for lab in sorted(methods, key=lambda m: (num(overall.get(m)) or math.inf, m)):
         row = [f'<th scope="row" data-v="{E(lab)}">{E(lab)}</th>',
                _cell(_fmt(overall.get(lab), ".2f"), overall.get(lab))]
         row += [_cell(_fmt(ranks["metrics"][m]["mean_rank"].get(lab), ".2f"),
@@ -412,76 +253,6 @@ def _ranks_table(tid: str, ranks: dict[str, Any]) -> str:
     return _table(tid, cap, head, rows, foot)
 
 
-def cliques(ranks: dict[str, float], cd: float | None) -> list[list[str]]:
-    """Maximal groups of methods whose mean ranks lie within the CD of each other."""
-    if cd is None or not ranks:
-        return []
-    order = sorted(ranks, key=lambda m: ranks[m])
-    groups: list[list[str]] = []
-    for i in range(len(order)):
-        j = i
-        while j + 1 < len(order) and ranks[order[j + 1]] - ranks[order[i]] <= cd:
-            j += 1
-        group = order[i: j + 1]
-        if len(group) > 1 and not any(set(group) <= set(g) for g in groups):
-            groups.append(group)
-    return groups
-
-
-def cd_diagram(sid: str, metric: str, mean_rank: dict[str, float], cd: float | None) -> str:
-    """Demšar's critical-difference diagram as inline SVG: ranks on an axis, groups joined."""
-    ranks = {m: r for m, r in mean_rank.items() if _num(r) is not None}
-    k = len(ranks)
-    if k < 2:
-        return ""
-    order = sorted(ranks, key=lambda m: (ranks[m], m))
-    left, right = order[: (k + 1) // 2], order[(k + 1) // 2:]
-    width, margin, top = 760, 210, 44
-    x0, x1 = margin, width - margin
-
-    def x(r: float) -> float:
-        return x0 + (r - 1) / max(k - 1, 1) * (x1 - x0)
-
-    groups = cliques(ranks, cd)
-    line_h = 17
-    y_axis = top + 10
-    y_lab = y_axis + 22 + 6 * len(groups)
-    height = y_lab + line_h * max(len(left), len(right)) + 8
-    p = [f'<svg class="cd" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-         f'role="img" aria-labelledby="{sid}-t {sid}-d" xmlns="http://www.w3.org/2000/svg">',
-         f'<title id="{sid}-t">Critical-difference diagram, {E(ranked_header(metric))}</title>',
-         f'<desc id="{sid}-d">Mean ranks, 1 = best: ' + E("; ".join(
-             f"{m} {ranks[m]:.2f}" for m in order)) + (
-             f". Nemenyi CD {cd:.2f}. Not significantly different: " + E("; ".join(
-                 ", ".join(g) for g in groups)) if cd is not None else ". CD undefined") + ".</desc>",
-         f'<line x1="{x0}" y1="{y_axis}" x2="{x1}" y2="{y_axis}" class="ax"/>']
-    step = 1 if k <= 12 else 2
-    for t in range(1, k + 1):
-        p.append(f'<line x1="{x(t):.1f}" y1="{y_axis - 5}" x2="{x(t):.1f}" y2="{y_axis}" class="ax"/>')
-        if (t - 1) % step == 0 or t == k:
-            p.append(f'<text x="{x(t):.1f}" y="{y_axis - 8}" text-anchor="middle">{t}</text>')
-    if cd is not None:
-        p.append(f'<line x1="{x0}" y1="14" x2="{x0 + cd / max(k - 1, 1) * (x1 - x0):.1f}" '
-                 'y2="14" class="cdbar"/>')
-        p.append(f'<text x="{x0}" y="10" class="small">CD = {cd:.2f}</text>')
-    for gi, g in enumerate(groups):
-        y = y_axis + 10 + 6 * gi
-        p.append(f'<line x1="{x(ranks[g[0]]) - 3:.1f}" y1="{y}" x2="{x(ranks[g[-1]]) + 3:.1f}" '
-                 f'y2="{y}" class="clique"/>')
-    for side, names in (("l", left), ("r", right)):
-        for i, m in enumerate(names if side == "l" else list(reversed(names))):
-            y = y_lab + line_h * i
-            xr = x(ranks[m])
-            xe = x0 - 14 if side == "l" else x1 + 14
-            p.append(f'<polyline points="{xr:.1f},{y_axis} {xr:.1f},{y} {xe:.1f},{y}" class="lead"/>')
-            anchor = "end" if side == "l" else "start"
-            tx = xe - 4 if side == "l" else xe + 4
-            p.append(f'<text x="{tx:.1f}" y="{y + 4}" text-anchor="{anchor}">'
-                     f"{E(m)} ({ranks[m]:.2f})</text>")
-    p.append("</svg>")
-    return "".join(p)
-
-
 def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
     """Protocol 2: the deficit per scenario, then every method with 95 % CIs and paired tests."""
 
@@ -498,12 +269,12 @@ def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
         if f != main:
             continue
         rows.append([f'<th scope="row" data-v="{E(sc)}">{E(sc)} ({E(SCENARIOS.get(sc, ""))})</th>',
-                     _cell(fmt_ci(d["f1_full"]), _num(d["f1_full"]["mean"])),
-                     _cell(fmt_ci(d["f1_scarce"]), _num(d["f1_scarce"]["mean"])),
-                     _cell(fmt_ci(d["f1_gap"], True), _num(d["f1_gap"]["mean"])),
+                     _cell(fmt_ci(d["f1_full"]), num(d["f1_full"]["mean"])),
+                     _cell(fmt_ci(d["f1_scarce"]), num(d["f1_scarce"]["mean"])),
+                     _cell(fmt_ci(d["f1_gap"], True), num(d["f1_gap"]["mean"])),
                      f'<td class="text">{"yes" if d["f1_present"] else "no"}</td>'])
     n_rep = len(a.get("seeds") or [])
-    out = [_table(f"{tid}-deficit", f"F1 lost to scarcity ({_num(main) or 0:.0%} of the training "
+    out = [_table(f"{tid}-deficit", f"F1 lost to scarcity ({num(main) or 0:.0%} of the training "
                   f"rows removed; {n_rep} repetitions, each on its own train/test split)", head, rows)]
     cols = (("added", "rows added per repetition (the budget: as many as were removed)"),
             ("distinct", "distinct CFs used to fill the budget"),
@@ -531,16 +302,16 @@ def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
             f'<th scope="row" data-v="{E(sc)}">{E(sc)}</th>',
             f'<td class="text" data-v="{E(str(r["method"]))}">{E(str(r["method"]))}</td>',
             f'<td class="text" data-v="{E(str(r["cfs"]))}">{E(str(r["cfs"]))}</td>',
-            _cell(fmt_count(r.get("n_added")), _num(added.get("mean"))),
-            _cell(fmt_count(r.get("n_distinct")), _num(distinct.get("mean"))),
-            _cell(fmt_ci(r["f1"]), _num(r["f1"]["mean"])),
-            _cell(fmt_ci(r["macro_f1"]), _num(r["macro_f1"]["mean"])),
-            _cell(fmt_ci(r["balanced_accuracy"]), _num(r["balanced_accuracy"]["mean"])),
-            _cell(fmt_ci(r["f1_gain"], True), _num(r["f1_gain"]["mean"])),
-            _cell(fmt_p(r.get("vs_no-augmentation")), _num((r.get("vs_no-augmentation") or {}).get("p"))),
-            _cell(fmt_ci(smote, True), _num((smote or {}).get("mean"))),
-            _cell(fmt_p(smote), _num((smote or {}).get("p"))),
-            _cell(rec, _num((r.get("f1_recovery") or {}).get("value"))),
+            _cell(fmt_count(r.get("n_added")), num(added.get("mean"))),
+            _cell(fmt_count(r.get("n_distinct")), num(distinct.get("mean"))),
+            _cell(fmt_ci(r["f1"]), num(r["f1"]["mean"])),
+            _cell(fmt_ci(r["macro_f1"]), num(r["macro_f1"]["mean"])),
+            _cell(fmt_ci(r["balanced_accuracy"]), num(r["balanced_accuracy"]["mean"])),
+            _cell(fmt_ci(r["f1_gain"], True), num(r["f1_gain"]["mean"])),
+            _cell(fmt_p(r.get("vs_no-augmentation")), num((r.get("vs_no-augmentation") or {}).get("p"))),
+            _cell(fmt_ci(smote, True), num((smote or {}).get("mean"))),
+            _cell(fmt_p(smote), num((smote or {}).get("p"))),
+            _cell(rec, num((r.get("f1_recovery") or {}).get("value"))),
             _cell(str(r["n_seeds"]), r["n_seeds"])])
     out.append(_table(f"{tid}-methods", "Augmentation: every row adds the same number of rows; "
                       "means over repetitions with 95 % CIs (corrected resampled t)", head, rows))
@@ -548,6 +319,7 @@ def _aug2_tables(tid: str, a: dict[str, Any]) -> str:
 
 
 def _aug_table(tid: str, a: dict[str, Any]) -> str:
+    """One augmentation document's tables: protocol 2's, or the older per-seed means ± std."""
     if isinstance(a.get("aggregate"), dict):
         return _aug2_tables(tid, a)
     agg = a.get("aggregate") or []
@@ -563,7 +335,7 @@ def _aug_table(tid: str, a: dict[str, Any]) -> str:
                f'<td class="text" data-v="{E(str(r.get("method")))}">{E(str(r.get("method")))}</td>',
                f'<td class="text" data-v="{E(str(r.get("cfs")))}">{E(str(r.get("cfs")))}</td>']
         for key, _, pts, _ in AUG_COLUMNS:
-            v, s = _num(r.get(key)), _num(r.get(f"{key}_std"))
+            v, s = num(r.get(key)), num(r.get(f"{key}_std"))
             scale = 100 if pts else 1
             if v is None:
                 text = "–"
@@ -575,7 +347,7 @@ def _aug_table(tid: str, a: dict[str, Any]) -> str:
                 text = f"{v:.2f}"
             row.append(_cell(text, v))
         rows.append(row)
-    frac = _num(a.get("fraction"))
+    frac = num(a.get("fraction"))
     seeds = ", ".join(map(str, a.get("seeds") or []))
     cap = (f"Augmentation under label scarcity: {frac:.0%} of the training rows removed"
            if frac is not None else "Augmentation under label scarcity") + (
@@ -583,101 +355,27 @@ def _aug_table(tid: str, a: dict[str, Any]) -> str:
     return _table(tid, cap, head, rows)
 
 
-_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933")
-
-
-def _fractions(a: dict[str, Any]) -> list[float]:
-    """The shares removed in one augmentation document (protocol 2 holds several)."""
-    if isinstance(a.get("aggregate"), dict):
-        return [float(d["fraction"]) for d in a["aggregate"]["deficit"]]
-    f = _num(a.get("fraction"))
-    return [] if f is None else [f]
-
-
-def scarcity_plot(sid: str, augs: list[dict[str, Any]]) -> str:
-    """F1 against the share of training rows removed, one panel per scenario (≥ 2 fractions)."""
-    fracs = sorted({f for a in augs for f in _fractions(a)})
-    if len(fracs) < 2:
-        return ""
-    series: dict[tuple[str, str, str], dict[float, float]] = {}
-    for a in augs:
-        if isinstance(a.get("aggregate"), dict):  # protocol 2: every fraction in one study
-            for r in a["aggregate"]["methods"]:
-                v = _num(r["f1"]["mean"])
-                if v is not None and r["cfs"] in ("reference", "valid"):
-                    key = (str(r["scenario"]), str(r["method"]), str(r["cfs"]))
-                    series.setdefault(key, {})[float(r["fraction"])] = v * 100
-            continue
-        for r in a.get("aggregate") or []:
-            v = _num(r.get("f1"))
-            if v is not None and _num(a.get("fraction")) is not None:
-                key = (str(r.get("scenario")), str(r.get("method")), str(r.get("cfs")))
-                series.setdefault(key, {})[float(a["fraction"])] = v * 100
-    scenarios = sorted({k[0] for k in series})
-    lines = sorted({(k[1], k[2]) for k in series})
-    colour = {ln: _PALETTE[i % len(_PALETTE)] for i, ln in enumerate(lines)}
-    dash = {ln: "" if i < len(_PALETTE) else ' stroke-dasharray="4 3"' for i, ln in enumerate(lines)}
-    allv = [v for s in series.values() for v in s.values()]
-    lo, hi = math.floor(min(allv) / 5) * 5, math.ceil(max(allv) / 5) * 5 or 5
-    hi = hi if hi > lo else lo + 5
-    pw, ph, pad = 260, 180, 40
-    width = pad + len(scenarios) * (pw + pad)
-    height = ph + 2 * pad + 18 * len(lines)
-    p = [f'<svg class="scarcity" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-         f'role="img" aria-labelledby="{sid}-t" xmlns="http://www.w3.org/2000/svg">',
-         f'<title id="{sid}-t">F1 (points) against the share of training rows removed, per '
-         "scenario; the tables above hold the numbers</title>"]
-    for si, sc in enumerate(scenarios):
-        ox, oy = pad + si * (pw + pad), pad
-
-        def px(f: float, ox: float = ox) -> float:
-            return ox + (f - fracs[0]) / (fracs[-1] - fracs[0]) * pw
-
-        def py(v: float, oy: float = oy) -> float:
-            return oy + ph - (v - lo) / (hi - lo) * ph
-
-        p.append(f'<text x="{ox}" y="{oy - 10}">{E(sc)} ({E(SCENARIOS.get(sc, ""))})</text>')
-        p.append(f'<line x1="{ox}" y1="{oy + ph}" x2="{ox + pw}" y2="{oy + ph}" class="ax"/>'
-                 f'<line x1="{ox}" y1="{oy}" x2="{ox}" y2="{oy + ph}" class="ax"/>')
-        for f in fracs:
-            p.append(f'<text x="{px(f):.1f}" y="{oy + ph + 14}" text-anchor="middle" '
-                     f'class="small">{f:.0%}</text>')
-        for v in (lo, hi):
-            p.append(f'<text x="{ox - 4}" y="{py(v) + 4:.1f}" text-anchor="end" class="small">'
-                     f"{v:g}</text>")
-        for ln in lines:
-            pts = series.get((sc, *ln), {})
-            if pts:
-                coords = " ".join(f"{px(f):.1f},{py(v):.1f}" for f, v in sorted(pts.items()))
-                p.append(f'<polyline points="{coords}" fill="none" stroke="{colour[ln]}" '
-                         f'stroke-width="2"{dash[ln]}/>')
-    for i, ln in enumerate(lines):
-        y = ph + 2 * pad + 18 * i
-        p.append(f'<line x1="{pad}" y1="{y - 4}" x2="{pad + 24}" y2="{y - 4}" stroke="{colour[ln]}" '
-                 f'stroke-width="2"{dash[ln]}/><text x="{pad + 30}" y="{y}">{E(ln[0])} '
-                 f"({E(ln[1])} CFs)</text>")
-    p.append("</svg>")
-    return "".join(p)
-
-
 def _value(v: float | None, feat: dict[str, Any]) -> str:
+    """A feature value as shown: four significant digits, with its category label if any."""
     if v is None:
         return "–"
     text = f"{v:.4g}"
     labels = feat.get("labels") or {}
     for code, word in labels.items():
-        if _num(code) == v:
+        if num(code) == v:
             return text if str(word) == text else f"{text} ({word})"
     return text
 
 
 def _changed(q: float | None, c: float | None) -> bool:
+    """Whether a CF changed a feature: beyond float noise, or a value missing on one side only."""
     if q is None or c is None:
         return q is not c
     return abs(q - c) > 1e-9 * max(1.0, abs(q))
 
 
 def _example_html(tid: str, ex: dict[str, Any], feats: list[dict[str, Any]], open_: bool) -> str:
+    """One query and its CFs as a collapsible table, changed values highlighted."""
     q = ex["query"]
     cfs = ex["cfs"]
     changed = set()
@@ -715,6 +413,7 @@ def _example_html(tid: str, ex: dict[str, Any], feats: list[dict[str, Any]], ope
 
 
 def _examples_section(pre: str, board: dict[str, Any]) -> str:
+    """The example counterfactuals of every method, or why there are none."""
     ex = board.get("examples")
     if ex is None:
         return ("<p>The board holds aggregate numbers only, no records, so it has no example "
@@ -750,6 +449,7 @@ def _examples_section(pre: str, board: dict[str, Any]) -> str:
 
 
 def _img(path: Path, alt: str) -> str:
+    """An SVG file inlined as a data-URI image with its caption; a note when it is missing."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -760,14 +460,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _run_plots(board: dict[str, Any]) -> str:
-    """The feature-change profile of a run (plots.py; the metric bars need per-query CIs)."""
-    import tempfile
-
-    try:
-        import pandas as pd
-
-    except ImportError:
-        return "<p>Plots need matplotlib (<code>pip install cfbench-harness[augment]</code>).</p>"
+    """The feature-change profile of a run (svg.py; the metric bars need per-query CIs)."""
     prof = pd.DataFrame({m: d["all"].get("feature_change", {}) for m, d in board["methods"].items()
                          if "all" in d}).T
     if prof.empty:
@@ -786,6 +479,7 @@ def run_command(cfg: dict[str, Any], task: str) -> str:
 
 
 def augment_command(a: dict[str, Any], task: str, i: int = 0) -> str:
+    """The ``cfbench augment`` command of an augmentation document ("" without methods)."""
     if not a.get("methods"):
         return ""
     cmd = (f"cfbench augment --task {task} --methods {a['methods']} "
@@ -805,6 +499,7 @@ def augment_command(a: dict[str, Any], task: str, i: int = 0) -> str:
 
 
 def _commands(board: dict[str, Any], is_board: bool) -> list[str]:
+    """The commands that rebuild a task's section: run, augment, then leaderboard or report."""
     task = board["task"]
     cfg = board.get("config") or {}
     suite = cfg.get("suite") or {}
@@ -825,6 +520,7 @@ def _commands(board: dict[str, Any], is_board: bool) -> list[str]:
 
 
 def _provenance(board: dict[str, Any]) -> str:
+    """Where the numbers come from (task, data, seeds, versions) as a key-value table."""
     prov = board.get("provenance") or {}
     cfg = board.get("config") or {}
     libs = dict(prov.get("libraries") or {})
@@ -846,6 +542,7 @@ def _provenance(board: dict[str, Any]) -> str:
 
 
 def _skipped(board: dict[str, Any]) -> str:
+    """The methods not run and why, or a line saying none was."""
     sk = board.get("skipped_methods") or {}
     if not sk:
         return "<p>No method was skipped.</p>"
@@ -888,7 +585,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
                      "1 = best; a bar joins methods whose mean ranks differ by less than the "
                      "Nemenyi CD, i.e. not significantly.</p>")
         for i, (m, info) in enumerate(ranks.get("metrics", {}).items()):
-            svg = cd_diagram(f"{pre}-cd{i}", m, info.get("mean_rank", {}), _num(info.get("nemenyi_cd")))
+            svg = cd_diagram(f"{pre}-cd{i}", m, info.get("mean_rank", {}), num(info.get("nemenyi_cd")))
             if svg:
                 parts.append(f'<details{" open" if i == 0 else ""}><summary>{E(ranked_header(m))}'
                              f'</summary><figure class="cdfig">{svg}</figure></details>')
@@ -904,7 +601,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
     if not augs:
         parts.append("<p>No augmentation results " + (
             "on this board.</p>" if is_board else "given (<code>--augment AUG_DIR</code>).</p>"))
-    for i, a in enumerate(sorted(augs, key=lambda a: _num(a.get("fraction")) or 0)):
+    for i, a in enumerate(sorted(augs, key=lambda a: num(a.get("fraction")) or 0)):
         parts.append(_aug_table(f"{pre}-aug{i}", a))
     if augs:
         plot = scarcity_plot(f"{pre}-scarcity", augs)
@@ -928,6 +625,7 @@ def task_section(board: dict[str, Any], is_board: bool) -> str:
 
 
 def _overview(boards: list[dict[str, Any]]) -> str:
+    """One row per task (classifier, methods, best overall ranks), linking to its section."""
     head = [_th_sort("task", "ascending", cls="text"), _th_sort("classifier", "ascending", cls="text"),
             _th_sort("accuracy", "descending"), _th_sort("F1", "descending"),
             _th_sort("methods", "descending"), _th_sort("skipped", "ascending"),
@@ -936,7 +634,7 @@ def _overview(boards: list[dict[str, Any]]) -> str:
     for b in boards:
         clf = b.get("classifier") or {}
         ov = (b.get("ranks") or {}).get("overall") or {}
-        best = sorted((v, m) for m, v in ov.items() if _num(v) is not None)[:3]
+        best = sorted((v, m) for m, v in ov.items() if num(v) is not None)[:3]
         rows.append([f'<th scope="row" data-v="{E(b["task"])}"><a href="#{_slug(b["task"])}">'
                      f'{E(b["task"])}</a></th>',
                      f'<td class="text" data-v="{E(str(clf.get("model")))}">{E(str(clf.get("model")))}</td>',
@@ -948,109 +646,13 @@ def _overview(boards: list[dict[str, Any]]) -> str:
                      + "</td>"])
     return _table("overview", "Tasks on this leaderboard", head, rows)
 
+#: the page's stylesheet and script, package files inlined into every page
+STATIC = files("cfbench.report") / "static"
 
-CSS = """
-:root{--fg:#1b1f24;--muted:#4a5360;--bg:#fff;--line:#c9d1db;--head:#eef2f6;--accent:#0b57a4;
---mark:#ffe38a;--best:#e6f2e6}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
-background:var(--bg)}
-header,main,footer{max-width:1500px;margin:0 auto;padding:0 1.2rem}
-header{padding-top:1rem}
-h1{font-size:1.6rem;margin:.4rem 0}h2{font-size:1.35rem;border-bottom:2px solid var(--line);
-padding-bottom:.2rem;margin-top:2rem}h3{font-size:1.1rem;margin-top:1.6rem}h4{margin:1rem 0 .3rem}
-a{color:var(--accent)}
-.note,.hint{color:var(--muted)}
-.toc{display:flex;flex-wrap:wrap;gap:.3rem 1rem;list-style:none;padding:0;margin:.4rem 0}
-.table-wrap{overflow-x:auto;margin:.6rem 0 1rem;border:1px solid var(--line);border-radius:4px}
-.table-wrap:focus{outline:3px solid var(--accent)}
-table{border-collapse:collapse;font-size:13.5px;font-variant-numeric:tabular-nums}
-caption{text-align:left;padding:.45rem .6rem;font-weight:600;caption-side:top}
-caption .hint{font-weight:400}
-th,td{padding:.25rem .45rem;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-thead th{background:var(--head);vertical-align:bottom;white-space:normal;min-width:4.2em}
-th[scope=row],td.text,th.text{text-align:left}
-tbody th[scope=row]{font-weight:600}
-td.wrap{white-space:normal;min-width:7em}
-tbody tr:hover td,tbody tr:hover th{background:#f5f8fb}
-td.best{background:var(--best)}
-tfoot th,tfoot td{background:var(--head)}
-thead button{font:inherit;font-weight:600;color:var(--fg);background:none;border:0;padding:.1rem .15rem;
-cursor:pointer;text-align:inherit}
-thead button:hover{text-decoration:underline}
-thead button:focus-visible{outline:3px solid var(--accent);outline-offset:1px}
-th[aria-sort] button::after{content:" \\2195";color:var(--muted);font-weight:400}
-th[aria-sort=ascending] button::after{content:" \\25B2";color:var(--fg)}
-th[aria-sort=descending] button::after{content:" \\25BC";color:var(--fg)}
-table.kv th{text-align:left;background:var(--head)}table.kv td{text-align:left;white-space:normal}
-table.example td.chg{background:var(--mark)}
-mark{background:var(--mark);color:var(--fg);font-weight:700}
-details{margin:.3rem 0}summary{cursor:pointer}
-figure{margin:.6rem 0}figure img{max-width:100%;height:auto;border:1px solid var(--line)}
-svg{max-width:100%;height:auto;font:12px system-ui,sans-serif;fill:var(--fg)}
-svg .ax{stroke:var(--fg);stroke-width:1}svg .lead{stroke:var(--muted);fill:none;stroke-width:1}
-svg .clique{stroke:#b3261e;stroke-width:4;stroke-linecap:round}
-svg .cdbar{stroke:var(--fg);stroke-width:3}svg .small{font-size:11px}
-dl.skipped dt{font-weight:700}dl.skipped dd{margin:0 0 .5rem 1.2rem}
-pre{background:#f4f6f8;border:1px solid var(--line);padding:.6rem;overflow-x:auto;font-size:13px}
-.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-footer{color:var(--muted);padding:2rem 1.2rem}
-"""
 
-JS = """
-(function () {
-  "use strict";
-  function key(cell) {
-    var v = cell.getAttribute("data-v");
-    if (v === null || v === "") return null;
-    var n = Number(v);
-    return isNaN(n) ? v.toLowerCase() : n;
-  }
-  function compare(a, b) {
-    if (a === null && b === null) return 0;
-    if (a === null) return 1;
-    if (b === null) return -1;
-    if (typeof a !== typeof b) return typeof a === "number" ? -1 : 1;
-    return a < b ? -1 : a > b ? 1 : 0;
-  }
-  var live = document.getElementById("sort-status");
-  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
-    var heads = table.tHead.rows[0].cells;
-    var body = table.tBodies[0];
-    Array.prototype.forEach.call(body.rows, function (r, i) { r.setAttribute("data-i", i); });
-    Array.prototype.forEach.call(heads, function (th, col) {
-      var button = th.querySelector("button");
-      if (!button) return;
-      th.setAttribute("aria-sort", "none");
-      button.addEventListener("click", function () {
-        var first = th.getAttribute("data-first") || "ascending";
-        var now = th.getAttribute("aria-sort");
-        var dir = now === first ? (first === "ascending" ? "descending" : "ascending") : first;
-        Array.prototype.forEach.call(heads, function (o) {
-          if (o.hasAttribute("aria-sort")) o.setAttribute("aria-sort", "none");
-        });
-        th.setAttribute("aria-sort", dir);
-        var sign = dir === "ascending" ? 1 : -1;
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var ka = key(a.cells[col]), kb = key(b.cells[col]);
-          if (ka === null || kb === null) {
-            var c0 = compare(ka, kb);
-            if (c0 !== 0) return c0;
-          }
-          var c = sign * compare(ka, kb);
-          return c !== 0 ? c : Number(a.getAttribute("data-i")) - Number(b.getAttribute("data-i"));
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-        if (live) live.textContent = (table.caption ? table.caption.textContent.split(".")[0] : "") +
-          ": sorted by " + button.textContent + ", " + dir + ".";
-      });
-    });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll('script[type="application/json"]'),
-    function (s) { JSON.parse(s.textContent); });
-})();
-"""
+def static_text(name: str) -> str:
+    """A file of ``static/`` (``report.css``, ``report.js``), read when a page is rendered."""
+    return (STATIC / name).read_text(encoding="utf-8")
 
 
 def render_page(boards: list[dict[str, Any]], title: str, is_board: bool) -> str:
@@ -1080,13 +682,14 @@ def render_page(boards: list[dict[str, Any]], title: str, is_board: bool) -> str
                 "<code>#cfbench-data</code>.</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{E(title)}</title><style>{CSS}</style></head><body>"
+            f"<title>{E(title)}</title><style>\n{static_text('report.css')}</style></head><body>"
             + "".join(body)
             + f'<script type="application/json" id="cfbench-data">{embed_json(data)}</script>'
-            f"<script>{JS}</script></body></html>\n")
+            f"<script>\n{static_text('report.js')}</script></body></html>\n")
 
 
 def write_page(text: str, out_dir: Path) -> Path:
+    """Write ``index.html`` into ``out_dir`` atomically (a temporary file, then a rename)."""
     out_dir = Path(out_dir)
     check_path_limits(out_dir, "--out")
     try:
@@ -1101,11 +704,16 @@ def write_page(text: str, out_dir: Path) -> Path:
 
 
 def build_run_report(run_dir: Path, out_dir: Path, augment_dirs: list[Path] | None = None) -> Path:
+    """``cfbench report RUN_DIR``: the page of one run folder; returns its path."""
     board = load_run(run_dir, augment_dirs)
     return write_page(render_page([board], f"cfbench report: {board['task']}", False), out_dir)
 
 
 def build_board_index(board_dir: Path, out_dir: Path | None = None) -> Path:
+    """``cfbench report --board``: one page across the committed boards; returns its path.
+
+    A board that cannot be rendered is a one-line user error, not a traceback.
+    """
     boards = load_boards(board_dir)
     try:
         page = render_page(boards, "cfbench leaderboard", True)
@@ -1134,6 +742,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``cfbench report``: a run folder's page, or with ``--board`` the boards' index."""
     if args.board is not None:
         if args.run_dir is not None or args.augment:
             raise UserError("--board builds the index from the board files alone; "
