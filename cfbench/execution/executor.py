@@ -1,9 +1,9 @@
 """Where a cell's worker runs: the seam between the runner and an execution engine.
 
 The runner speaks one small protocol to a cell's worker, whatever runs it: the worker fits the
-generator once (its first message is ``("fitted", seconds, provenance)`` or
-``("fit_error", why)``), then answers each ``("batch", first_query_id, rows, targets, k,
-budget)`` with ``("results", first_query_id, outputs, seconds)``.  ``recv`` returns
+generator once (its first message is ``messages.Fitted`` or ``messages.FitError``), then
+answers each ``messages.Batch`` with one ``messages.Results`` (named tuples:
+:mod:`cfbench.execution.messages`).  ``recv`` returns
 ``("msg", message)``, ``("timeout", None)`` or ``("died", cause)``; the runner kills a worker
 that times out or dies and starts a fresh one for the remaining queries.  Records are written
 by the runner on the driver only, so the store stays a single writer whatever the executor.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cfbench.core.errors import UserError, choices_error
-from cfbench.execution import schedule, workerproc
+from cfbench.execution import messages, schedule, workerproc
 from cfbench.execution.forkserver import PRELOAD_WAIT, context, ready
 from cfbench.execution.ray_executor import RayExecutor
 from cfbench.execution.worker import _worker
@@ -209,7 +209,7 @@ class LocalWorker:
 
     def stop(self) -> None:
         try:
-            self.conn.send(("stop",))
+            self.conn.send(messages.STOP)
         except (OSError, BrokenPipeError):
             pass
         self.proc.join(10)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cfbench.core.errors import UserError
 from cfbench.core.plugins import registry
-from cfbench.execution import schedule
+from cfbench.execution import messages, schedule
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.records.labels import Choice, canonical_groups, canonical_key
@@ -156,8 +156,9 @@ class Runner:
                     if self._stopping.is_set():
                         return
                     if kind == "msg" and msg[0] == "fitted":
-                        fit_seconds = msg[1]
-                        prov = {**prov, **(msg[2] if len(msg) > 2 else {})}  # where it runs
+                        done = messages.Fitted._make((*msg, {})[:3])  # provenance may be absent
+                        fit_seconds = done.seconds
+                        prov = {**prov, **done.provenance}  # where it runs
                     else:
                         during = f" while {phases[-1]}" if phases else ""  # e.g. an import
                         reason = (
@@ -176,16 +177,16 @@ class Runner:
                 rows = batch[cols].to_numpy(float).tolist()
                 targets = batch["target"].astype(int).tolist()
                 first_qid = int(batch["query_id"].iloc[0])
-                worker.send(("batch", first_qid, rows, targets, self.cfg.k, self.cfg.budget))
+                worker.send(messages.batch(first_qid, rows, targets, self.cfg.k, self.cfg.budget))
                 limit = schedule.hard_limit(self.cfg.timeout, self.cfg.budget, len(batch),
                                             self.cfg.grace)
                 kind, msg = worker.recv(limit)
                 if self._stopping.is_set():
                     return
                 if kind == "msg":
-                    _, _, outs, elapsed = msg
-                    per_query = elapsed / len(batch)
-                    for (_, q), out in zip(batch.iterrows(), outs, strict=True):
+                    answer = messages.Results._make(msg)
+                    per_query = answer.seconds / len(batch)
+                    for (_, q), out in zip(batch.iterrows(), answer.outputs, strict=True):
                         self._append(cell, q, out, prov, per_query, len(batch), fit_seconds)
                     continue
                 if kind == "timeout":

@@ -35,6 +35,7 @@ import ray
 from cfbench.core.errors import UserError
 from cfbench.core.generator import DISTRIBUTION
 from cfbench.core.plugins import registry
+from cfbench.execution import messages
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.worker import answer_batch, describe_exception, fit_generator, unsendable
 from cfbench.execution.workerproc import own_group_with_reaper
@@ -230,29 +231,29 @@ class CellActor:
         self.gen: Any = None
 
     def fit(self) -> tuple:
-        """``("fitted", seconds, provenance)`` or ``("fit_error", why)``."""
+        """``messages.Fitted`` or ``messages.FitError``."""
 
         registry.cache_clear()
         host = socket.gethostname()
         try:
             reg = registry()
         except BaseException as exc:  # noqa: BLE001 - e.g. two plugins claiming one method
-            return ("fit_error", f"plugins failed to load on Ray worker {host}: {describe_exception(exc)}")
+            return messages.fit_error(f"plugins failed to load on Ray worker {host}: {describe_exception(exc)}")
         spec = reg.generators.get(self.method)
         if spec is None:
             broken = "".join(f"; plugin {k!r} failed to load there: {v}" for k, v in reg.broken.items())
-            return ("fit_error", f"method {self.method!r} is not installed on Ray worker {host}: "
+            return messages.fit_error(f"method {self.method!r} is not installed on Ray worker {host}: "
                                  f"{self.install_hint} there{broken}")
         ok, hint = spec.status()
         if not ok:
-            return ("fit_error", f"method {self.method!r} is unavailable on Ray worker {host}: {hint}")
+            return messages.fit_error(f"method {self.method!r} is unavailable on Ray worker {host}: {hint}")
         self.gen, fitted = fit_generator(self.task, self.method, self.variant, self.seed,
                                          self.params)
         self.bounds = envelope(self.task.X_train[self.task.schema.names].to_numpy(float))
         return fitted
 
     def batch(self, msg: tuple) -> tuple:
-        """``("results", first_query_id, outputs, seconds)`` for one ``("batch", …)`` message:
+        """``messages.Results`` for one ``messages.Batch``:
         the local worker's code (``runner.answer_batch``), so both executors record alike."""
         out = answer_batch(self.gen, self.task, self.seed, msg, self.bounds)
         try:

@@ -23,7 +23,7 @@ from cfbench.core.plugins import registry
 from cfbench.core.redact import redact_data
 from cfbench.core.schema import FeatureSchema
 from cfbench.core.strict_json import json_safe
-from cfbench.execution import schedule, workerproc
+from cfbench.execution import messages, schedule, workerproc
 from cfbench.execution.forkserver import installed
 from cfbench.records.provenance import runtime_provenance
 from cfbench.score.metrics import envelope, invalid_values, outside_envelope
@@ -189,7 +189,7 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
 
 
 def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
-                  ) -> tuple[Any, tuple]:
+                  ) -> tuple[Any, messages.Fitted | messages.FitError]:
     """``(generator, ("fitted", seconds, provenance))`` or ``(None, ("fit_error", why))``.
 
     One home for what every executor's worker does first; whatever ``fit`` raises
@@ -200,13 +200,13 @@ def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
         spec = registry().generator(method)
         failed = import_preloads(spec.preload)
         if failed is not None:
-            return None, ("fit_error", redact_data(failed))
+            return None, messages.fit_error(redact_data(failed))
         seed_everything(seed)
         t0 = time.perf_counter()
         gen = spec.build(variant, params).fit(task.fit_context(seed, params))
-        return gen, ("fitted", time.perf_counter() - t0, runtime_provenance(spec))
+        return gen, messages.fitted(time.perf_counter() - t0, runtime_provenance(spec))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        return None, ("fit_error", redact_data(describe_exception(exc)))
+        return None, messages.fit_error(redact_data(describe_exception(exc)))
 
 
 def import_preloads(modules: Sequence[str]) -> str | None:
@@ -228,13 +228,13 @@ def import_preloads(modules: Sequence[str]) -> str | None:
 
 
 def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
-                 bounds: tuple[np.ndarray, np.ndarray]) -> tuple:
+                 bounds: tuple[np.ndarray, np.ndarray]) -> messages.Results:
     """``("results", first_query_id, outputs, seconds)`` for one ``("batch", …)`` message.
 
     Whatever the generator raises or returns is turned into checked, redacted records of the
     queries concerned; the batch's seed depends only on the cell's seed and the first query.
     """
-    _, batch_id, rows, targets, k, budget = msg
+    _, batch_id, rows, targets, k, budget = messages.Batch._make(msg)
     columns = task.schema.names
     queries = pd.DataFrame(rows, columns=columns)
     seed_everything(seed * 1_000_003 + batch_id)
@@ -250,13 +250,13 @@ def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
         elapsed = time.perf_counter() - t0
         out = [_error(describe_exception(exc))] * len(rows)
-    return ("results", batch_id, [redact_data(o) for o in out], elapsed)
+    return messages.results(batch_id, [redact_data(o) for o in out], elapsed)
 
 
-def unsendable(msg: tuple, out: tuple, exc: BaseException) -> tuple:
+def unsendable(msg: tuple, out: tuple, exc: BaseException) -> messages.Results:
     """The results message to send instead of one that could not be pickled."""
-    return ("results", msg[1], [_error(f"result could not be sent: {describe_exception(exc)}")] * len(msg[2]),
-            out[3])
+    why = _error(f"result could not be sent: {describe_exception(exc)}")
+    return messages.results(msg[1], [why] * len(msg[2]), out[3])
 
 
 def _normalise_safely(res: Any, columns: list[str], k: int,
