@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from cfbench_llm import finetune as ft  # noqa: E402
+from cfbench_llm import finetune_run  # noqa: E402
 from cfbench_llm.generator import LocalLLM  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
 
@@ -355,7 +356,7 @@ def test_adapter_key_follows_the_classifier(heart):
     """Teachers come from the classifier's predictions: another model, another adapter."""
     from types import SimpleNamespace
 
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     task, _ = heart
     ctx = task.fit_context(seed=0)
@@ -374,7 +375,7 @@ def test_adapter_key_follows_the_prototype_margin(heart, monkeypatch):
     (and the margin of 0.7 keeps the key adapters had before the margin was part of it)."""
     from types import SimpleNamespace
 
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     task, _ = heart
     ctx = task.fit_context(seed=0)
@@ -408,8 +409,8 @@ def _layer_calls(monkeypatch):
 def test_checkpointing_recomputes_but_trains_the_same_adapter(heart, tiny, tmp_path, monkeypatch):
     """Activation checkpointing is a memory-only change: the layers run twice per step, and the
     loss curve and the adapter's weights are those of training without it."""
-    from cfbench_llm.generator import Settings
     from cfbench_llm.prompts import PromptBuilder, load_templates, value_formats
+    from cfbench_llm.settings import Settings
     from safetensors.torch import load_file
 
     task, _ = heart
@@ -434,7 +435,7 @@ def test_checkpointing_recomputes_but_trains_the_same_adapter(heart, tiny, tmp_p
 def test_sparse_teacher_gives_valid_sparser_pairs(heart):
     """teacher=sparse: the edits examples' sparsification, every CF checked with the classifier;
     the nearest-neighbour teacher's CFs are not all valid and change more features."""
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     from cfbench.score.metrics import changed
 
@@ -455,7 +456,7 @@ def test_sparse_teacher_gives_valid_sparser_pairs(heart):
 def test_prototype_teacher_moves_features_to_the_target_class_typical_values(heart):
     """teacher=prototype: each CF sets some mutable features to the target class's typical value
     (never against a feature's direction) and the classifier gives it at least the margin."""
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     task, _ = heart
     ctx = task.fit_context(seed=0)
@@ -485,7 +486,7 @@ def test_prototype_teacher_moves_features_to_the_target_class_typical_values(hea
 
 @pytest.mark.parametrize("teacher", ["sparce", "no-such-method:x", ""])
 def test_unknown_teacher_is_refused_in_one_line(teacher):
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     with pytest.raises(UserError) as err:
         Settings.from_params({"teacher": teacher})
@@ -497,7 +498,7 @@ def test_unknown_teacher_is_refused_in_one_line(teacher):
 
 
 def test_heldout_rows_are_training_rows_that_were_no_teacher_pair(heart):
-    from cfbench_llm.generator import Settings
+    from cfbench_llm.settings import Settings
 
     task, _ = heart
     ctx = task.fit_context(seed=0)
@@ -530,6 +531,6 @@ def test_finetune_command_prints_loss_curve_and_heldout(tiny, tmp_path, monkeypa
         raise AssertionError("cached adapter and held-out check should have been reused")
 
     monkeypatch.setattr(ft, "train", no_work)
-    monkeypatch.setattr(ft, "heldout_validity", no_work)
+    monkeypatch.setattr(finetune_run, "heldout_validity", no_work)
     assert main(argv) == 0
     assert f"{h['valid']}/6 valid" in capsys.readouterr().out

@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cfbench.api import Capabilities, GeneratorSpec, hookimpl
+from cfbench.api import Capabilities, GeneratorSpec, UserError, hookimpl
+from cfbench_llm.api import ApiLLM
+from cfbench_llm.api import available as api_available
+from cfbench_llm.descriptions import API, LOCAL
+from cfbench_llm.params import API_BY_MODE, FAST, LOCAL_BY_MODE, VERIFIED
 
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
@@ -34,6 +38,8 @@ FIRST_USE = {"finetuned": {"default": 500.0}}
 
 def _local(mode: str):
     def factory(variant: str = "default", **params: Any):
+        # generator loads sklearn (cfbench.metrics, through finetune) and, on fit, torch: imported
+        # when a generator is built, so that registering the plugin stays light
         from cfbench_llm.generator import LocalLLM
 
         return LocalLLM(mode, variant, **params)
@@ -44,25 +50,14 @@ def _local(mode: str):
 
 def _api(mode: str):
     def factory(variant: str = "default", **params: Any):
-        from cfbench_llm.api import ApiLLM
-
         return ApiLLM(mode, variant, **params)
 
     factory.__name__ = f"make_api_{mode}"
     return factory
 
 
-def _api_available() -> tuple[bool, str]:
-    from cfbench_llm.api import available
-
-    return available()
-
-
 @hookimpl
 def cfbench_generators() -> list[GeneratorSpec]:
-    from cfbench_llm import params
-    from cfbench_llm.descriptions import API, LOCAL
-
     # immutables are copied by construction, but bounds and directions are not enforced;
     # k > 1 samples candidates (seeded by the run's seed and the query) and keeps distinct ones
     local_caps = Capabilities(multiple=True, constraints=False, needs_training_data=True,
@@ -76,8 +71,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="llm",
             requires=LOCAL_REQUIRES + (("peft",) if mode == "finetuned" else ()),
             preload=("torch", "transformers"),
-            params=params.LOCAL_BY_MODE[mode],
-            variant_defaults=({"fast": params.FAST, "verified": params.VERIFIED} if mode == "fewshot" else {}),
+            params=LOCAL_BY_MODE[mode],
+            variant_defaults=({"fast": FAST, "verified": VERIFIED} if mode == "fewshot" else {}),
             description=LOCAL[mode],
             cost=COSTS[mode],
             setup=SETUP,
@@ -98,9 +93,9 @@ def cfbench_generators() -> list[GeneratorSpec]:
                                       stochastic=False, batch_size=BATCH),
             extra="llm",
             requires=("openai",),
-            params=params.API_BY_MODE[mode],
+            params=API_BY_MODE[mode],
             description=API[mode],
-            available=_api_available,
+            available=api_available,
         )
         for mode, variants in (("zeroshot", ("default",)), ("fewshot", ("default", "retrieval")))
     ]
@@ -140,7 +135,8 @@ def cfbench_add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _finetune_command(args: argparse.Namespace) -> int:
-    from cfbench_llm.finetune import run_finetune
+    # finetune_run loads the task machinery, sklearn and the generator: imported when the command runs
+    from cfbench_llm.finetune_run import run_finetune
 
     params = {k: v for k, v in (("model", args.model), ("pairs", args.pairs), ("epochs", args.epochs),
                                 ("lr", args.lr), ("rank", args.rank), ("ft_batch", args.ft_batch),
@@ -151,8 +147,6 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if args.force:
         params["force_finetune"] = True
     if args.heldout < 0:
-        from cfbench.api import UserError
-
         raise UserError(f"cfbench finetune: --heldout must be an integer >= 0, got {args.heldout}")
     path, info = run_finetune(args.task, params, seed=args.seed, data_dir=args.data_dir, heldout=args.heldout)
     for line in finetune_report(path, info):

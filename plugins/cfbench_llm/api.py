@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cfbench.api import FitContext, QueryResult, UserError, choices_error
+from cfbench.api import redact as redaction
 from cfbench_llm.params import API as API_PARAMS
 from cfbench_llm.params import API_BY_MODE, refuse_unused
 from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, value_formats
@@ -41,12 +42,10 @@ def available() -> tuple[bool, str]:
 def redact(text: str, secret: str | None = None) -> str:
     """``text`` with the API key (from the environment, or ``secret``), however short, and any
     credentials of ``CFBENCH_API_BASE`` (``user:pass@``, ``?api_key=``) replaced by ``***``."""
-    from cfbench.api import redact as r
-
     secret = secret if secret is not None else os.environ.get(ENV_KEY, "")
     extra = [secret] if secret else []
-    extra += r.url_secrets(os.environ.get(ENV_BASE, ""))
-    return r.redact(text, extra)
+    extra += redaction.url_secrets(os.environ.get(ENV_BASE, ""))
+    return redaction.redact(text, extra)
 
 
 class ApiLLM:
@@ -67,7 +66,7 @@ class ApiLLM:
         ok, hint = available()
         if not ok:
             raise UserError(hint)
-        from openai import OpenAI
+        from openai import OpenAI  # heavy optional dependency: imported on first use
 
         p = self.params
         self.base_url_ = os.environ[ENV_BASE]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from cfbench_llm.prompts import ValueFormat
 
@@ -443,8 +444,6 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
     ``batch x heads x queries`` rows) instead of once per sequence.  Outside a batch run this is
     plain sdpa, so the model behaves normally everywhere else.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     state = _ACTIVE.get("state")
     if state is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -485,6 +484,7 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
 
 
 def _register_attention() -> None:
+    # these load transformers' modeling utilities (seconds): imported by the first Engine, not with this module
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -601,6 +601,51 @@ def _feed_width(lengths: Sequence[int], min_fill: float) -> int:
             break
         best = q
     return best
+
+
+@dataclass(eq=False)
+class _Seq:
+    """One program's decoding state within a batch: its place in its slots, what it has written,
+    and the tokens it feeds this step or has queued for later ones."""
+
+    index: int  # its place in the batch (``_choose`` takes sequences by it)
+    prog: Program
+    pos: int  # position of its next token
+    holes: int  # padding slots it carries (they widen the sliding window's reach in slots)
+    done: bool  # its last slot has ended
+    slot_i: int = 0  # the slot being written
+    text: str = ""  # a value slot's text so far
+    gen: list[int] = field(default_factory=list)  # a free-text slot's token ids so far
+    values: list[str] = field(default_factory=list)  # each ended slot's text
+    cut: bool = False  # a free-text slot was cut by its length cap
+    n_new: int = 0  # tokens fed after the head (chosen and forced)
+    raw_ids: list[int] = field(default_factory=list)  # every token written after the head
+    feed: list[int] = field(default_factory=list)  # tokens fed this step
+    queue: list[int] = field(default_factory=list)  # literal text still to be fed (``min_fill``)
+
+    @property
+    def slot(self) -> Slot | Choice:
+        return self.prog.slots[self.slot_i]
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The state one ``Engine._run_batch`` shares across its sequences: the cache and the slot
+    positions of its rows, which sequence is in which row, and the hidden states to choose from."""
+
+    seqs: list[_Seq]  # every program of the batch, in input order
+    rows: list[_Seq]  # the sequence in each row of the batch tensors (heads first, then until compacted)
+    fork: list[int]  # each program's distinct head
+    cache: Cache
+    state: _PrefixState
+    sliding: list[_BufferedSliding]  # the cache's sliding-window layers
+    window: int
+    slot_pos: torch.Tensor  # (rows, slots): position of the token in each slot, -1 for padding
+    P: int  # prefix length
+    H: int  # longest head
+    own: int  # the first slot the rows hold themselves (after the prefix, and after shared heads)
+    t: int = 0  # the next slot to write
+    hidden: torch.Tensor | None = None  # each row's last hidden state
 
 
 class Engine:
@@ -722,7 +767,18 @@ class Engine:
 
     @torch.inference_mode()
     def _run_batch(self, prefix: Prefix, progs: Sequence[Program]) -> list[Decoded]:
-        B, P = len(progs), len(prefix.ids)
+        """Decode ``progs`` as one batch: each distinct head is run once, then every step feeds
+        each unfinished sequence its chosen token (and literal text), until all have ended."""
+        batch, ids = self._start_batch(prefix, progs)
+        self._run_heads(batch, ids)
+        while not all(s.done for s in batch.seqs):
+            self._step(batch)
+        return [self._decoded(s, batch.P) for s in batch.seqs]
+
+    def _start_batch(self, prefix: Prefix, progs: Sequence[Program]) -> tuple[_Batch, torch.Tensor]:
+        """The batch's cache and slot positions, and its distinct heads as left-padded token ids
+        (one row per head): the candidates sampled for one query share a head, run only once."""
+        P = len(prefix.ids)
         H = max(len(p.head) for p in progs)
         steps = max(p.max_new for p in progs)
         dev = self.device
@@ -743,128 +799,159 @@ class Engine:
             if n:
                 ids[u, H - n:] = torch.tensor(head, device=dev)
                 slot_pos[u, P + H - n: P + H] = torch.arange(P, P + n, device=dev)
+        seqs = [_Seq(b, p, pos=P + len(p.head), holes=H - len(p.head), done=not p.slots) for b, p in enumerate(progs)]
+        # during the heads, each row holds the first program of its head (whose holes stand for all of them)
+        first = sorted({u: b for b, u in reversed(list(enumerate(fork)))}.values())
+        batch = _Batch(seqs=seqs, rows=[seqs[b] for b in first], fork=fork, cache=cache, state=state,
+                       sliding=sliding, window=window, slot_pos=slot_pos, P=P, H=H, own=P)
+        return batch, ids
 
-        holes_b = [H - len(p.head) for p in progs]  # padding slots each sequence carries
-        # the sequence in each row of the batch tensors: during the heads, the first program of
-        # each distinct head (its holes stand for all of them); later every program, until it finishes
-        rows = sorted({u: b for b, u in reversed(list(enumerate(fork)))}.values())
-        own = P  # the first slot the batch rows hold themselves
-
-        def forward(x: torch.Tensor, t: int) -> torch.Tensor:
-            q = x.shape[1]
-            start_abs = max(t - (window - 1) - max(holes_b[b] for b in rows), own) if sliding else own
-            for layer in sliding:
-                layer.start_abs = start_abs
-            qpos = slot_pos[:, t: t + q]
-            state.set_queries(qpos)
-            _ACTIVE["state"] = state
-            try:
-                return self._forward(x, self._masks(cache, slot_pos, t, q, start_abs, own), qpos.clamp(min=0), cache)
-            finally:
-                _ACTIVE.pop("state", None)
-
-        # the heads in chunks: attention scores stay (chunk x window) on sliding layers, not (H x H)
+    def _run_heads(self, batch: _Batch, ids: torch.Tensor) -> None:
+        """Run the distinct heads (in chunks: attention scores stay chunk x window on sliding
+        layers, not H x H), then fork: every program gets its head's cache and last hidden state."""
+        P, H, dev = batch.P, batch.H, self.device
         for c in range(0, H, self.prefill_chunk):
-            hidden = forward(ids[:, c: c + self.prefill_chunk], P + c)[:, -1]
-        if U < B:  # fork: every program gets its head (one shared copy, or its own) and last hidden state
-            idx = torch.tensor(fork, device=dev)
+            batch.hidden = self._forward_batch(batch, ids[:, c: c + self.prefill_chunk], P + c)[:, -1]
+        B = len(batch.seqs)
+        if len(batch.rows) < B:  # fork: every program gets its head (one shared copy, or its own)
+            idx = torch.tensor(batch.fork, device=dev)
             if self.share_heads:
-                state.set_heads([layer.split_heads(B) for layer in cache.layers], slot_pos[:, P: P + H], idx)
-                own = P + H
+                batch.state.set_heads([layer.split_heads(B) for layer in batch.cache.layers],
+                                      batch.slot_pos[:, P: P + H], idx)
+                batch.own = P + H
             else:
-                for layer in cache.layers:
+                for layer in batch.cache.layers:
                     layer.keep(idx)
-            slot_pos, hidden = slot_pos[idx], hidden[idx]
-        rows = list(range(B))
-        next_pos = [P + len(p.head) for p in progs]
-        t = P + H
-        slot_i = [0] * B
-        text = [""] * B
-        gen: list[list[int]] = [[] for _ in range(B)]  # free-text token ids of the current slot
-        values: list[list[str]] = [[] for _ in range(B)]
-        done = [not p.slots for p in progs]
-        cut = [False] * B
-        n_new = [0] * B
-        raw_ids: list[list[int]] = [[] for _ in range(B)]
-        queue: list[list[int]] = [[] for _ in range(B)]  # literal text still to be fed (min_fill)
-        while not all(done):
-            feeds: dict[int, list[int]] = {b: [] for b in rows}
-            need = [b for b in rows if not done[b] and not queue[b]]
-            choice = self._choose(hidden, {b: r for r, b in enumerate(rows)}, need, progs, slot_i, text)
-            for b in need:
-                prog = progs[b]
-                slot = prog.slots[slot_i[b]]
-                tokid, piece = choice[b]
-                feeds[b].append(tokid)
-                raw_ids[b].append(tokid)
-                ended, forced = False, []
-                if isinstance(slot, Choice):
-                    slot.consumed.append(tokid)
-                    if slot.resolved() is not None:
-                        ended, forced = True, prog.advance(slot, tokid, "")
-                elif slot.fmt is None:
-                    if tokid in slot.terminators or len(gen[b]) >= slot.max_tokens:
-                        values[b].append(self.tok.decode(gen[b], skip_special_tokens=True))
-                        cut[b] = cut[b] or tokid not in slot.terminators
-                        if tokid not in slot.terminators:  # cut by the cap: not part of the answer
-                            feeds[b].pop()
-                            raw_ids[b].pop()
-                        ended, forced = True, prog.advance(slot, tokid, values[b][-1])
-                    else:
-                        gen[b].append(tokid)
-                elif tokid in slot.terminators:
-                    values[b].append(text[b])
-                    ended, forced = True, prog.advance(slot, tokid, text[b])
-                else:
-                    text[b] += piece
-                if ended:
-                    text[b], gen[b] = "", []
-                    slot_i[b] += 1
-                    feeds[b].extend(forced)  # forced literal text goes in with the token that led to it
-                    raw_ids[b].extend(forced)
-                    if slot_i[b] == len(prog.slots):
-                        done[b] = True
-                n_new[b] += len(feeds[b])
-            for b in rows:
-                if not done[b] and b not in choice:
-                    feeds[b] = queue[b]
-            m = _feed_width([len(feeds[b]) if not done[b] else 0 for b in rows], self.min_fill)
-            for b in rows:  # at most m tokens per sequence this step; the rest waits in its queue
-                if not done[b]:
-                    feeds[b], queue[b] = feeds[b][:m], feeds[b][m:]
-            if all(done):
-                break  # the last tokens need no forward: nothing reads their states
-            finished = [r for r, b in enumerate(rows) if done[b]]
-            if finished and len(finished) * 4 >= len(rows):  # compact: finished rows stop costing
-                keep = torch.tensor([r for r, b in enumerate(rows) if not done[b]], device=dev)
-                for layer in cache.layers:
-                    layer.keep(keep)
-                if state.head_kv is not None:
-                    state.set_groups(state.groups.group[keep])
-                slot_pos = slot_pos[keep]
-                rows = [b for b in rows if not done[b]]
-            q = max(len(feeds[b]) if not done[b] else 0 for b in rows)
-            if t + q > slot_pos.shape[1]:
-                more = torch.full((len(rows), max(q, slot_pos.shape[1] - P)), -1, dtype=torch.long, device=dev)
-                slot_pos = torch.cat([slot_pos, more], dim=1)
-            x = torch.full((len(rows), q), self.pad_id, dtype=torch.long, device=dev)
-            for r, b in enumerate(rows):
-                f = feeds[b] if not done[b] else []
-                if f:
-                    x[r, : len(f)] = torch.tensor(f, device=dev)
-                    slot_pos[r, t: t + len(f)] = torch.arange(next_pos[b], next_pos[b] + len(f), device=dev)
-                    next_pos[b] += len(f)
-                holes_b[b] += q - len(f)
-            out = forward(x, t)
-            last = torch.tensor([max(len(feeds[b]) if not done[b] else 0, 1) - 1 for b in rows], device=dev)
-            hidden = out[torch.arange(len(rows), device=dev), last]
-            t += q
-        out = []
-        for b, p in enumerate(progs):
-            raw = self.tok.decode(raw_ids[b], skip_special_tokens=True)
-            out.append(Decoded(values[b], raw, finished=done[b] and not cut[b], new_tokens=n_new[b],
-                               prompt_tokens=P + len(p.head)))
-        return out
+            batch.slot_pos, batch.hidden = batch.slot_pos[idx], batch.hidden[idx]
+        batch.rows = list(batch.seqs)
+        batch.t = P + H
+
+    def _forward_batch(self, batch: _Batch, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The model on tokens ``x`` (one row per batch row) written to slots ``[t, t+q)``, with
+        the shared prefix (and heads) read through ``shared_prefix_attention``."""
+        q = x.shape[1]
+        if batch.sliding:
+            start_abs = max(t - (batch.window - 1) - max(s.holes for s in batch.rows), batch.own)
+        else:
+            start_abs = batch.own
+        for layer in batch.sliding:
+            layer.start_abs = start_abs
+        qpos = batch.slot_pos[:, t: t + q]
+        batch.state.set_queries(qpos)
+        _ACTIVE["state"] = batch.state
+        try:
+            return self._forward(x, self._masks(batch.cache, batch.slot_pos, t, q, start_abs, batch.own),
+                                 qpos.clamp(min=0), batch.cache)
+        finally:
+            _ACTIVE.pop("state", None)
+
+    def _step(self, batch: _Batch) -> None:
+        """One decoding step: each sequence with nothing queued picks a token, then each feeds at
+        most ``_feed_width`` tokens (the rest waits in its queue); no forward once all have ended."""
+        rows = batch.rows
+        waiting = [s for s in rows if not s.done and s.queue]  # literal text left from earlier steps
+        need = [s for s in rows if not s.done and not s.queue]
+        for s in rows:
+            s.feed = []
+        for s, (tokid, piece) in zip(need, self._choose_for(batch, need), strict=True):
+            self._accept(s, tokid, piece)
+        for s in waiting:
+            s.feed = s.queue
+        m = _feed_width([len(s.feed) if not s.done else 0 for s in rows], self.min_fill)
+        for s in rows:
+            if not s.done:
+                s.feed, s.queue = s.feed[:m], s.feed[m:]
+        if all(s.done for s in batch.seqs):
+            return  # the last tokens need no forward: nothing reads their states
+        self._compact(batch)
+        self._feed(batch)
+
+    def _choose_for(self, batch: _Batch, need: list[_Seq]) -> list[tuple[int, str]]:
+        """``(token, text)`` chosen for each sequence in ``need``, through ``_choose``, which
+        takes sequences by their index in the batch and their programs, slots and texts as lists."""
+        seqs = batch.seqs
+        choice = self._choose(batch.hidden, {s.index: r for r, s in enumerate(batch.rows)}, [s.index for s in need],
+                              [s.prog for s in seqs], [s.slot_i for s in seqs], [s.text for s in seqs])
+        return [choice[s.index] for s in need]
+
+    def _accept(self, s: _Seq, tokid: int, piece: str) -> None:
+        """Add the token chosen for ``s`` to its feed: it extends the current slot or ends it
+        (a free-text slot cut by its length cap drops the token: it is not part of the answer)."""
+        prog, slot = s.prog, s.slot
+        s.feed.append(tokid)
+        s.raw_ids.append(tokid)
+        if isinstance(slot, Choice):
+            slot.consumed.append(tokid)
+            if slot.resolved() is not None:
+                self._end_slot(s, prog.advance(slot, tokid, ""))
+        elif slot.fmt is None:
+            if tokid in slot.terminators or len(s.gen) >= slot.max_tokens:
+                s.values.append(self.tok.decode(s.gen, skip_special_tokens=True))
+                s.cut = s.cut or tokid not in slot.terminators
+                if tokid not in slot.terminators:  # cut by the cap: not part of the answer
+                    s.feed.pop()
+                    s.raw_ids.pop()
+                self._end_slot(s, prog.advance(slot, tokid, s.values[-1]))
+            else:
+                s.gen.append(tokid)
+        elif tokid in slot.terminators:
+            s.values.append(s.text)
+            self._end_slot(s, prog.advance(slot, tokid, s.text))
+        else:
+            s.text += piece
+        s.n_new += len(s.feed)
+
+    @staticmethod
+    def _end_slot(s: _Seq, forced: list[int]) -> None:
+        """``s``'s slot has ended: move to the next one, with the literal text the program forces
+        fed along with the token that led to it; after its last slot the sequence is done."""
+        s.text, s.gen = "", []
+        s.slot_i += 1
+        s.feed.extend(forced)
+        s.raw_ids.extend(forced)
+        if s.slot_i == len(s.prog.slots):
+            s.done = True
+
+    def _compact(self, batch: _Batch) -> None:
+        """Once a quarter of the rows have finished, drop them from the cache and slot positions
+        so that finished rows stop costing."""
+        rows = batch.rows
+        finished = [r for r, s in enumerate(rows) if s.done]
+        if finished and len(finished) * 4 >= len(rows):
+            keep = torch.tensor([r for r, s in enumerate(rows) if not s.done], device=self.device)
+            for layer in batch.cache.layers:
+                layer.keep(keep)
+            if batch.state.head_kv is not None:
+                batch.state.set_groups(batch.state.groups.group[keep])
+            batch.slot_pos = batch.slot_pos[keep]
+            batch.rows = [s for s in rows if not s.done]
+
+    def _feed(self, batch: _Batch) -> None:
+        """Run this step's feeds (left-aligned, padded to the longest) and keep each row's hidden
+        state at its last real token, for the next choice."""
+        rows, t, dev = batch.rows, batch.t, self.device
+        feeds = [s.feed if not s.done else [] for s in rows]
+        q = max(len(f) for f in feeds)
+        if t + q > batch.slot_pos.shape[1]:
+            more = torch.full((len(rows), max(q, batch.slot_pos.shape[1] - batch.P)), -1, dtype=torch.long, device=dev)
+            batch.slot_pos = torch.cat([batch.slot_pos, more], dim=1)
+        x = torch.full((len(rows), q), self.pad_id, dtype=torch.long, device=dev)
+        for r, (s, f) in enumerate(zip(rows, feeds, strict=True)):
+            if f:
+                x[r, : len(f)] = torch.tensor(f, device=dev)
+                batch.slot_pos[r, t: t + len(f)] = torch.arange(s.pos, s.pos + len(f), device=dev)
+                s.pos += len(f)
+            s.holes += q - len(f)
+        out = self._forward_batch(batch, x, t)
+        last = torch.tensor([max(len(f), 1) - 1 for f in feeds], device=dev)
+        batch.hidden = out[torch.arange(len(rows), device=dev), last]
+        batch.t = t + q
+
+    def _decoded(self, s: _Seq, P: int) -> Decoded:
+        """What ``s`` wrote, as returned to the caller (``P``: the shared prefix's length)."""
+        raw = self.tok.decode(s.raw_ids, skip_special_tokens=True)
+        return Decoded(s.values, raw, finished=s.done and not s.cut, new_tokens=s.n_new,
+                       prompt_tokens=P + len(s.prog.head))
 
     def _choose(self, hidden: torch.Tensor, row: dict[int, int], need: list[int], progs, slot_i,
                 text) -> dict[int, tuple[int, str]]:

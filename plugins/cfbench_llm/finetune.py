@@ -13,6 +13,7 @@ The adapter is cached under ``<cache>/llm/adapters/``, keyed by task data, base 
 settings, with its loss curve in ``meta.json``.  It is saved as safetensors (no code runs on
 load) and ``meta.json`` records the SHA-256 of its files: an adapter with pickle weights, a
 missing file or a changed hash is discarded with a warning and fine-tuned again.
+What ``cfbench finetune`` runs around this (the task, the held-out check) is ``finetune_run``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.api import FitContext, UserError, changed, phase, warn
+from cfbench.api import FitContext, UserError, changed, phase, registry, warn
 from cfbench_llm import models
-from cfbench_llm.prompts import ExamplePool, PromptBuilder, value_formats
+from cfbench_llm.prompts import ExamplePool, PromptBuilder
 
 KEY_VERSION = 1
 #: What a usable adapter folder holds; hashed at training time into ``meta.json["files"]``.
@@ -67,8 +68,6 @@ def teacher_pairs(context: FitContext, settings: Any) -> tuple[np.ndarray, np.nd
         if not len(keep):
             raise UserError(f"teacher {settings.teacher!r} found no valid counterfactual for the training rows")
         return pool.X_[keep], pool.source_[keep], CF[keep]
-    from cfbench.api import registry
-
     method, _, variant = settings.teacher.partition(":")
     spec = registry().generator(method)
     variant = variant or spec.variants[0]
@@ -222,7 +221,7 @@ def classifier_fingerprint(context: FitContext) -> str:
 def train_dtype(settings: Any) -> str:
     """``bfloat16`` where the generators run the model in bfloat16 (``models.inference_dtype``):
     training then autocasts its matmuls to bfloat16; else ``float32``."""
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     dtype = models.inference_dtype(settings.device, settings.dtype, settings.quantize)
     return "bfloat16" if dtype == torch.bfloat16 else "float32"
@@ -320,6 +319,7 @@ def _value_ids(vocab: Any, text: str) -> list[int]:
 
 def build_examples(vocab: Any, builder: PromptBuilder, prefix_ids: list[int], X, src, CF) -> list[tuple[list[int], list[int]]]:
     """``(token ids, loss positions)`` per pair: positions predict a value token or a terminator."""
+    # engine imports torch and transformers (heavy optional dependencies): imported on first use
     from cfbench_llm.engine import build_program
 
     out = []
@@ -341,6 +341,7 @@ def build_examples(vocab: Any, builder: PromptBuilder, prefix_ids: list[int], X,
 
 def train(context: FitContext, settings: Any, builder: PromptBuilder, out: Path, log: Any = None) -> dict[str, Any]:
     """LoRA fine-tune on teacher pairs and save the adapter in ``out``; returns the training record."""
+    # heavy optional dependencies (engine imports torch and transformers): imported on first use
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -453,7 +454,7 @@ def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, devi
                    dtype: Any = None) -> tuple[Any, Any]:
     """A fresh copy of the base model with the adapter merged into its weights (as fast as the
     base), in the dtype it was trained in, then cast to ``dtype`` if one is given."""
-    from peft import PeftModel
+    from peft import PeftModel  # heavy optional dependency: imported on first use
 
     if not (Path(adapter) / ADAPTER_FILES[0]).is_file() or any(
             f for pat in PICKLE_PATTERNS for f in Path(adapter).glob(pat)):
@@ -467,69 +468,3 @@ def load_finetuned(name: str | None, adapter: Path, cache_dir: Path | None, devi
         merged.to(dtype)
     merged.eval()
     return merged, tok
-
-
-def heldout_validity(context: FitContext, params: dict[str, Any], info: dict[str, Any], n: int) -> dict[str, Any]:
-    """What the adapter learnt, on ``n`` training rows that were not teacher pairs.
-
-    ``llm-finetuned`` (with the cached adapter for ``params``) writes one counterfactual per row
-    towards the class the task's classifier does not predict; returned are the share of rows
-    whose CF the classifier puts in that class (a row without a CF counts as invalid) and the
-    mean number of features changed (``cfbench.metrics.changed``, as the benchmark counts them)
-    over all CFs and over the valid ones.
-    """
-    from cfbench_llm.generator import LocalLLM, Settings
-
-    names = context.schema.names
-    rows = info.get("heldout_rows")
-    if rows is None:  # an adapter trained before held-out rows were recorded
-        rows = heldout_rows(context, teacher_pairs(context, Settings.from_params(params))[0])
-    rows = np.asarray(rows, dtype=int)[:n]
-    if not len(rows):
-        raise UserError("no training row is left over for the held-out check (every row was a teacher pair)")
-    Q = context.X_train[names].iloc[rows].reset_index(drop=True)
-    target = 1 - np.asarray(context.predict(Q), dtype=int)
-    t0 = time.perf_counter()
-    gen = LocalLLM("finetuned", **{k: v for k, v in params.items() if k != "force_finetune"}).fit(context)
-    res = gen.generate(Q, target, 1, 1e9)
-    found = [j for j, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
-    X = Q.to_numpy(float)
-    C = np.stack([res[j].cfs[names].to_numpy(float)[0] for j in found]) if found else np.empty((0, len(names)))
-    valid = np.asarray(context.predict(pd.DataFrame(C, columns=names))) == target[found] if found else np.zeros(0, bool)
-    span = np.ptp(context.X_train[names].to_numpy(float), axis=0)
-    n_changed = changed(X[found], C, span).sum(axis=1)
-    return {
-        "asked": n,
-        "rows": len(rows),
-        "found": len(found),
-        "valid": int(valid.sum()),
-        "validity": float(valid.sum() / len(rows)),
-        "changed_mean": float(n_changed.mean()) if len(found) else None,
-        "changed_mean_valid": float(n_changed[valid].mean()) if valid.any() else None,
-        "seconds": time.perf_counter() - t0,
-    }
-
-
-def run_finetune(task_name: str, params: dict[str, Any], seed: int = 0, data_dir: str | None = None,
-                 log: Any = print, heldout: int = 0) -> tuple[Path, dict[str, Any]]:
-    """What ``cfbench finetune`` does: load the task, then fine-tune (or find the cached adapter);
-    with ``heldout`` > 0, also measure it on that many held-out training rows (stored in its
-    ``meta.json`` under ``"heldout"``, and reused while ``heldout`` is the same)."""
-    from cfbench.api import Task, resolve_spec
-    from cfbench_llm.generator import Settings
-    from cfbench_llm.prompts import load_templates
-
-    settings = Settings.from_params(params)
-    spec = resolve_spec(task_name)
-    task = Task.load(spec, dataset_options={"data_dir": data_dir} if data_dir else None)
-    ctx = task.fit_context(seed)
-    formats = value_formats(ctx.schema, ctx.X_train, settings.digits)
-    builder = PromptBuilder(ctx.schema, formats, ctx.class_names, ctx.task_name, ctx.task_description,
-                            load_templates(settings.prompt_dir), settings.row_style, settings.sep)
-    path, info = ensure_adapter(ctx, settings, builder, log=log)
-    if heldout > 0 and (info.get("heldout") or {}).get("asked") != heldout:
-        phase.say(f"measuring the adapter on {heldout} held-out training rows")
-        info["heldout"] = heldout_validity(ctx, params, info, heldout)
-        with models.file_lock(path.with_name(path.name + ".lock")):
-            (path / "meta.json").write_text(json.dumps(info, indent=1))
-    return path, info

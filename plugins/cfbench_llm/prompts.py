@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cfbench.api import Feature, FeatureSchema, FitContext, UserError
+from cfbench.api import (
+    Feature,
+    FeatureSchema,
+    FitContext,
+    NearestNeighbour,
+    UserError,
+    heom,
+    heom_scales,
+)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PROMPT_DIR_ENV = "CFBENCH_PROMPT_DIR"
@@ -493,8 +501,6 @@ class ExamplePool:
         self.sparse = sparse
 
     def fit(self, context: FitContext) -> ExamplePool:
-        from cfbench.api import NearestNeighbour, heom_scales
-
         names = context.schema.names
         X = context.X_train[names]
         pred = context.predict(X)
@@ -539,8 +545,6 @@ class ExamplePool:
 
         Closest last puts the most similar example next to the query in the prompt.
         """
-        from cfbench.api import heom
-
         idx = np.flatnonzero(self.source_ == source)
         if len(idx) == 0:
             return []

@@ -19,6 +19,7 @@ CHAT_TEMPLATE = (
 
 def tiny_tokenizer():
     """A character-level ``PreTrainedTokenizerFast``: one token per character, BOS prepended."""
+    # heavy optional dependencies: imported on first use
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -46,6 +47,7 @@ def tiny_model_dir(path: str | Path, seed: int = 0, sliding_window: int = 16, la
     real prompt, so tests exercise the sliding-window cache as the real model does past 512
     tokens; mistral: every layer slides; llama: full attention only.
     """
+    # heavy optional dependencies: imported on first use
     import torch
     import transformers
 
