@@ -38,7 +38,7 @@ FIRST_USE = {"finetuned": {"default": 500.0}}
 
 def _local(mode: str):
     def factory(variant: str = "default", **params: Any):
-        # generator loads sklearn (cfbench.metrics, through finetune) and, on fit, torch: imported
+        # generator loads sklearn (cfbench.score.metrics, through finetune) and, on fit, torch: imported
         # when a generator is built, so that registering the plugin stays light
         from cfbench_llm.generator import LocalLLM
 

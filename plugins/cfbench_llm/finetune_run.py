@@ -29,7 +29,7 @@ def heldout_validity(context: FitContext, params: dict[str, Any], info: dict[str
     ``llm-finetuned`` (with the cached adapter for ``params``) writes one counterfactual per row
     towards the class the task's classifier does not predict; returned are the share of rows
     whose CF the classifier puts in that class (a row without a CF counts as invalid) and the
-    mean number of features changed (``cfbench.metrics.changed``, as the benchmark counts them)
+    mean number of features changed (``cfbench.score.metrics.changed``, as the benchmark counts them)
     over all CFs and over the valid ones.
     """
     names = context.schema.names
