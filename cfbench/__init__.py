@@ -1,7 +1,9 @@
 """cfbench: a benchmark harness for counterfactual-explanation generators on tabular health data.
 
-``cfbench.run(cfbench.RunConfig(task=..., methods=...))`` runs and scores one benchmark run
-(``cfbench.entry``); it and its types are imported on first use, so ``import cfbench`` stays light.
+``cfbench.run(cfbench.RunConfig(task=..., methods=...))`` runs and scores one benchmark run,
+``cfbench.augment(config, cfbench.AugmentConfig(...))`` runs the augmentation study and
+``cfbench.leaderboard(run_dir)`` reads a run's leaderboard (``cfbench.entry``); they and their
+types are imported on first use, so ``import cfbench`` stays light.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+source"
 
 #: lazily imported public names -> their module
-_LAZY = {"run": "cfbench.entry", "RunResult": "cfbench.entry", "RunConfig": "cfbench.execution.config"}
+_LAZY = {"run": "cfbench.entry", "RunResult": "cfbench.entry", "RunConfig": "cfbench.execution.config",
+         "augment": "cfbench.entry", "AugmentConfig": "cfbench.execution.augment",
+         "leaderboard": "cfbench.entry"}
 
-__all__ = ["__version__", "run", "RunConfig", "RunResult"]
+__all__ = ["__version__", "run", "RunConfig", "RunResult", "augment", "AugmentConfig", "leaderboard"]
 
 
 def __getattr__(name: str) -> Any:
-    """``cfbench.run`` and its types, imported on first use."""
+    """``cfbench.run``, ``cfbench.augment``, ``cfbench.leaderboard`` and their types, imported
+    on first use."""
     if name in _LAZY:
         import importlib
 

@@ -3,6 +3,10 @@
 
 A module that moved whole is the new module under its old name; one that was split is a module
 holding the names of every part it became.  Plugins should import from ``cfbench.api`` instead.
+
+``cfbench.augment`` and ``cfbench.leaderboard`` are not here: those names are now the library
+functions (``cfbench.entry``), so the old modules are imported from their new homes only:
+``cfbench.execution.augment`` / ``cfbench.report.augment`` and ``cfbench.report.board``.
 """
 
 from __future__ import annotations
@@ -61,9 +65,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "cfbench.schedule": ("cfbench.execution.schedule", "cfbench.execution.config",
                          "cfbench.core.machine"),
     "cfbench.suite": ("cfbench.execution.suite", "cfbench.execution.select", "cfbench.records.labels"),
-    "cfbench.augment": ("cfbench.execution.augment", "cfbench.report.augment"),
     "cfbench.progress": ("cfbench.cli.progress",),
-    "cfbench.leaderboard": ("cfbench.report.board",),
     "cfbench.plots": ("cfbench.report.svg",),
     "cfbench.board_schema": ("cfbench.report.schema",),
     "cfbench.board_check": ("cfbench.report.check",),

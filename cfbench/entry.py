@@ -1,9 +1,12 @@
-"""The library entry point: one run from a ``RunConfig`` to scored records, as ``cfbench.run``.
+"""The library entry points: one run from a ``RunConfig`` to scored records, as ``cfbench.run``;
+the augmentation study of a task, as ``cfbench.augment``; a run folder's leaderboard, as
+``cfbench.leaderboard``.
 
 The sequence (check the settings and the run folder, load the task, execute the cells, score,
 write ``records.parquet``) lives here once; ``cfbench run``, the smoke check and the budget
 benchmark call it.  The three steps are public so a caller with its own display (the CLI) can
 print between them: ``prepare`` then ``load_task`` then ``execute``; ``run`` does all three.
+``augment`` takes a ``Plan`` from ``prepare`` (and a loaded task) for the same reason.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfbench.core.errors import UserError
+from cfbench.execution import augment as scarcity
 from cfbench.execution import orchestrator as runner
 from cfbench.execution import select
-from cfbench.records import runs
+from cfbench.records import labels, runs
 from cfbench.records.store import load_records, write_parquet
+from cfbench.report.board import build_board, run_summary
 from cfbench.score.summary import score_run
 from cfbench.tasks.spec import Task, resolve_spec
 
 if TYPE_CHECKING:
+    from cfbench.execution.augment import AugmentConfig
     from cfbench.execution.config import RunConfig
     from cfbench.records.labels import Choice
     from cfbench.tasks.spec import Task, TaskSpec
@@ -139,6 +145,58 @@ def run(config: RunConfig, *, observer: Any = None, status: Status | None = None
         raise UserError(f"run: the given task {task.name!r} is not the config's task "
                         f"{config.task!r}")
     return execute(plan, task, observer=observer)
+
+
+def augment(config: RunConfig | Plan, study: AugmentConfig, *, observer: Any = None,
+            on_stage: Callable[[str], None] | None = None, status: Status | None = None,
+            task: Task | None = None) -> dict[str, Any]:
+    """Run the label-scarcity augmentation study (scenarios A, B, C) and write
+    ``OUT/augment.json``; returns its document (``rows`` and their ``aggregate``)::
+
+        doc = cfbench.augment(cfbench.RunConfig(task="heart", methods="nearest-neighbour"),
+                              cfbench.AugmentConfig(seeds=(0, 1)))
+
+    ``config`` is checked as ``prepare`` does (a run folder holding ``augment`` counts for
+    ``resume``; no available method is no error: the references still run), or is a ``Plan``
+    already checked.  ``on_stage(text)`` hears each stage start; ``task`` is used instead of
+    loading the config's task again (it must be the same task).
+    """
+    study.validate()
+    plan = (config if isinstance(config, Plan)
+            else prepare(config, require_methods=False, marker="augment"))
+    if task is None:
+        task = load_task(plan, status=status)
+    elif task.spec.hash != plan.spec.hash:
+        raise UserError(f"augment: the given task {task.name!r} is not the config's task "
+                        f"{plan.config.task!r}")
+    cfg = plan.config
+    result = scarcity.run_augmentation(task, cfg, study, plan.pairs, on_stage=on_stage,
+                                       observer=observer)
+    return scarcity.save(result, cfg.out, {
+        "task": task.name, "task_hash": task.spec.hash, "fraction": study.fraction,
+        "curve": list(study.fractions), "seeds": list(study.seeds),
+        "scenarios": list(study.scenarios), "max_per_class": study.max_per_class,
+        "methods": cfg.methods, "timeout": cfg.timeout, "budget": cfg.budget,
+        "params": labels.canonical_groups(cfg.params)})
+
+
+def leaderboard(run_dir: str | Path, *, board: bool = False,
+                augment_dir: str | Path | None = None) -> dict[str, Any]:
+    """A run folder's leaderboard as a dict, from its files (nothing runs again)::
+
+        summary = cfbench.leaderboard("runs/heart/20250101T120000Z")
+        summary["methods"]
+
+    By default its summary (``summary.json``'s form: per method and direction, the metrics and
+    ranks; rebuilt from the records when the run is unfinished or older).  With ``board`` the
+    machine-readable board that ``cfbench leaderboard --update`` commits, with the study in
+    ``augment_dir`` (the ``--out`` folder of ``cfbench augment``) when given.
+    """
+    if not board:
+        if augment_dir is not None:
+            raise UserError("leaderboard: augment_dir goes into a board; pass board=True")
+        return run_summary(Path(run_dir))
+    return build_board(Path(run_dir), None if augment_dir is None else Path(augment_dir))
 
 
 def _no_status(text: str) -> contextlib.AbstractContextManager[Any]:

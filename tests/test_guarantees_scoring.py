@@ -68,7 +68,7 @@ def test_a_model_that_rejects_every_row_costs_only_validity():
 
 def test_a_broken_pipe_that_is_not_stdout_is_no_success(monkeypatch, capfd):
     """A worker's or server's pipe breaking used to read as `| head` leaving: exit 0, no summary."""
-    from cfbench.cli import main as cli
+    from cfbench.cli import app as cli
 
     def boom(args):  # noqa: ANN001, ANN202
         raise BrokenPipeError("fork server gone")

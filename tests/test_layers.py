@@ -32,7 +32,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 LAZY_BY_DESIGN = {
     "cfbench": "``import cfbench`` stays light; ``cfbench.run`` loads the library on first use",
     "cfbench.api": "a plugin's ``from cfbench.api import hookimpl`` must not load the whole core",
-    "cfbench.cli.app": "each command loads its own stack, so ``cfbench --help`` answers at once",
 }
 
 

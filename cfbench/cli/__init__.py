@@ -1,5 +1,7 @@
-"""The command line, ``cfbench <command>``: the parser and dispatch in ``app``, the live progress
-display in ``progress``."""
+"""The command line, ``cfbench <command>``: ``app`` builds the parser and runs ``main``; each
+core command is its own module (``run``, ``augment``, ``listing``, ``leaderboard``, ``report``,
+``task``) with the flags and helpers they share in ``common``, and ``progress`` is the live
+progress display."""
 
 from cfbench.cli.app import main
 

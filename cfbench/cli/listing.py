@@ -1,0 +1,120 @@
+"""``cfbench list tasks|methods|metrics``: what this installation can run and score, as a
+table, JSON or (method parameters) Markdown."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cfbench.core.errors import UserError
+from cfbench.core.generator import params_markdown
+from cfbench.core.plugins import registry
+from cfbench.core.strict_json import dumps
+from cfbench.score.registry import REGISTRY
+from cfbench.tasks.spec import available_specs
+
+LIST_WHAT = ("tasks", "methods", "metrics")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cfbench list``."""
+    ls = subparsers.add_parser("list", help="list tasks, methods or metrics")
+    ls.add_argument("what", choices=LIST_WHAT)
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--params", action="store_true", help="methods: each method's parameters")
+    ls.add_argument("--format", choices=("table", "json", "markdown"), default=None,
+                    help="output format (--json = --format json)")
+    ls.set_defaults(func=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the tasks, methods (with why one is unavailable) or metrics."""
+    rows: list[dict[str, Any]]
+    if args.what == "tasks":
+        rows = [{"name": n, "path": str(p)} for n, p in sorted(available_specs().items())]
+    elif args.what == "methods":
+        rows = []
+        for name, spec in sorted(registry().generators.items()):
+            ok, hint = spec.status()
+            caps = spec.capabilities
+            off = {v: h for v in spec.variants for good, h in [spec.variant_status(v)]
+                   if ok and not good}
+            rows.append({
+                "name": name, "variants": list(spec.variants), "available": ok, "hint": hint,
+                "unavailable_variants": off,
+                "plugin": spec.plugin, "extra": spec.extra,
+                "capabilities": {"multiple": caps.multiple, "constraints": caps.constraints,
+                                 "needs_training_data": caps.needs_training_data,
+                                 "stochastic": caps.stochastic},
+                "description": spec.description,
+                "params": [p.as_dict() for p in spec.params],
+            })
+        for plugin, why in sorted(registry().broken.items()):
+            rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
+                         "unavailable_variants": {},
+                         "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
+                         "capabilities": {}, "description": "", "params": []})
+        for why in registry().conflicts:
+            rows.append({"name": "(conflict)", "variants": [], "available": False, "hint": why,
+                         "unavailable_variants": {}, "plugin": None, "extra": None,
+                         "capabilities": {}, "description": "", "params": []})
+    else:
+        cards = [m.card() for m in REGISTRY]
+        if args.json or args.format == "json":
+            rows = cards
+        else:
+            rows = [{"name": c["name"], "scopes": ", ".join(c["scopes"]),
+                     "better": c["better"] or "–", "ranked": c["rank_group"] or "–",
+                     "description": c["description"], "formula": c["formula"]} for c in cards]
+    fmt = "json" if args.json else (args.format or "table")
+    if fmt == "json":
+        print(dumps(rows, indent=2))
+        return 0
+    if args.what == "methods" and (args.params or fmt == "markdown"):
+        return _list_params(fmt, args.params)
+    if fmt == "markdown":
+        raise UserError(f"cfbench list {args.what}: --format markdown is for `list methods --params`")
+    table = Table(title=args.what)
+    if args.what == "methods":
+        for col in ("method", "variants", "status", "capabilities"):
+            table.add_column(col)
+        for r in rows:
+            caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
+            # escape: an install hint such as cfbench-harness[dice] is not rich markup
+            word = "refused" if r["name"] == "(conflict)" else "unavailable"
+            status = ("[green]available[/green]" if r["available"]
+                      else f"[red]{word}[/red]: {escape(r['hint'])}")
+            for v, why in r["unavailable_variants"].items():
+                status += f"\n[red]{escape(v)} unavailable[/red]: {escape(why)}"
+            table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, caps)
+    else:
+        keys = list(rows[0]) if rows else ["name"]
+        for k in keys:
+            table.add_column(k)
+        for r in rows:  # escape: a formula's [f(c) = t] is not rich markup
+            table.add_row(*(escape(str(r[k])) for k in keys))
+    Console(width=160).print(table)
+    return 0
+
+
+def _list_params(fmt: str, params: bool) -> int:
+    """``cfbench list methods --params``: every method's declared parameters."""
+    specs = [s for _, s in sorted(registry().generators.items())]
+    if fmt == "markdown":
+        print(params_markdown(specs), end="")
+        return 0
+    table = Table(title="method parameters (--param METHOD[:VARIANT].KEY=VALUE)")
+    for col in ("method", "parameter", "type", "default", "valid", "description"):
+        table.add_column(col)
+    for spec in specs:
+        if not spec.params:
+            table.add_row(spec.name, "–", "", "", "", "takes no parameters")
+        for p in spec.params:
+            table.add_row(spec.name, p.name, p.type.__name__, "unset" if p.default is None
+                          else str(p.default), p.allowed(), p.description)
+    Console(width=160).print(table)
+    return 0
