@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cfbench.core.errors import UserError, choices_error
 from cfbench.execution import messages, schedule, workerproc
 from cfbench.execution.forkserver import PRELOAD_WAIT, context, ready
-from cfbench.execution.ray_executor import RayExecutor
 from cfbench.execution.worker import _worker
 
 if TYPE_CHECKING:
@@ -130,6 +129,8 @@ def get_executor(name: str = "local", **opts: Any) -> Executor:
         return LocalExecutor()
     if name == "ray":
         executor_name(name)  # is Ray installed?
+        # Ray is an optional extra (~240 MB, 0.5 s to import): loaded only when asked for
+        from cfbench.execution.ray_executor import RayExecutor
 
         return RayExecutor(**opts)
     raise choices_error("executor", name, EXECUTORS)
