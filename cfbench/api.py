@@ -2,7 +2,7 @@
 
 A plugin imports from ``cfbench.api`` only (plus ``cfbench.testing`` in its tests); these names
 keep working whatever the core's modules are called, whereas any other ``cfbench.*`` import may
-move without notice.  ``tests/test_api_surface.py`` holds the in-tree plugins to it, and
+move without notice.  ``tests/core/test_api_surface.py`` holds the in-tree plugins to it, and
 docs/writing-a-plugin.md ("What a plugin may import") says what each name is.
 
 The names are imported on first use, so ``from cfbench.api import hookimpl`` at a plugin's import

@@ -1,4 +1,5 @@
-"""A small mixed-type task (numeric, binary and 4-level categorical, ordinal) shared by the baseline plugin tests."""
+"""Made-up tables shared by tests of several stages: a small mixed-type task (numeric, binary and
+4-level categorical, ordinal) for the baseline plugins, and a wearable cohort CSV for ``task init``."""
 
 from __future__ import annotations
 
@@ -46,3 +47,23 @@ def make_mixed_task(constrained: bool, n: int = 300, seed: int = 0, per_class: i
     pred = pipe.predict(Xte)
     idx = np.r_[np.flatnonzero(pred == 0)[:per_class], np.flatnonzero(pred == 1)[:per_class]]
     return ctx, Xte.iloc[idx].reset_index(drop=True), 1 - pred[idx], pipe
+
+
+def wearable(n: int = 200, seed: int = 3) -> pd.DataFrame:
+    """A made-up wearable cohort with numeric, integer, binary, text and ordinal columns."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "subject_id": [f"S{i:03d}" for i in range(n)],
+        "age": rng.integers(25, 75, n),
+        "gender": rng.choice(["female", "male"], n),
+        "clinic_site": rng.choice(["A", "B", "C"], n),
+        "steps": rng.integers(1000, 15000, n),
+        "hrv_ms": rng.normal(45, 12, n).round(2),
+        "smoker": rng.binomial(1, 0.25, n),
+        "activity": rng.choice(["low", "medium", "high"], n),
+        "fitness_level": rng.integers(1, 6, n),
+        "notes": [f"free text {i}" for i in range(n)],
+    })
+    risk = 0.06 * (df.age - 50) - 0.0003 * (df.steps - 8000) - 0.05 * (df.hrv_ms - 45) + df.smoker
+    df["diabetic"] = (risk + rng.normal(0, 0.7, n) > 0).astype(int)
+    return df

@@ -19,7 +19,7 @@ from cfbench.report import html as report
 from cfbench.report import svg as charts
 from cfbench.report.board import board_markdown, print_table, to_markdown
 
-BOARD_DIR = Path(__file__).parents[1] / "leaderboard"
+BOARD_DIR = Path(__file__).parents[2] / "leaderboard"
 EVIL = "<script>alert(1)</script>"
 
 

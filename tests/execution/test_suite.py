@@ -14,7 +14,7 @@ from cfbench.core.errors import UserError
 from cfbench.execution.suite import load_suite
 from cfbench.smoke import SmokeRun, load_config
 
-BOARDS = Path(__file__).parent.parent / "leaderboard"
+BOARDS = Path(__file__).parents[2] / "leaderboard"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_task_init import wearable
+from mixed_task import wearable
 
 from cfbench.records.store import SCHEMA_VERSION
 from cfbench.score import registry as R

@@ -14,7 +14,7 @@ import pytest
 from cfbench.score.ranking import bootstrap_ci, nemenyi_cd, rank_methods
 from cfbench.smoke import compare
 
-SCHEMA = Path(__file__).parents[1] / "leaderboard" / "schema.json"
+SCHEMA = Path(__file__).parents[2] / "leaderboard" / "schema.json"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ from cfbench.records.store import record_key
 from cfbench.tasks.spec import resolve_spec
 
 IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm")
-DOC = Path(__file__).parent.parent / "docs" / "writing-a-plugin.md"
+DOC = Path(__file__).parents[2] / "docs" / "writing-a-plugin.md"
 
 
 def in_tree_specs() -> list[GeneratorSpec]:

@@ -28,7 +28,7 @@ from cfbench.core.safe_load import MAX_DEPTH, MAX_JSON_BYTES, load_json_text, lo
 from cfbench.execution.suite import load_suite
 from cfbench.tasks.spec import Task, available_specs, load_spec, resolve_spec
 
-TASKS = Path(__file__).resolve().parent.parent / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 
 
 def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, list[str]]:

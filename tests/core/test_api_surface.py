@@ -11,7 +11,7 @@ import pytest
 
 import cfbench.api as api
 
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 ALLOWED = ("cfbench.api", "cfbench.testing")
 
 

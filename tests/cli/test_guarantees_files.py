@@ -20,7 +20,7 @@ from cfbench.report import board as board_module
 from cfbench.report.board import board_markdown, write_board
 from cfbench.report.markdown import md_cell
 
-BOARDS = Path(__file__).parents[1] / "leaderboard"
+BOARDS = Path(__file__).parents[2] / "leaderboard"
 DEEP = "[" * 200_000 + "]" * 200_000
 
 

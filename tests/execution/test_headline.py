@@ -30,7 +30,7 @@ def task() -> Task:
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "plugins"), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "cfbench", *args], capture_output=True,
                           text=True, timeout=600, cwd=cwd, env=env)
@@ -409,7 +409,7 @@ def test_tables_are_readable_at_80_columns():
 
     from cfbench.report.board import print_table
 
-    board = json.loads((Path(__file__).parents[1] / "leaderboard" / "ai-readi.json").read_text())
+    board = json.loads((Path(__file__).parents[2] / "leaderboard" / "ai-readi.json").read_text())
     buf = io.StringIO()
     print_table(board, console=Console(file=buf, width=80))
     out = buf.getvalue()

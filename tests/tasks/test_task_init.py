@@ -12,30 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mixed_task import wearable
 
 from cfbench.cli.app import main
 from cfbench.tasks.init_spec import infer_column
 from cfbench.tasks.spec import Task, load_spec
-
-
-def wearable(n: int = 200, seed: int = 3) -> pd.DataFrame:
-    """A made-up wearable cohort with numeric, integer, binary, text and ordinal columns."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "subject_id": [f"S{i:03d}" for i in range(n)],
-        "age": rng.integers(25, 75, n),
-        "gender": rng.choice(["female", "male"], n),
-        "clinic_site": rng.choice(["A", "B", "C"], n),
-        "steps": rng.integers(1000, 15000, n),
-        "hrv_ms": rng.normal(45, 12, n).round(2),
-        "smoker": rng.binomial(1, 0.25, n),
-        "activity": rng.choice(["low", "medium", "high"], n),
-        "fitness_level": rng.integers(1, 6, n),
-        "notes": [f"free text {i}" for i in range(n)],
-    })
-    risk = 0.06 * (df.age - 50) - 0.0003 * (df.steps - 8000) - 0.05 * (df.hrv_ms - 45) + df.smoker
-    df["diabetic"] = (risk + rng.normal(0, 0.7, n) > 0).astype(int)
-    return df
 
 
 def test_infer_column_kinds():

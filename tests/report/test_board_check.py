@@ -22,7 +22,7 @@ from cfbench.core.errors import UserError
 from cfbench.report.board import read_records_bytes, records_bytes, render_companions, write_board
 from cfbench.report.check import verify_board
 
-BOARDS = Path(__file__).parents[1] / "leaderboard"
+BOARDS = Path(__file__).parents[2] / "leaderboard"
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: lowest first; a module may import its own layer and the layers below it, never one above.
 #: ``=name`` is that module alone: the package root, whose ``__version__`` every layer may read

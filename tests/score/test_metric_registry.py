@@ -37,7 +37,7 @@ def test_committed_schema_is_generated_from_the_registry():
 
     from cfbench.report.schema import text
 
-    committed = Path(__file__).parents[1] / "leaderboard" / "schema.json"
+    committed = Path(__file__).parents[2] / "leaderboard" / "schema.json"
     assert committed.read_text() == text(), "run: python -m cfbench.report.schema"
 
 

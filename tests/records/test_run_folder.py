@@ -101,7 +101,7 @@ def test_corrupt_middle_record_is_skipped_reported_and_rerun(finished, tmp_path)
 def test_a_refused_run_leaves_nothing_that_blocks_a_rerun(tmp_path):
     """A run that fails before its first record (here: a task whose query seed is negative)
     must not leave a records file that makes the next run demand --resume."""
-    spec = (Path(__file__).parents[1] / "tasks" / "breast-cancer.toml").read_text()
+    spec = (Path(__file__).parents[2] / "tasks" / "breast-cancer.toml").read_text()
     spec = spec.replace("[queries]\nper_class = 50\nseed = 0", "[queries]\nper_class = 50\nseed = -1")
     bad = tmp_path / "bad.toml"
     bad.write_text(spec.replace('name = "breast-cancer"', 'name = "neg-seed"'))
