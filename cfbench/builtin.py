@@ -38,12 +38,10 @@ def cfbench_generators() -> list[GeneratorSpec]:
 
 
 def _ai_readi(data_dir: str | None = None, **options: object):
-
     return load_ai_readi(data_dir=data_dir, **options)
 
 
 def _uci_heart(**options: object):
-
     return load_heart(**options)
 
 

@@ -159,6 +159,5 @@ def check_generator(spec: GeneratorSpec, variant: str | None = None, *,
 
 
 def _cf_key(res: Any, cols: list[str]) -> tuple:
-
     rec = normalise_result(res, cols, 10**6)
     return rec["status"], tuple(tuple(np.round(row, 9)) for row in rec["cfs"])

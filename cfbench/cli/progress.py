@@ -293,7 +293,6 @@ class PhaseStatus:
         self._prev: Any = None
 
     def __enter__(self) -> PhaseStatus:
-
         if not self.quiet and self.console.is_terminal:
             self._status = self.console.status(self.text)
             self._status.__enter__()
@@ -314,7 +313,6 @@ class PhaseStatus:
             self.console.print(text, markup=False, highlight=False)
 
     def __exit__(self, *exc: Any) -> None:
-
         phase.set_sink(self._prev)
         if self._status is not None:
             self._status.__exit__(*exc)

@@ -102,7 +102,6 @@ class LocalExecutor:
     def start(self, task: Task, cell: Cell, cfg: RunConfig, threads: int = 0,
               on_phase: Callable[[str], None] | None = None,
               on_ready: Callable[[], None] | None = None) -> WorkerHandle:
-
         return _LocalHandle(LocalWorker(task, cell, cfg, threads, on_phase, on_ready))
 
     def close(self) -> None:

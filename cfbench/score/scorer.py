@@ -114,7 +114,6 @@ class Scorer:
     def _score(self, X: np.ndarray, C: np.ndarray, target: np.ndarray, pred: np.ndarray,
                predict: Callable[[np.ndarray], np.ndarray] | None,
                unscorable: np.ndarray | None) -> pd.DataFrame:
-
         X, C = np.asarray(X, float), np.asarray(C, float)
         change = changed(X, C, self.span_)
         encoded, carla = self.encode(C), self.carla_encode(C)

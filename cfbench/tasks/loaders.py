@@ -29,7 +29,6 @@ def load_breast_cancer() -> Dataset:
 
 
 def _load_table(spec_dir: str | None = None, **options: Any) -> Dataset:
-
     return load_table(spec_dir=spec_dir, **options)
 
 

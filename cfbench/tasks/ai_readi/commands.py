@@ -63,7 +63,6 @@ def _build_args(p: argparse.ArgumentParser) -> None:
 
 
 def _table(args: argparse.Namespace):
-
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: expected a positive integer")
     folder, text = resolve_source(args.source, SynthParams())

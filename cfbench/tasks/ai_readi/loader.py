@@ -171,7 +171,6 @@ def build_table(release: Release, rep: DataReport, n_jobs: int = 1) -> pd.DataFr
 
 
 def _cache_paths(release: Release) -> tuple[Path, Path]:
-
     blob = json.dumps([LOADER_VERSION, release.version, release.stat_key()]).encode()
     key = hashlib.sha256(blob).hexdigest()[:24]
     base = cache_dir() / "ai-readi-features"
