@@ -15,6 +15,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
     out = tmp_path / "out"
     r = cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--out", str(out),
@@ -46,6 +47,7 @@ def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
     (["list", "things"], "invalid choice: 'things'"),
     (["leaderboard", "/no/such/run"], "no summary.json"),
 ])
+@pytest.mark.slow
 def test_user_mistakes_get_one_line_and_exit_2(args, fragment):
     r = cli(*args)
     assert r.returncode == 2
@@ -61,6 +63,7 @@ def test_user_mistakes_get_one_line_and_exit_2(args, fragment):
     {"task": "t", "data_source": "d", "methods": {"m": {"all": {"n_queries": 1}}},
      "classifier": {"model": "rf", "accuracy": 0.9, "f1": 0.9, "n_train": 9, "n_test": 3}},
 ])
+@pytest.mark.slow
 def test_leaderboard_of_a_summary_with_missing_keys_is_one_line(tmp_path, summary):
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     r = cli("leaderboard", str(tmp_path))
@@ -68,6 +71,7 @@ def test_leaderboard_of_a_summary_with_missing_keys_is_one_line(tmp_path, summar
     assert len(r.stderr.strip().splitlines()) == 1 and "not a cfbench summary (missing" in r.stderr
 
 
+@pytest.mark.slow
 def test_list_json():
     for what in ("tasks", "methods", "metrics"):
         r = cli("list", what, "--json")

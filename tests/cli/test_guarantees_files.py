@@ -53,6 +53,7 @@ def boards(tmp_path) -> Path:
     ("run.json", "report"), ("run.json", "resume"), ("summary.json", "report"),
     ("summary.json", "leaderboard"),
 ])
+@pytest.mark.slow
 def test_deeply_nested_run_folder_json_is_one_line(run, name, command):
     (run / name).write_text(DEEP if name == RUN_INFO else '{"task": ' + DEEP + "}")
     args = {"report": ["report", str(run), "--out", str(run / "report")],
@@ -81,6 +82,7 @@ def test_run_json_structure_is_checked_at_load(run, key, value, named):
     assert str(err.value).startswith(f"{run / RUN_INFO}: key {named}")
 
 
+@pytest.mark.slow
 def test_run_json_with_garbage_pairs_stops_resume_and_report_with_one_line(run):
     info = json.loads((run / RUN_INFO).read_text())
     (run / RUN_INFO).write_text(json.dumps({**info, "pairs": [[1, 2, 3, 4], "x", None]}))
@@ -117,6 +119,7 @@ def _bad_params(path: Path) -> None:
     (_bad_params, "column 'params' holds '[[[[[[[[[[', expected a JSON object"),
     (lambda p: pd.read_parquet(p).drop(columns="seed").to_parquet(p), "column 'seed' is missing"),
 ])
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["report", "leaderboard"])
 def test_damaged_scores_parquet_is_one_line_naming_the_rebuild(run, damage, problem, command):
     damage(run / "scores.parquet")
@@ -138,6 +141,7 @@ def test_scores_parquet_without_records_says_restore_it(run):
 
 # ----------------------------------------------------------------------------- output paths
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "augment", "report", "update"])
 def test_too_long_output_path_is_one_line_naming_it_and_the_limit(finished, tmp_path, command):
     out = tmp_path / ("x" * 300)
@@ -165,6 +169,7 @@ def test_too_long_output_path_in_total_is_one_line(tmp_path):
     ('{"task": "heart", "x": ' + DEEP + "}", "heart.json: not valid JSON (nested too deeply"),
     ('{"task": "heart", "x": NaN}', "heart.json: not valid JSON (non-standard JSON token NaN)"),
 ], ids=["deep", "nan"])  # short ids: the test id is in the environment of the subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["report", "rescore", "validate"])
 def test_bad_board_json_is_one_line(boards, text, problem, command):
     (boards / "heart.json").write_text(text)
@@ -186,6 +191,7 @@ def test_bad_board_json_is_one_line(boards, text, problem, command):
     ("classifier", {"model": 3}, "classifier 'model' is int"),
     ("augmentation", {"aggregate": 5}, "a board cannot be rendered"),
 ])
+@pytest.mark.slow
 def test_board_with_wrong_types_is_one_line_in_the_report(boards, key, value, problem):
     doc = json.loads((boards / "heart.json").read_text())
     (boards / "heart.json").write_text(json.dumps({**doc, key: value}))

@@ -26,6 +26,7 @@ def _pytest(args: list[str], ci: str | None, path: str | None = None,
                           capture_output=True, text=True, timeout=300, env=env, cwd=TESTS.parent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci, failed", [(None, False), ("false", False), ("true", True)])
 def test_missing_ray_skips_locally_and_fails_under_ci(ci, failed):
     r = _pytest([str(TESTS / "execution" / "test_ray_executor.py")], ci, code=NO_RAY)
@@ -36,6 +37,7 @@ def test_missing_ray_skips_locally_and_fails_under_ci(ci, failed):
         assert r.returncode in (0, 5) and "1 skipped" in out and "error" not in out.lower(), out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci, failed", [(None, False), ("true", True)])
 def test_missing_chromium_skips_locally_and_fails_under_ci(ci, failed, tmp_path):
     r = _pytest([str(TESTS / "report" / "test_report.py"), "-k", "real_browser"], ci, path=str(tmp_path))

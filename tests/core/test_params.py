@@ -402,6 +402,7 @@ def test_cli_refuses_a_bad_param_in_one_line_before_any_work(tmp_path):
     assert r.returncode == 2 and "expected int, got 'many'" in r.stderr and not out.exists()
 
 
+@pytest.mark.slow
 def test_params_reach_records_run_json_and_the_table(tmp_path):
     out = tmp_path / "out"
     r = cli("run", "--task", "breast-cancer", "--methods", "nice:sparsity,nearest-neighbour",

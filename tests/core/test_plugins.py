@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import FIXTURES, install_on_path
 
 from cfbench.core.plugins import build_registry
@@ -21,6 +22,7 @@ def cli(*args: str, env_path: Path | None = None) -> subprocess.CompletedProcess
                           text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_third_party_generator_found_by_entry_point_and_run(tmp_path):
     site = install_on_path(tmp_path / "site", FIXTURES / "cfbench_hello.py", "cfbench_hello", "hello")
     listed = cli("list", "methods", "--json", env_path=site)
@@ -95,6 +97,7 @@ def hostile_site(tmp_path: Path) -> Path:
     return site
 
 
+@pytest.mark.slow
 def test_hostile_plugins_are_reported_and_the_tool_keeps_working(tmp_path):
     site = hostile_site(tmp_path)
     listed = cli("list", "methods", "--json", env_path=site)

@@ -25,6 +25,7 @@ def task() -> Task:
     return Task.load(resolve_spec("breast-cancer"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario, classes", [("A", {1}), ("B", {0}), ("C", {0, 1})])
 def test_scarcity_removes_the_right_rows(task, scenario, classes):
     scarce, removed, removed_y = task.scarce(scenario, 0.5, seed=1)

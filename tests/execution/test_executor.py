@@ -36,6 +36,7 @@ def test_executor_name_flag_env_default(monkeypatch):
     ([], {"CFBENCH_EXECUTOR": "spark"}, "$CFBENCH_EXECUTOR: unknown executor 'spark'"),
     (["--ray-address", "127.0.0.1:1"], {"CFBENCH_EXECUTOR": "local"}, "needs --executor ray"),
 ])
+@pytest.mark.slow
 def test_bad_executor_is_one_line_exit_2(args, env, fragment, tmp_path):
     import os
 

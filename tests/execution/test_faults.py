@@ -197,6 +197,7 @@ def test_fault_costs_only_its_own_queries(variant, task, plugin, clean, tmp_path
         _kill_leftovers(marker)
 
 
+@pytest.mark.slow
 def test_a_method_without_any_cf_is_summarised(task, plugin, tmp_path):
     """Every query failed (here: never found; with DiCE: a tiny timeout): no KeyError 'valid'."""
     recs = _run(task, "faulty:not-found,faulty:hangs", tmp_path / "run")

@@ -167,6 +167,7 @@ def test_setup_gate_holds_cells_of_a_setup_being_prepared():
     assert not waiter.is_alive() and got[-1] is None
 
 
+@pytest.mark.slow
 def test_cells_sharing_a_setup_start_once_it_is_ready(task, faulty_plugin, tmp_path):
     """The second cell of a shared set-up starts after the first one reported ``phase.ready``,
     not after its whole fit, and the other slot runs another method meanwhile."""
@@ -359,6 +360,7 @@ def test_run_folders_and_latest(tmp_path):
     assert runs.earlier_skipped(a) == {}
 
 
+@pytest.mark.slow
 def test_readme_commands_in_order_and_leaderboard_of_the_latest_run(tmp_path):
     common = ["run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries", "2"]
     first = cli(*common, cwd=tmp_path)
@@ -384,6 +386,7 @@ def test_readme_commands_in_order_and_leaderboard_of_the_latest_run(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 + r.stderr.count("run folder")
 
 
+@pytest.mark.slow
 def test_version_and_help_show_defaults_without_markup():
     v = cli("--version")
     assert v.returncode == 0 and v.stdout.startswith("cfbench ")
@@ -394,6 +397,7 @@ def test_version_and_help_show_defaults_without_markup():
     assert f"(default: {config.DEFAULT_BUDGET})" in text and "(default: 1)" in text
 
 
+@pytest.mark.slow
 def test_more_queries_than_the_data_allow_says_so(tmp_path):
     r = cli("run", "--task", "breast-cancer", "--methods", "nearest-neighbour", "--n-queries",
             "1000", "--out", str(tmp_path / "r"))

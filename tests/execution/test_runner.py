@@ -31,6 +31,7 @@ def _run(task: Task, methods: str, out: Path, **kw) -> list[dict]:
     return load_records(out)
 
 
+@pytest.mark.slow
 def test_faults_are_recorded_and_the_run_goes_on(task, faulty_plugin, tmp_path):
     methods = ",".join(f"faulty:{v}" for v in (
         "fit-raises", "raises", "hangs", "kills-itself", "nan", "strings",

@@ -185,6 +185,7 @@ def test_board_markdown_names_the_suite_file_and_its_hash():
     assert "--param dice:random.total_cfs=20`" in md
 
 
+@pytest.mark.slow
 def test_run_config_runs_every_task_in_its_folder_and_flags_win(tmp_path):
     p = tmp_path / "two.suite.toml"
     p.write_text('methods = ["nearest-neighbour"]\nn_queries = 2\nk = 1\n'
@@ -216,6 +217,7 @@ def test_run_config_checks_every_run_before_starting(tmp_path):
     assert r.returncode == 2 and "cannot read the suite file" in r.stderr
 
 
+@pytest.mark.slow
 def test_no_augment_runs_a_suite_without_its_augmentation(tmp_path):
     """``--no-augment`` runs the suite file's runs and skips its ``[augment]`` table (a board's
     run part, timed on its own); the run still records the suite file it came from."""

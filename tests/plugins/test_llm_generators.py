@@ -52,6 +52,7 @@ def _run(task, q, mode, variant, tmp_path, **params):
 @pytest.mark.parametrize("cf_style", ["edits", "full"])
 @pytest.mark.parametrize("mode, variant", [("zeroshot", "default"), ("fewshot", "default"), ("fewshot", "retrieval"),
                                            ("fewshot", "fast")])
+@pytest.mark.slow
 def test_constrained_variants_always_give_a_parsed_cf(heart, tiny, tmp_path, mode, variant, cf_style):
     task, q = heart
     gen, res = _run(task, q, mode, variant, tmp_path, model=tiny, batch_size=4, cf_style=cf_style)

@@ -81,6 +81,7 @@ def test_bad_variant_and_parameters_are_user_errors():
         make_cfnow("greedy", limit_seconds=-1)
 
 
+@pytest.mark.slow
 def test_cfs_conform_hold_the_constraints_and_are_valid(task, cfnow_results):
     ctx, Q, T, pipe = task
     variant, res, _ = cfnow_results
@@ -131,6 +132,7 @@ def test_a_model_that_never_flips_gives_timeout_not_a_hang(task):
     assert time.process_time() - start < BUDGET + 2.0
 
 
+@pytest.mark.slow
 def test_budget_is_cpu_time_so_waiting_does_not_shrink_the_search(task):
     """A classifier that also waits (as a loaded machine makes every call wait) gets about as
     many model calls from CFNOW as one that does not: the budget and CFNOW's own fine-tuning

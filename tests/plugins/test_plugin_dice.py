@@ -62,6 +62,7 @@ def test_bad_variant_and_parameters_are_user_errors():
         make_dice("random", posthoc_sparsity_algorithm="fast")
 
 
+@pytest.mark.slow
 def test_outputs_conform_to_the_schema(task, dice_results):
     ctx, Q, T, pipe = task
     variant, res = dice_results

@@ -28,6 +28,7 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_locked_folder_is_refused(tmp_path):
     out = tmp_path / "out"
     lock_run_dir(out)  # this test process plays the first cfbench run
@@ -58,6 +59,7 @@ def test_two_concurrent_runs_do_not_both_work(faulty_plugin, tmp_path):
     assert len(keys) == len(set(keys)) == 16  # nothing done twice
 
 
+@pytest.mark.slow
 def test_resume_without_run_json_cannot_mix_k(finished, tmp_path):
     out = copy_run(finished, tmp_path / "out")
     (out / RUN_INFO).unlink()
@@ -74,6 +76,7 @@ def test_resume_with_an_edited_run_json_is_checked_against_the_records(finished,
     assert "its records have k 1" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("garbage", [b"{not json", b"\x00\xff\xfe", b"[1, 2]"])
 def test_garbage_run_json_gives_one_line(finished, tmp_path, garbage):
     out = copy_run(finished, tmp_path / "out")
@@ -98,6 +101,7 @@ def test_corrupt_middle_record_is_skipped_reported_and_rerun(finished, tmp_path)
     assert summary["methods"]["nearest-neighbour"]["all"]["n_queries"] == 6
 
 
+@pytest.mark.slow
 def test_a_refused_run_leaves_nothing_that_blocks_a_rerun(tmp_path):
     """A run that fails before its first record (here: a task whose query seed is negative)
     must not leave a records file that makes the next run demand --resume."""
@@ -114,6 +118,7 @@ def test_a_refused_run_leaves_nothing_that_blocks_a_rerun(tmp_path):
     assert len(load_records(out)) == 6
 
 
+@pytest.mark.slow
 def test_out_that_is_a_file_or_read_only(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -44,12 +44,14 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+@pytest.mark.slow
 def test_committed_boards_pass_tied_to_their_records(committed):
     r = cli("leaderboard", "--validate", "--dir", str(committed))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "not tied to a run" not in r.stdout
 
 
+@pytest.mark.slow
 def test_a_board_without_its_records_fails(committed):
     """Hand-edited numbers re-rendered into the Markdown and plots would pass the render check;
     only the records catch them, so a board that drops its records is refused."""
@@ -60,6 +62,7 @@ def test_a_board_without_its_records_fails(committed):
     assert "heart.json: not tied to a run (no records file)" in r.stdout
 
 
+@pytest.mark.slow
 def test_edited_validity_in_the_committed_json_fails(committed):
     def change(doc):
         label = next(iter(doc["methods"]))
@@ -70,6 +73,7 @@ def test_edited_validity_in_the_committed_json_fails(committed):
     assert "heart.md: differs from the one rendered from heart.json at line" in r.stdout
 
 
+@pytest.mark.slow
 def test_edited_markdown_cell_fails(committed):
     md = committed / "heart.md"
     lines = md.read_text().splitlines(keepends=True)
@@ -83,6 +87,7 @@ def test_edited_markdown_cell_fails(committed):
                for e in errors)
 
 
+@pytest.mark.slow
 def test_invented_method_fails(committed):
     def change(doc):
         doc["methods"]["my-method"] = doc["methods"][next(iter(doc["methods"]))]
@@ -209,6 +214,7 @@ def test_edited_records_or_hash_are_caught(board):
     assert errors == [f"{board}: records_sha256 is set but {rpath.name} is missing"]
 
 
+@pytest.mark.slow
 def test_rescore_rebuilds_the_committed_boards_from_their_records(committed):
     """`cfbench leaderboard --rescore` is the one command that rebuilds every committed board
     from its committed records; on the committed boards it changes no byte."""

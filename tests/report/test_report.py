@@ -224,6 +224,7 @@ def test_committed_markdown_is_rendered_from_the_committed_json(task):
     (["report", "--board", "/no/such/dir"], "not a folder"),
     (["report", "x", "--board", "leaderboard"], "not both"),
 ])
+@pytest.mark.slow
 def test_report_mistakes_get_one_line_and_exit_2(args, fragment):
     r = cli(*args)
     assert r.returncode == 2

@@ -42,6 +42,7 @@ def csv_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     return out, spec, data
 
 
+@pytest.mark.slow
 def test_scores_parquet_has_one_row_per_cf_with_every_per_cf_metric(csv_run):
     out, _, _ = csv_run
     scores = pd.read_parquet(out / "scores.parquet")
@@ -94,6 +95,7 @@ def test_board_from_the_run_folder_equals_the_board_rescored_from_records(csv_ru
             != board["methods"][first]["all"]["valid"]["heom"])
 
 
+@pytest.mark.slow
 def test_leaderboard_update_and_report_work_with_the_task_data_gone(csv_run, tmp_path):
     out, _, data = csv_run
     summary = json.loads((out / "summary.json").read_text())
@@ -125,6 +127,7 @@ def test_leaderboard_update_and_report_work_with_the_task_data_gone(csv_run, tmp
         hidden.rename(data)
 
 
+@pytest.mark.slow
 def test_a_folder_without_scores_is_scored_with_the_task_as_before(csv_run, tmp_path):
     """Run folders made by older code (no scores.parquet, no task_meta, a v1 summary)."""
     out, _, _ = csv_run

@@ -75,6 +75,7 @@ def _with_seed(table: str, value: int) -> str:
     return GOOD + SEED_TABLES[table].format(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", list(SEED_TABLES))
 @pytest.mark.parametrize("value", [-1, 2**32])
 def test_out_of_range_seed_is_one_line_exit_2(tmp_path, table, value):
@@ -183,6 +184,7 @@ def test_new_builtin_models_take_the_task_params(tmp_path, model):
     assert task.scores["accuracy"] > 0.8 and task.provenance()["classifier"] == model
 
 
+@pytest.mark.slow
 def test_cli_reports_spec_file_cases_in_one_line(tmp_path):
     import subprocess
     import sys
