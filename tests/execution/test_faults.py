@@ -159,9 +159,10 @@ def strict_json_files(out: Path) -> list[Path]:
     return files
 
 
-#: the variants also run in the fast suite (each variant costs a run of about 2 s)
+#: the variants also run in the fast lane (each costs a run of about 2 s; "spawns-hangs" waits out
+#: a hard timeout, so it runs with the slow tests)
 FAST = {"huge", "numeric-strings", "complex", "duplicates", "circular-extra", "unpicklable-extra",
-        "not-found", "prints", "spawns-hangs", "kills-group", "exits"}
+        "not-found", "prints", "kills-group", "exits"}
 
 
 @pytest.mark.parametrize("variant", [v if v in FAST else pytest.param(v, marks=pytest.mark.slow)
@@ -337,8 +338,8 @@ PRELOAD_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", [f if f == "raise" else pytest.param(f, marks=pytest.mark.slow)
-                                   for f in sorted(PRELOAD_FAULTS)])
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(PRELOAD_FAULTS))
 def test_failing_preload_costs_only_its_method(fault, plugin, clean, tmp_path):
     """A method whose ``preload`` module raises, calls ``os._exit`` or hangs at import (first in
     the workers' fork server, then in its own worker) fails alone, with the module named;

@@ -353,6 +353,7 @@ def test_verified_drops_candidates_that_break_bounds_or_directions(heart, tiny, 
     assert gen.settings.clip  # the verified preset clips candidates to the bounds first
 
 
+@pytest.mark.slow
 def test_adapter_key_follows_the_classifier(heart):
     """Teachers come from the classifier's predictions: another model, another adapter."""
     from types import SimpleNamespace
@@ -371,6 +372,7 @@ def test_adapter_key_follows_the_classifier(heart):
     assert ft.adapter_dir(other, changed) != ft.adapter_dir(ctx, key)
 
 
+@pytest.mark.slow
 def test_adapter_key_follows_the_prototype_margin(heart, monkeypatch):
     """The prototype teacher's margin shapes every teacher CF: another margin, another adapter
     (and the margin of 0.7 keeps the key adapters had before the margin was part of it)."""

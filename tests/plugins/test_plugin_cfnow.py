@@ -105,6 +105,7 @@ def test_cfs_conform_hold_the_constraints_and_are_valid(task, cfnow_results):
         assert (pipe.predict(r.cfs) == t).all()
 
 
+@pytest.mark.slow
 def test_each_query_keeps_to_its_budget(cfnow_results):
     variant, _, times = cfnow_results
     assert max(times) < BUDGET + 2.0, (variant, times)

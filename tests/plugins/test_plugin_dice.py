@@ -83,6 +83,7 @@ def test_outputs_conform_to_the_schema(task, dice_results):
                 assert np.array_equal(C[:, j], np.round(C[:, j]))
 
 
+@pytest.mark.slow
 def test_immutables_bounds_and_directions_are_kept_and_the_metric_agrees(task, dice_results):
     ctx, Q, T, _ = task
     variant, res = dice_results

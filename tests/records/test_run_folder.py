@@ -68,6 +68,7 @@ def test_resume_without_run_json_cannot_mix_k(finished, tmp_path):
     assert {r["k"] for r in load_records(out)} == {1} and len(load_records(out)) == 6
 
 
+@pytest.mark.slow
 def test_resume_with_an_edited_run_json_is_checked_against_the_records(finished, tmp_path):
     out = copy_run(finished, tmp_path / "out")
     info = json.loads((out / RUN_INFO).read_text())

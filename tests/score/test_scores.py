@@ -59,6 +59,7 @@ def test_scores_parquet_has_one_row_per_cf_with_every_per_cf_metric(csv_run):
     assert json.loads((out / "run.json").read_text())["task_meta"]["task"] == "cohort"
 
 
+@pytest.mark.slow
 def test_board_from_the_run_folder_equals_the_board_rescored_from_records(csv_run, tmp_path):
     """``--update`` reads scores.parquet; ``--validate`` re-scores the records with the task:
     both must give the same numbers (and the board says its schema version)."""
