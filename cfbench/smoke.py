@@ -159,6 +159,7 @@ def check(config: Path, committed_dir: Path, write: bool = False) -> tuple[bool,
 
 def validate_boards(board_dir: Path, schema_path: Path) -> list[str]:
     """Schema errors of every ``<task>.json`` board in ``board_dir`` (empty when all valid)."""
+    # a `dev` extra, needed only when the smoke check validates boards
     import jsonschema
 
     schema = read_json(schema_path)

@@ -20,6 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
 from cfbench.core import phase
 from cfbench.execution import config, schedule
 
@@ -117,7 +124,6 @@ class ProgressDisplay(RunObserver):
     # ------------------------------------------------------------------ context
     def __enter__(self) -> ProgressDisplay:
         if not self.quiet and not self.plain:
-            from rich.live import Live
 
             self._live = Live(get_renderable=self._render, console=self.console,
                               refresh_per_second=2, transient=True)
@@ -263,11 +269,6 @@ class ProgressDisplay(RunObserver):
         self._print(self.indent + self.status_line())
 
     def _render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
         done, total, _ = self.totals()
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
@@ -303,7 +304,6 @@ class PhaseStatus:
         if self.quiet:
             return
         if self._status is not None:
-            from rich.markup import escape
 
             self._status.update(escape(text))
             return

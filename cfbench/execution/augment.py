@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,12 @@ def _reference_rows(scarce: Task, removed_y: pd.Series, seed: int,
             out.append((ref, empty, np.zeros(0, int)))
             continue
         if ref == "random-oversampling":
+            # optional extra `augment`: imported when a reference model is trained
             from imblearn.over_sampling import RandomOverSampler
 
             sampler: Any = RandomOverSampler(sampling_strategy=want, random_state=seed)
         else:
+            # optional extra `augment`: imported when a reference model is trained
             from imblearn.over_sampling import SMOTE
 
             smallest = min(counts[c] for c in want)  # SMOTE needs k + 1 rows of the class
@@ -232,7 +235,6 @@ def run_augmentation(task: Task, run_cfg: RunConfig, aug: AugmentConfig,
                 for r in _repetition(task, run_cfg, aug, pairs, seed, on_stage, on_plan,
                                      on_progress, observer)]
         return AugmentResult(rows)
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 
     stage_cfg = replace(run_cfg, jobs=1)

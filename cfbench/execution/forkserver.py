@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing import forkserver, resource_tracker, util
 from typing import Any
 
 #: modules the fork server imports once, so that a worker starts in milliseconds, not seconds
@@ -62,7 +63,6 @@ def quiet_resource_tracker() -> None:
         if _tracker_started or os.name != "posix":
             return
         _tracker_started = True
-        from multiprocessing import resource_tracker
 
         try:
             sys.stderr.flush()
@@ -106,7 +106,6 @@ def warm(modules: list[str] | tuple[str, ...] = ()) -> None:
     """
     if "forkserver" not in mp.get_all_start_methods():
         return
-    from multiprocessing import forkserver
 
     with _server_lock:
         if forkserver._forkserver._forkserver_pid is not None:
@@ -149,7 +148,6 @@ def _remove(path: str) -> None:
 def _launch() -> None:
     """Start the server; with preload modules, its guard reports to a new progress file."""
     global _status
-    from multiprocessing import forkserver
 
     context()  # the preload list, the guard included when there are modules
     if not _extra:
@@ -194,7 +192,6 @@ def _progress(report: Any) -> tuple[str, str | None, dict[str, str], bool]:
 def _watch(report: Any, timeout: float) -> tuple[dict[str, str], bool]:
     """Follow the server's preloads to their end: (modules to leave out with why, whether the
     server has ended and been reaped here)."""
-    from multiprocessing import forkserver
 
     pid = forkserver._forkserver._forkserver_pid
     seen, deadline = None, time.monotonic() + timeout
@@ -232,7 +229,6 @@ def _exit_code(pid: int | None) -> int | None:
 def _forget_server(reaped: bool) -> None:
     """Kill the server (unless it has ended and been reaped) and clear multiprocessing's record
     of it, so that the next start launches a new one."""
-    from multiprocessing import forkserver, util
 
     fs = forkserver._forkserver
     with fs._lock:

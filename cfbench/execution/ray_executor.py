@@ -196,6 +196,7 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 def _quiet_worker_errors() -> None:
     """Stop Ray printing 'a worker died' notices on stdout; the runner records the cause."""
     try:
+        # optional extra `ray`: imported only with the ray executor
         import ray._private.worker as ray_worker
 
         ray_worker._worker_logs_enabled = False

@@ -25,6 +25,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from cfbench.core.machine import usable_cores
 from cfbench.core.plugins import registry
 
@@ -218,7 +220,6 @@ def apply_worker_threads() -> int:
     if n < 1:
         return 0
     try:
-        from threadpoolctl import threadpool_limits
 
         threadpool_limits(n)
     except Exception:  # noqa: BLE001 - an optimisation only

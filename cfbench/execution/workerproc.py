@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -119,7 +120,6 @@ def own_group_with_reaper() -> bool:
     For a worker killed by someone who kills only it (``ray.kill`` kills an actor and its
     direct children): whatever the generator started, at any depth, dies with it.
     """
-    import subprocess
 
     try:
         os.setsid()

@@ -7,11 +7,20 @@ import hashlib
 import io
 import json
 import math
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from cfbench.core.errors import UserError
 from cfbench.core.names import MAX_NAME, NAME_RULE
@@ -87,7 +96,6 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     """A run folder's summary: ``summary.json`` when it is current, else rebuilt from the
     records and ``scores.parquet`` (an unfinished run, or a summary by older code; the task is
     loaded only for a folder without usable scores)."""
-    import sys
 
 
     run_dir = Path(run_dir)
@@ -226,11 +234,6 @@ def skipped(summary: dict[str, Any]) -> list[tuple[str, str]]:
 def print_table(summary: dict[str, Any], wide: bool = False, console: Any = None) -> None:
     """The run's tables on the terminal: the key columns (readable at 80 columns), or every
     column with ``wide`` (the Markdown and JSON outputs always have every column)."""
-    from rich import box
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
 
     console = console or Console()
     if wide:
@@ -540,9 +543,6 @@ def write_board(board: dict[str, Any], out_dir: Path = BOARD_DIR,
     Every file is made in a scratch folder inside ``out_dir`` first and moved into place only
     when all of them are done, so a failure leaves the previous board as it was.
     """
-    import os
-    import shutil
-    import tempfile
 
 
     out_dir = Path(out_dir)

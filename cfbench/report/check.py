@@ -14,6 +14,7 @@ A board made before records were committed beside it gets a warning, not a failu
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import tempfile
@@ -102,6 +103,7 @@ def _rendered(path: Path, board: dict[str, Any], name: str) -> tuple[list[str], 
 
 
 def _matplotlib() -> str:
+    # optional extra `augment` (and slow to import): loaded when a plot is drawn
     import matplotlib
 
     return str(matplotlib.__version__)
@@ -167,7 +169,6 @@ def _recomputed(path: Path, board: dict[str, Any], name: str) -> tuple[list[str]
 
 def _version_note(board: dict[str, Any]) -> str:
     """Which scoring libraries differ from the board's provenance (numbers can move with them)."""
-    import importlib.metadata
 
     made = (board.get("provenance") or {}).get("libraries") or {}
     moved = []

@@ -38,6 +38,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    # optional extra `augment` (and slow to import): loaded when a plot is drawn
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.hashsalt"] = "cfbench"  # stable ids: re-rendering gives identical files

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
+import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     GradientBoostingClassifier,
@@ -159,7 +160,6 @@ def loads_skops(data: bytes, allowed: Iterable[str] = ALLOWED_TYPES) -> Any:
     Raises ``UntrustedModel`` for a pickle, a non-skops file or any type not in ``allowed``;
     nothing in the file is executed before that check.
     """
-    import skops.io as sio
 
     if data[:1] == b"\x80":
         raise UntrustedModel("it is a pickle")
@@ -177,8 +177,6 @@ def loads_skops(data: bytes, allowed: Iterable[str] = ALLOWED_TYPES) -> Any:
 
 
 def dumps_skops(model: Any) -> bytes:
-    import skops.io as sio
-
     return sio.dumps(model)
 
 

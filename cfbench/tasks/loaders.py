@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sklearn.datasets import load_breast_cancer as _load
+
 from cfbench.tasks.datasets import Dataset
 from cfbench.tasks.table import load_table
 
@@ -15,7 +17,6 @@ def load_breast_cancer() -> Dataset:
 
     Label 1 = malignant (scikit-learn codes malignant as 0; we flip it so that 1 is the disease).
     """
-    from sklearn.datasets import load_breast_cancer as _load
 
     bunch = _load(as_frame=True)
     X = bunch.data.astype(float)

@@ -8,6 +8,7 @@ the seeded query set that every method is run on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
@@ -281,7 +283,6 @@ class Task:
         use_cache: bool = True,
     ) -> Task:
         """Load the data, check it, split it, and fit (or load) the classifier."""
-        import inspect
 
 
         loader = registry().loader(spec.loader)
@@ -360,7 +361,6 @@ class Task:
 
     def _retrain(self, X: pd.DataFrame, y: np.ndarray, tag: str) -> tuple[Any, str]:
         if self.spec.model == USER_MODEL:  # the user's pipeline, unfitted, with its own settings
-            from sklearn.base import clone
 
             pipe = clone(self.model.model)
         else:

@@ -28,6 +28,7 @@ PARAMS = (
 
 def make_cfnow(variant: str = "greedy", **params: Any):
     """Factory: an unfitted CFNOW generator for ``variant`` (see ``cfbench_cfnow.generator``)."""
+    # the generator module imports cfnow: loaded when the method is built, not at registration
     from cfbench_cfnow.generator import CfnowGenerator
 
     return CfnowGenerator(variant, **params)

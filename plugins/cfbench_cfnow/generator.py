@@ -122,12 +122,14 @@ def import_cfnow() -> Callable[..., Any]:
     mod = sys.modules.get("cfnow")
     if mod is not None and hasattr(mod, "find_tabular"):
         return mod.find_tabular
+    # nltk comes with cfnow (optional extra `cfnow`): imported on first use
     import nltk
 
     real = nltk.download
     nltk.download = _no_download
     try:
         with quiet():
+            # optional extra `cfnow`, slow to import: loaded on first use
             from cfnow import find_tabular
     finally:
         nltk.download = real

@@ -29,6 +29,7 @@ PARAMS = (
 
 def make_dice(variant: str = "random", **params: Any):  # params: checked against PARAMS
     """Factory: an unfitted DiCE generator for ``variant`` (see ``cfbench_dice.generator``)."""
+    # the generator module imports dice-ml: loaded when the method is built, not at registration
     from cfbench_dice.generator import DiceGenerator
 
     return DiceGenerator(variant, **params)

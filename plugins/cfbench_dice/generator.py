@@ -190,6 +190,7 @@ class DiceGenerator:
     # ------------------------------------------------------------------ fit
     def fit(self, context: FitContext) -> DiceGenerator:
         """Build ``dice_ml.Data`` from the training split and a ``dice_ml.Dice`` explainer."""
+        # optional extra `dice`, slow to import: loaded at fit
         import dice_ml
 
         self.schema_ = schema = context.schema
@@ -251,6 +252,7 @@ class DiceGenerator:
         return kw
 
     def _one(self, q: pd.DataFrame, target: int, k: int, budget: float) -> QueryResult:
+        # comes with dice-ml (optional extra `dice`)
         from raiutils.exceptions import UserConfigValidationException
 
         mutable = self.schema_.mutable

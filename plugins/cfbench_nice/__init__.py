@@ -22,6 +22,7 @@ PARAMS = (
 
 def make_nice(variant: str = "sparsity", **params: Any):
     """Factory: an unfitted NICE generator for ``variant`` (see ``cfbench_nice.nice.NICE``)."""
+    # NICE's module loads torch for one variant: imported when the method is built
     from cfbench_nice.nice import NICE
 
     return NICE(variant, **params)

@@ -51,6 +51,7 @@ class AutoEncoder:
         self.net = net
 
     def errors(self, X: np.ndarray) -> np.ndarray:
+        # optional (torch): only the plausibility variant needs it
         import torch
 
         Z = torch.as_tensor(self.encoder.transform(np.asarray(X, float)), dtype=torch.float32)
@@ -64,6 +65,7 @@ def fit_autoencoder(
 ) -> AutoEncoder:
     """Train the autoencoder on the training rows ``X`` (seeded; CPU; one thread)."""
     try:
+        # optional (torch): only the plausibility variant needs it
         import torch
         from torch import nn
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -75,6 +75,7 @@ class NICE:
         self.dirs_ = schema.directions()
         self.ae_ = None
         if self.variant == "plausibility":
+            # loads torch, which only this variant needs
             from cfbench_nice.autoencoder import fit_autoencoder
 
             self.ae_ = fit_autoencoder(

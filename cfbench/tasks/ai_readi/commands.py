@@ -7,6 +7,8 @@ command runs, so ``cfbench --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 from cfbench.core.errors import UserError
@@ -83,7 +85,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         for n in tmp.notes[len(rep.notes):]:
             lines.append(f"  note: {n}")
     if args.json:
-        import json
 
         d = rep.to_dict()
         d["labels"] = lines
@@ -96,7 +97,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    import time
 
 
     params = SynthParams(args.participants, args.days, args.release, args.seed, args.garmin_interval)
