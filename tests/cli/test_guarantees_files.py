@@ -157,6 +157,7 @@ def test_too_long_output_path_is_one_line_naming_it_and_the_limit(finished, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_too_long_output_path_in_total_is_one_line(tmp_path):
     out = tmp_path.joinpath(*["y" * 200] * 21)
     line = one_error_line(cli(*RUN, "--out", str(out)))

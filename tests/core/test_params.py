@@ -390,6 +390,7 @@ def test_resume_refuses_changed_params(tmp_path):
     check_resume(dataclasses.replace(resumed, params=()), spec)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_bad_param_in_one_line_before_any_work(tmp_path):
     out = tmp_path / "out"
     r = cli("run", "--task", "breast-cancer", "--methods", "nice", "--param", "nice.ae_epoch=3",

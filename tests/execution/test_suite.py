@@ -88,6 +88,7 @@ def test_executor_settings(tmp_path):
         {"executor": "ray", "ray_address": "auto"}]
 
 
+@pytest.mark.slow
 def test_run_config_executor_is_checked_like_the_flags_and_flags_win(tmp_path, monkeypatch):
     """A suite's ray_address without executor = "ray" is refused in one line, before any work,
     and --executor local overrides the file's executor = "ray" (then its address is refused)."""
@@ -203,6 +204,7 @@ def test_run_config_runs_every_task_in_its_folder_and_flags_win(tmp_path):
         assert set(summary["methods"]) == methods
 
 
+@pytest.mark.slow
 def test_run_config_checks_every_run_before_starting(tmp_path):
     p = tmp_path / "bad.suite.toml"
     p.write_text('methods = ["nearest-neighbour"]\nn_queries = 2\n'

@@ -86,6 +86,7 @@ def test_garbage_run_json_gives_one_line(finished, tmp_path, garbage):
     assert str(out / RUN_INFO) in line and "start a new --out" in line
 
 
+@pytest.mark.slow
 def test_corrupt_middle_record_is_skipped_reported_and_rerun(finished, tmp_path):
     out = copy_run(finished, tmp_path / "out")
     lines = (out / RECORDS).read_text().splitlines(keepends=True)

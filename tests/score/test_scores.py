@@ -175,6 +175,7 @@ def test_summary_scopes_by_hand():
     assert d["all"]["seconds_median"] == 2.0
 
 
+@pytest.mark.slow
 def test_a_run_without_any_cf_round_trips_through_scores_parquet(csv_run, tmp_path):
     """Every query failed: scores.parquet has no rows, and the summary and board built from it
     equal those scored with the task (no crash on empty frames)."""
