@@ -10,8 +10,9 @@ from pathlib import Path
 from cfbench.core.generator import Capabilities, GeneratorSpec
 from cfbench.core.hookspecs import hookimpl
 from cfbench.generators.nearest_neighbour import NearestNeighbour
-from cfbench.tasks.ai_readi.commands import add_data_commands
 from cfbench.tasks.ai_readi.loader import load_ai_readi
+from cfbench.tasks.catalogue import LOADERS as CATALOGUE_LOADERS
+from cfbench.tasks.data_commands import add_data_commands
 from cfbench.tasks.heart import load_heart
 from cfbench.tasks.loaders import BUILTIN_LOADERS
 
@@ -47,7 +48,7 @@ def _uci_heart(**options: object):
 
 @hookimpl
 def cfbench_dataset_loaders() -> dict:
-    return {**BUILTIN_LOADERS, "ai-readi": _ai_readi, "uci-heart": _uci_heart}
+    return {**BUILTIN_LOADERS, **CATALOGUE_LOADERS, "ai-readi": _ai_readi, "uci-heart": _uci_heart}
 
 
 @hookimpl

@@ -58,7 +58,8 @@ def flag(check: Callable[[Any, str], Any], name: str) -> Callable[[str], Any]:
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """The flags ``run`` and ``augment`` share: task, methods, seeds, limits, folder, executor."""
-    p.add_argument("--task", default=None, help="registered task name or path of a spec file")
+    p.add_argument("--task", default=None,
+                   help="registered task name, path of a spec file, or all (run: every task whose data is present)")
     p.add_argument("--methods", default=None,
                    help="'all' (default) or comma-separated, e.g. dice,nice:sparsity; with "
                         "--resume: the run's own list")

@@ -4,6 +4,7 @@ table, JSON or (method parameters) Markdown."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,7 +16,8 @@ from cfbench.core.generator import params_markdown
 from cfbench.core.plugins import registry
 from cfbench.core.strict_json import dumps
 from cfbench.score.registry import REGISTRY
-from cfbench.tasks.spec import available_specs
+from cfbench.tasks.catalogue import status as data_status
+from cfbench.tasks.spec import available_specs, load_spec
 
 LIST_WHAT = ("tasks", "methods", "metrics")
 
@@ -35,7 +37,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print the tasks, methods (with why one is unavailable) or metrics."""
     rows: list[dict[str, Any]]
     if args.what == "tasks":
-        rows = [{"name": n, "path": str(p)} for n, p in sorted(available_specs().items())]
+        rows = [_task_row(n, p) for n, p in sorted(available_specs().items())]
     elif args.what == "methods":
         rows = []
         for name, spec in sorted(registry().generators.items()):
@@ -91,6 +93,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             for v, why in r["unavailable_variants"].items():
                 status += f"\n[red]{escape(v)} unavailable[/red]: {escape(why)}"
             table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, caps)
+    elif args.what == "tasks":
+        for col in ("task", "data", "rows", "licence", "present", "source"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            present = ("[green]yes[/green]" if r["present"] else
+                       f"[red]no[/red]: `cfbench data fetch {escape(r['name'])}`"
+                       if r["data"] == "fetched" else f"[red]no[/red]: {escape(r['where'])}")
+            table.add_row(escape(r["name"]), r["data"], str(r["rows"] or "–"),
+                          escape(_short(r["licence"] or "–", 32)), present,
+                          escape(_short(r["source"] or r["error"] or "–", 48)))
     else:
         keys = list(rows[0]) if rows else ["name"]
         for k in keys:
@@ -99,6 +111,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(*(escape(str(r[k])) for k in keys))
     Console(width=160).print(table)
     return 0
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _task_row(name: str, path: Path) -> dict[str, Any]:
+    """One task's line: its card, and whether its data is on this machine."""
+    try:
+        spec = load_spec(path)
+    except UserError as exc:  # still listed; running it reports the same problem
+        return {"name": name, "path": str(path), "data": "?", "rows": None, "licence": None,
+                "source": None, "present": False, "where": "", "card": {}, "error": str(exc)}
+    present, where = data_status(spec.loader, spec.loader_options, spec.folder)
+    data = spec.loader
+    return {"name": name, "path": str(path), "data": data, "rows": spec.card.get("rows"),
+            "licence": spec.card.get("licence"), "source": spec.card.get("source"),
+            "present": present, "where": where, "card": spec.card, "error": None}
 
 
 def _list_params(fmt: str, params: bool) -> int:

@@ -18,6 +18,10 @@ from cfbench.execution.suite import load_suite
 from cfbench.records import runs
 from cfbench.records.store import SCORES
 from cfbench.report.board import print_table
+from cfbench.tasks.catalogue import status as data_status
+from cfbench.tasks.spec import available_specs, load_spec
+
+ALL_TASKS = "all"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_suite(args, params)
     if not args.task:
         raise UserError("cfbench run: give --task (or a suite file with --config)")
+    if args.task == ALL_TASKS:
+        return _run_all(args, params)
     if args.no_augment:  # without a suite file there is no [augment] table to skip
         raise UserError("--no-augment skips a suite file's [augment] table, so it needs --config "
                         "FILE; without --config a run is augmented only when --augment is given")
@@ -61,6 +67,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     acfg = augment_config("A,B,C", 0.5, None, None) if args.augment else None
     _run_one(cfg, acfg, None, args.quiet, common.check_run(cfg, True), wide=args.wide)
     return 0
+
+
+def _run_all(args: argparse.Namespace, params: tuple) -> int:
+    """``cfbench run --task all``: every task whose data is on this machine, one folder each.
+
+    Tasks whose data is absent are named with the command that fetches them; a task that fails
+    to load costs only its own run (the others still run and keep their results).
+    """
+    if args.no_augment:
+        raise UserError("--no-augment skips a suite file's [augment] table, so it needs --config")
+    if args.resume and args.out is None:
+        raise UserError("--task all --resume: give the --out folder of the run to continue")
+    console = common.console(args.quiet)
+    present = []
+    for name, path in sorted(available_specs().items()):
+        try:
+            spec = load_spec(path)
+        except UserError as exc:
+            console.print(f"skipping task {name}: {exc}", style="yellow", markup=False)
+            continue
+        ok, where = data_status(spec.loader, spec.loader_options, spec.folder)
+        if ok:
+            present.append(name)
+        else:
+            how = (f"`cfbench data fetch {name}`" if spec.loader == "fetched"
+                   else f"{where} is missing")
+            console.print(f"skipping task {name}: its data is not on this machine ({how})",
+                          style="yellow", markup=False)
+    if not present:
+        raise UserError("cfbench run --task all: no task has its data on this machine")
+    base = args.out if args.out is not None else runs.new_run_dir(ALL_TASKS)
+    where = common.executor(args)
+    plans = []
+    for name in present:
+        cfg = settings.RunConfig(
+            task=name, methods=args.methods, seeds=tuple(args.seeds), n_queries=args.n_queries,
+            k=args.k, timeout=args.timeout, budget=args.budget, fit_timeout=args.fit_timeout,
+            jobs=args.jobs, out=base / name, resume=args.resume, data_dir=args.data_dir,
+            params=params, **where)
+        plans.append((cfg, common.check_run(cfg, True)))
+    if where["executor"] == "local":
+        common.warm(args.methods)
+    acfg = augment_config("A,B,C", 0.5, None, None) if args.augment else None
+    failed = []
+    for cfg, checked in plans:
+        try:
+            _run_one(cfg, acfg, None, args.quiet, checked, wide=args.wide)
+        except UserError as exc:  # this task's data or spec; the other tasks still run
+            console.print(f"task {cfg.task} failed: {exc}", style="red", markup=False)
+            failed.append(cfg.task)
+    done = len(plans) - len(failed)
+    console.print(f"{done} of {len(plans)} task(s) ran into {base}"
+                  + (f"; failed: {', '.join(failed)}" if failed else ""), markup=False)
+    return 1 if failed else 0
 
 
 def _run_suite(args: argparse.Namespace, params: tuple) -> int:

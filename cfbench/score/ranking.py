@@ -172,3 +172,36 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
     means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
     lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(v.mean()), float(lo), float(hi)
+
+
+def rank_across_tasks(overall: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Methods ranked over tasks, each task a block (as CF-Bench ranks over its datasets).
+
+    Per task, the methods that are on every task's board are ranked by their overall mean rank
+    on that task (1 = best, ties averaged); the cross-task rank is the mean of these ranks,
+    ``R_j = (1/T) sum_t r_tj``.  Friedman's test over the T tasks and the Nemenyi critical
+    difference (Demšar 2006) say whether the differences are more than chance.  A method missing
+    from some task is left out and named with the tasks it lacks.
+    """
+    tasks = sorted(t for t, ranks in overall.items() if ranks)
+    if not tasks:
+        return {"tasks": [], "methods": [], "mean_rank": {}, "per_task": {}, "left_out": {},
+                "friedman": {"statistic": float("nan"), "p_value": float("nan")},
+                "nemenyi_cd": float("nan")}
+    common = sorted(set.intersection(*(set(overall[t]) for t in tasks)))
+    left_out = {m: sorted(t for t in tasks if m not in overall[t])
+                for m in sorted(set().union(*(overall[t] for t in tasks))) if m not in common}
+    per_task = {}
+    for t in tasks:
+        r = stats.rankdata([overall[t][m] for m in common]) if common else []
+        per_task[t] = dict(zip(common, map(float, r), strict=True))
+    data = np.array([[per_task[t][m] for m in common] for t in tasks], float)
+    mean = data.mean(axis=0) if common else np.array([])
+    friedman = {"statistic": float("nan"), "p_value": float("nan")}
+    if len(common) >= 3 and len(tasks) >= 2 and np.ptp(data, axis=1).any():
+        stat, p = stats.friedmanchisquare(*data.T)
+        friedman = {"statistic": float(stat), "p_value": float(p)}
+    return {"tasks": tasks, "methods": common,
+            "mean_rank": dict(zip(common, map(float, mean), strict=True)),
+            "per_task": per_task, "left_out": left_out, "friedman": friedman,
+            "nemenyi_cd": nemenyi_cd(len(common), len(tasks))}

@@ -28,6 +28,7 @@ from cfbench.core.names import check_name
 from cfbench.core.plugins import registry
 from cfbench.core.safe_load import load_toml
 from cfbench.core.schema import FeatureSchema
+from cfbench.tasks.catalogue import LOADERS, check_card
 from cfbench.tasks.classifier import (
     MODELS,
     USER_MODEL,
@@ -41,7 +42,7 @@ from cfbench.tasks.classifier import (
 )
 from cfbench.tasks.datasets import Dataset, feature_matrix
 
-TOP_KEYS = {"name", "description", "dataset", "split", "classifier", "target", "queries", "features"}
+TOP_KEYS = {"name", "description", "card", "dataset", "split", "classifier", "target", "queries", "features"}
 DATASET_KEYS = {"loader", "options"}
 CLASSIFIER_KEYS = {"model", "params", "seed", "path", "sha256", "trusted"}
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class TaskSpec:
     model_path: str | None = None
     model_sha256: str | None = None
     model_trusted: tuple[str, ...] = ()
+    #: the dataset card (source, citation, licence, rows, balance, missing); empty for user tasks
+    card: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -75,8 +78,12 @@ class TaskSpec:
 
     @property
     def hash(self) -> str:
-        """SHA-256 of the spec's canonical JSON: identifies the task in provenance and caches."""
-        blob = json.dumps(self.raw, sort_keys=True, default=str)
+        """SHA-256 of the spec's canonical JSON: identifies the task in provenance and caches.
+
+        The card is left out: it describes the data (a corrected citation changes no result).
+        """
+        blob = json.dumps({k: v for k, v in self.raw.items() if k != "card"},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -174,6 +181,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     if not isinstance(feats, list):
         raise UserError(f"{path}: features: expected one or more [[features]] tables")
     schema = FeatureSchema.from_records(feats, where=f"{path}: features")
+    card = check_card(raw["card"], path) if "card" in raw else {}
     return TaskSpec(
         name=name,
         description=_get(raw, "description", str, "", path),
@@ -193,6 +201,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
         model_path=model_path,
         model_sha256=model_sha,
         model_trusted=tuple(trusted),
+        card=card,
     )
 
 
@@ -312,7 +321,7 @@ class Task:
                 + f"; columns: {', '.join(map(str, dataset.X.columns))}"
             )
         hint = ("; set missing = \"drop\" or \"impute-median\" in [dataset.options]"
-                if spec.loader == "table" else "")
+                if spec.loader in ("table", *LOADERS) else "")
         X, y = feature_matrix(dataset, spec.schema, where, hint)
         y = np.asarray(y, dtype=int)
         classes = set(np.unique(y).tolist())

@@ -1,6 +1,7 @@
 """The ``table`` loader: a user's own CSV, TSV or Parquet file as a task's dataset.
 
-Spec options (``[dataset.options]``): ``path`` (relative to the spec file), ``label`` (the
+Spec options (``[dataset.options]``): ``path`` (relative to the spec file; ``.csv``, ``.tsv``,
+either gzipped, or Parquet), ``label`` (the
 column), ``positive`` (its value that is class 1), optional ``id`` (a row-identifier column),
 ``sha256`` (checked when given) and ``missing`` (``error``, ``drop`` or ``impute-median``).
 Every problem is one line naming the file, the column and what is wrong.
@@ -8,6 +9,7 @@ Every problem is one line naming the file, the column and what is wrong.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import math
@@ -31,10 +33,12 @@ def resolve_path(path: str, spec_dir: str | Path | None) -> Path:
 
 
 def read_table(file: Path) -> tuple[pd.DataFrame, str]:
-    """The file's rows and its SHA-256; CSV/TSV by default inference, Parquet with pyarrow."""
-    suffix = file.suffix.lower()
-    if suffix not in CSV_SUFFIXES and suffix not in PARQUET_SUFFIXES:
-        valid = ", ".join([*CSV_SUFFIXES, *PARQUET_SUFFIXES])
+    """The file's rows and its SHA-256; CSV/TSV (optionally gzipped) by default inference,
+    Parquet with pyarrow."""
+    gzipped = file.suffix.lower() == ".gz"
+    suffix = (file.with_suffix("") if gzipped else file).suffix.lower()
+    if suffix not in CSV_SUFFIXES and (gzipped or suffix not in PARQUET_SUFFIXES):
+        valid = ", ".join([*CSV_SUFFIXES, *(f"{s}.gz" for s in CSV_SUFFIXES), *PARQUET_SUFFIXES])
         raise UserError(f"{file}: unknown table format {suffix or '(no suffix)'!r}; valid: {valid}")
     try:
         blob = file.read_bytes()
@@ -42,12 +46,14 @@ def read_table(file: Path) -> tuple[pd.DataFrame, str]:
         raise UserError(f"{file}: cannot read the data file ({exc.strerror or exc})") from None
     digest = hashlib.sha256(blob).hexdigest()
     try:
+        if gzipped:
+            blob = gzip.decompress(blob)
         if suffix in PARQUET_SUFFIXES:
             df = pd.read_parquet(io.BytesIO(blob))
         else:
             df = pd.read_csv(io.BytesIO(blob), sep=CSV_SUFFIXES[suffix], encoding="utf-8-sig")
     except Exception as exc:  # UnicodeDecodeError, ParserError, EmptyDataError, ArrowInvalid ...
-        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
+        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "gzip CSV" if gzipped else "CSV"
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"{file}: cannot read as {kind} ({detail})") from None
     df.columns = [str(c).strip() for c in df.columns]

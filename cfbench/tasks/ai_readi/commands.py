@@ -22,12 +22,8 @@ from cfbench.tasks.ai_readi.report import DataReport
 from cfbench.tasks.ai_readi.synth import SynthParams, write_release
 
 
-def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``data`` command group on the ``cfbench`` CLI."""
-    data = subparsers.add_parser("data", help="inspect and generate task data (AI-READI)")
-    sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
-    sub.required = True
-
+def add_ai_readi_commands(sub: argparse._SubParsersAction) -> None:
+    """``cfbench data report | synth-ai-readi | ai-readi``: the AI-READI commands of the group."""
     rep = sub.add_parser(
         "report", help="count every file, masked value and dropped participant of an AI-READI release")
     _source_arg(rep)
