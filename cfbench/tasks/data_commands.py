@@ -41,7 +41,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.file is not None and len(names) != 1:
         raise UserError(f"--file {args.file}: give exactly one task to place it for, "
                         f"not {len(names)}")
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # one line per task, never wrapped
+    errors = Console(highlight=False, soft_wrap=True, stderr=True)
     failed = 0
     for name in names:
         spec = load_spec(specs[name])
@@ -65,5 +66,5 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                               f"({src.expected} verified)")
         except UserError as exc:  # the others still get their turn
             failed += 1
-            console.print(f"[red]{exc}[/red]")
+            errors.print(str(exc), style="red", markup=False)
     return 1 if failed else 0

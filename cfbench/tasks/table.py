@@ -32,7 +32,7 @@ def resolve_path(path: str, spec_dir: str | Path | None) -> Path:
     return p if p.is_absolute() or spec_dir is None else Path(spec_dir) / p
 
 
-def read_table(file: Path) -> tuple[pd.DataFrame, str]:
+def read_table(file: Path, sha256: str | None = None) -> tuple[pd.DataFrame, str]:
     """The file's rows and its SHA-256; CSV/TSV (optionally gzipped) by default inference,
     Parquet with pyarrow."""
     gzipped = file.suffix.lower() == ".gz"
@@ -45,6 +45,11 @@ def read_table(file: Path) -> tuple[pd.DataFrame, str]:
     except OSError as exc:
         raise UserError(f"{file}: cannot read the data file ({exc.strerror or exc})") from None
     digest = hashlib.sha256(blob).hexdigest()
+    if sha256 is not None and digest != str(sha256).lower():  # before parsing: a damaged file
+        raise UserError(
+            f"{file}: SHA-256 {digest} does not match dataset.options.sha256 {sha256}; "
+            "the file changed since the spec was written"
+        )
     try:
         if gzipped:
             blob = gzip.decompress(blob)
@@ -125,12 +130,7 @@ def load_table(
             f"dataset.options.missing: got {missing!r}; valid choices: {', '.join(MISSING_POLICIES)}"
         )
     file = resolve_path(path, spec_dir)
-    df, digest = read_table(file)
-    if sha256 is not None and digest != str(sha256).lower():
-        raise UserError(
-            f"{file}: SHA-256 {digest} does not match dataset.options.sha256 {sha256}; "
-            "the file changed since the spec was written"
-        )
+    df, digest = read_table(file, sha256)
     for key, col in (("label", label), ("id", id)):
         if col is not None and col not in df.columns:
             raise UserError(f"{file}: no column {col!r} (the {key}); columns: {', '.join(df.columns)}")
