@@ -12,6 +12,7 @@ from cfbench import entry
 from cfbench.cli import common
 from cfbench.cli.augment import augment_config, study
 from cfbench.core.errors import UserError
+from cfbench.core.notices import warn
 from cfbench.execution import config as settings
 from cfbench.execution import select
 from cfbench.execution.suite import load_suite
@@ -85,7 +86,7 @@ def _run_all(args: argparse.Namespace, params: tuple) -> int:
         try:
             spec = load_spec(path)
         except UserError as exc:
-            console.print(f"skipping task {name}: {exc}", style="yellow", markup=False)
+            warn(f"skipping task {name}: {exc}")
             continue
         ok, where = data_status(spec.loader, spec.loader_options, spec.folder)
         if ok:
@@ -93,8 +94,7 @@ def _run_all(args: argparse.Namespace, params: tuple) -> int:
         else:
             how = (f"`cfbench data fetch {name}`" if spec.loader == "fetched"
                    else f"{where} is missing")
-            console.print(f"skipping task {name}: its data is not on this machine ({how})",
-                          style="yellow", markup=False)
+            warn(f"skipping task {name}: its data is not on this machine ({how})")
     if not present:
         raise UserError("cfbench run --task all: no task has its data on this machine")
     base = args.out if args.out is not None else runs.new_run_dir(ALL_TASKS)
@@ -115,7 +115,7 @@ def _run_all(args: argparse.Namespace, params: tuple) -> int:
         try:
             _run_one(cfg, acfg, None, args.quiet, checked, wide=args.wide)
         except UserError as exc:  # this task's data or spec; the other tasks still run
-            console.print(f"task {cfg.task} failed: {exc}", style="red", markup=False)
+            warn(f"task {cfg.task} failed, the others go on: {exc}")
             failed.append(cfg.task)
     done = len(plans) - len(failed)
     console.print(f"{done} of {len(plans)} task(s) ran into {base}"

@@ -222,3 +222,68 @@ def test_data_fetch_and_list_tasks(server: _Server, tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "data" / file).exists()
     r = cli("data", "fetch", "no-such-task", env=env)
     assert r.returncode == 2 and "valid choices" in r.stderr and "all" in r.stderr
+
+
+def test_card_is_checked_and_left_out_of_the_task_hash(tmp_path: Path) -> None:
+    text = Path(SPECS["heart"].path).read_text()
+    assert load_spec(Path(SPECS["heart"].path)).hash == SPECS["heart"].hash
+    edited = tmp_path / "heart.toml"
+    edited.write_text(text.replace('rows = 303', 'rows = 304'))
+    assert load_spec(edited).hash == SPECS["heart"].hash  # a card edit changes no result
+    edited.write_text(text.replace('rows = 303', 'rows = "many"'))
+    with pytest.raises(UserError, match="card.rows: expected a positive row count"):
+        load_spec(edited)
+    edited.write_text(text.replace('rows = 303', 'rows = 303\nlicense = "x"'))
+    with pytest.raises(UserError, match="card: unknown key 'license'; valid keys: source"):
+        load_spec(edited)
+
+
+def test_every_catalogue_task_is_in_the_docs() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "catalogue.md").read_text()
+    missing = [n for n in PACKAGED + FETCHED if f"`{n}`" not in doc]
+    assert not missing, f"docs/catalogue.md lacks {missing}"
+
+
+@pytest.mark.slow
+def test_run_all_tasks_runs_every_present_task(tmp_path: Path) -> None:
+    """What a fresh clone can do offline: every shipped task runs, every fetched one is named."""
+    from cli_helpers import cli
+
+    out = tmp_path / "all"
+    r = cli("run", "--task", "all", "--methods", "nearest-neighbour,nice:sparsity",
+            "--n-queries", "2", "--out", str(out), "--quiet", timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ran = sorted(p.parent.name for p in out.glob("*/summary.json"))
+    present = sorted(n for n, s in SPECS.items()
+                     if catalogue.status(s.loader, s.loader_options, s.folder)[0])
+    assert ran == present and len(ran) >= 10
+    for name in FETCHED:
+        if name not in present:
+            assert f"cfbench: warning: skipping task {name}: its data is not on this machine " \
+                   f"(`cfbench data fetch {name}`)" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_all_a_broken_task_costs_only_its_own_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A task whose table changed since its spec was written fails alone; the others keep theirs."""
+    from cfbench.cli import run as run_cmd
+    from cfbench.cli.app import main
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "broken"\n[dataset]\nloader = "table"\n[dataset.options]\n'
+                      'path = "t.csv"\nlabel = "y"\nsha256 = "' + "0" * 64 + '"\n'
+                      '[[features]]\nname = "a"\n[[features]]\nname = "b"\n')
+    from cfbench.tasks import spec as spec_module
+
+    two = {"broken": broken, "heart": Path(SPECS["heart"].path)}
+    monkeypatch.setattr(run_cmd, "available_specs", lambda: two)
+    monkeypatch.setattr(spec_module, "available_specs", lambda: two)
+    out = tmp_path / "out"
+    rc = main(["run", "--task", "all", "--methods", "nearest-neighbour", "--n-queries", "1",
+               "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "task broken failed, the others go on: " in err and "does not match" in err
+    assert (out / "heart" / "summary.json").is_file()
