@@ -53,7 +53,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="nice",
             requires=("torch",),
-            cost={"*": 0.05},
+            cost={"*": 0.09},  # measured on heart, warm cache: 0.087 s/query (docs/baselines.md)
             preload=("cfbench_cchvae.cchvae",),
             params=PARAMS,
             description=(
