@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         unknown_param,
     )
     from cfbench.core.hookspecs import hookimpl
+    from cfbench.core.model import FeatureBlock, Linear, ModelMismatch, ModelView, Tree, Trees
     from cfbench.core.notices import warn
     from cfbench.core.plugins import registry
     from cfbench.core.schema import Feature, FeatureSchema
@@ -46,6 +47,12 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "unknown_param": ("cfbench.core.generator", "unknown_param"),
     # fitting and answering queries
     "FitContext": ("cfbench.core.generator", "FitContext"),
+    "ModelView": ("cfbench.core.model", "ModelView"),
+    "FeatureBlock": ("cfbench.core.model", "FeatureBlock"),
+    "Linear": ("cfbench.core.model", "Linear"),
+    "Trees": ("cfbench.core.model", "Trees"),
+    "Tree": ("cfbench.core.model", "Tree"),
+    "ModelMismatch": ("cfbench.core.model", "ModelMismatch"),
     "QueryResult": ("cfbench.core.generator", "QueryResult"),
     "Feature": ("cfbench.core.schema", "Feature"),
     "FeatureSchema": ("cfbench.core.schema", "FeatureSchema"),
@@ -71,8 +78,9 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "resolve_spec": ("cfbench.tasks.spec", "resolve_spec"),
 }
 
-__all__ = ["Capabilities", "Dataset", "Deadline", "Feature", "FeatureSchema", "FitContext",
-           "GeneratorSpec", "NearestNeighbour", "Param", "QueryResult", "Task", "UserError", "cache_dir",
+__all__ = ["Capabilities", "Dataset", "Deadline", "Feature", "FeatureBlock", "FeatureSchema",
+           "FitContext", "GeneratorSpec", "Linear", "ModelMismatch", "ModelView",
+           "NearestNeighbour", "Param", "QueryResult", "Task", "Tree", "Trees", "UserError", "cache_dir",
            "changed", "choices_error", "clock", "heom", "heom_scales", "hookimpl",
            "interrupt_after", "mad", "phase", "redact", "registry", "resolve_spec",
            "unknown_param", "warn"]

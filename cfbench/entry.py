@@ -95,6 +95,7 @@ def prepare(config: RunConfig, *, require_methods: bool = True, marker: str = "r
         pairs, skipped = pinned, runs.earlier_skipped(config.out)
     else:
         pairs, skipped = select.resolve_methods(config.methods, params=config.params)
+    pairs = select.applicable(pairs, spec.model, skipped)  # e.g. gradients on a forest: skipped
     runner.check_resume(config, spec, lock=False)
     if require_methods and not pairs:
         raise UserError("no available method to run; see `cfbench list methods`")

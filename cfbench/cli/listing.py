@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cfbench.core.errors import UserError
 from cfbench.core.generator import params_markdown
+from cfbench.core.model import KINDS
 from cfbench.core.plugins import registry
 from cfbench.core.strict_json import dumps
 from cfbench.score.registry import REGISTRY
@@ -54,16 +55,20 @@ def cmd_list(args: argparse.Namespace) -> int:
                                  "stochastic": caps.stochastic},
                 "description": spec.description,
                 "params": [p.as_dict() for p in spec.params],
+                "needs": _kinds(spec.needs),
+                "variant_needs": {v: _kinds(n) for v, n in spec.variant_needs.items()},
             })
         for plugin, why in sorted(registry().broken.items()):
             rows.append({"name": f"(plugin {plugin})", "variants": [], "available": False,
                          "unavailable_variants": {},
                          "hint": f"plugin failed to load: {why}", "plugin": plugin, "extra": None,
-                         "capabilities": {}, "description": "", "params": []})
+                         "capabilities": {}, "description": "", "params": [], "needs": [],
+                         "variant_needs": {}})
         for why in registry().conflicts:
             rows.append({"name": "(conflict)", "variants": [], "available": False, "hint": why,
                          "unavailable_variants": {}, "plugin": None, "extra": None,
-                         "capabilities": {}, "description": "", "params": []})
+                         "capabilities": {}, "description": "", "params": [], "needs": [],
+                         "variant_needs": {}})
     else:
         cards = [m.card() for m in REGISTRY]
         if args.json or args.format == "json":
@@ -82,7 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise UserError(f"cfbench list {args.what}: --format markdown is for `list methods --params`")
     table = Table(title=args.what)
     if args.what == "methods":
-        for col in ("method", "variants", "status", "capabilities"):
+        for col in ("method", "variants", "status", "needs", "capabilities"):
             table.add_column(col)
         for r in rows:
             caps = ", ".join(k for k, v in r["capabilities"].items() if v) or "–"
@@ -92,7 +97,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                       else f"[red]{word}[/red]: {escape(r['hint'])}")
             for v, why in r["unavailable_variants"].items():
                 status += f"\n[red]{escape(v)} unavailable[/red]: {escape(why)}"
-            table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, caps)
+            needs = ", ".join(r["needs"]) or "–"
+            for v, n in r["variant_needs"].items():
+                needs += f"\n{escape(v)}: {', '.join(n)}"
+            table.add_row(escape(r["name"]), escape(", ".join(r["variants"])), status, needs, caps)
     elif args.what == "tasks":
         for col in ("task", "data", "rows", "licence", "present", "source"):
             table.add_column(col, overflow="fold")
@@ -111,6 +119,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(*(escape(str(r[k])) for k in keys))
     Console(width=160).print(table)
     return 0
+
+
+def _kinds(kinds: frozenset[str]) -> list[str]:
+    """A method's needs in ``KINDS`` order (unknown names last), for JSON and the table."""
+    return [k for k in KINDS if k in kinds] + sorted(set(kinds) - set(KINDS))
 
 
 def _short(text: str, width: int) -> str:

@@ -211,6 +211,7 @@ def _run_one(cfg: settings.RunConfig, acfg: Any, aug_cfg: settings.RunConfig | N
         plan = checked
         if aug_cfg is not None:  # a suite's [augment] table: its own methods and limits
             pairs, _ = select.resolve_methods(aug_cfg.methods, params=aug_cfg.params)
+            pairs = select.applicable(pairs, checked.spec.model, {})
             plan = entry.Plan(aug_cfg, checked.spec, pairs)
         study(plan, acfg, task, console, quiet)
 

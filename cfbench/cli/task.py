@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="missing-cell policy (default: error, or impute-median if cells are missing)")
     init.add_argument("--model", default="random-forest",
                       help="built-in classifier: random-forest (default), gradient-boosting, mlp, "
-                           "logistic-regression, hist-gradient-boosting")
+                           "logistic-regression, hist-gradient-boosting, xgboost")
     init.add_argument("--model-file", default=None,
                       help="your own fitted scikit-learn pipeline saved with skops.io.dump")
     init.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cfbench.core.errors import UserError
+from cfbench.core.model import PROBA_ONLY, ModelView
 from cfbench.core.schema import FeatureSchema
 
 STATUSES = ("ok", "not_found", "error", "timeout", "invalid_output")
@@ -50,6 +51,9 @@ class FitContext:
     cache_dir: Path | None = None
     task_description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: the classifier's kinds, encoded space and mirrors (``cfbench.core.model``); None when the
+    #: caller built the context by hand
+    model: ModelView | None = None
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Class predictions from ``predict_proba`` (argmax over ``classes``)."""
@@ -262,6 +266,11 @@ class GeneratorSpec:
     waiting for a set-up another cell is doing.  ``first_use`` gives, per variant, the seconds
     its first cell may spend on a one-time set-up it caches (a fine-tune): the scheduler starts
     such a cell early rather than last.
+
+    ``needs`` names what the method uses of the task's classifier (``cfbench.core.model.KINDS``:
+    ``proba``, ``gradients``, ``linear``, ``trees``); ``variant_needs`` replaces it for some
+    variants.  On a task whose classifier lacks one, the method (or variant) is not applicable:
+    skipped before any work, with the reason.
     """
 
     name: str
@@ -281,6 +290,12 @@ class GeneratorSpec:
     anytime: tuple[str, ...] = ()
     setup: str = ""
     first_use: dict[str, float] = field(default_factory=dict)
+    needs: frozenset[str] = PROBA_ONLY
+    variant_needs: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def needs_of(self, variant: str) -> frozenset[str]:
+        """What ``variant`` needs of the classifier (its own ``variant_needs`` or ``needs``)."""
+        return frozenset(self.variant_needs.get(variant, self.needs))
 
     def build(self, variant: str, params: Mapping[str, Any] | None = None) -> Generator:
         """An unfitted generator for ``variant`` with ``params`` validated against ``self.params``."""

@@ -18,6 +18,7 @@ import pluggy
 from cfbench.core import hookspecs
 from cfbench.core.errors import choices_error
 from cfbench.core.generator import DISTRIBUTION, Capabilities, GeneratorSpec
+from cfbench.core.model import KINDS
 
 GROUP = "cfbench"
 
@@ -187,6 +188,15 @@ def spec_problem(spec: Any) -> str | None:
         return f"batch_size must be a positive integer or None (all queries at once), got {bs!r}"
     if not all(isinstance(m, str) for m in (*spec.requires, *spec.preload)):
         return "requires and preload must list module names"
+    if not isinstance(spec.variant_needs, dict):
+        return f"variant_needs must map variants to sets of kinds, got {spec.variant_needs!r}"
+    for needs in (spec.needs, *spec.variant_needs.values()):
+        if (not isinstance(needs, (frozenset, set, tuple, list)) or not needs
+                or any(n not in KINDS for n in needs)):
+            return f"needs must be a non-empty set of {', '.join(KINDS)}, got {needs!r}"
+    unknown = [v for v in spec.variant_needs if v not in spec.variants]
+    if unknown:
+        return f"variant_needs names unknown variant {unknown[0]!r}"
     return None
 
 

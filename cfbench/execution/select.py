@@ -9,8 +9,10 @@ from typing import Any
 
 from cfbench.core.errors import UserError
 from cfbench.core.generator import explicit_params
+from cfbench.core.model import not_applicable
 from cfbench.core.plugins import registry
 from cfbench.records.labels import Choice, method_label, params_key, parse_scalar
+from cfbench.tasks.classifier import classifier_kinds
 
 
 def resolve_methods(selection: str, explicit_ok: bool = True,
@@ -88,6 +90,26 @@ def with_params(items: Sequence[tuple[str, str, dict[str, Any]]],
                                 f"valid choices: {', '.join(spec.variants)}")
             why = f" (skipped: {skipped[name]})" if skipped and name in skipped else ""
             raise UserError(f"--param {target}: method {target!r} is not among the methods run{why}")
+    return out
+
+
+def applicable(pairs: Sequence[Choice], classifier: str, skipped: dict[str, str],
+               kinds: frozenset[str] | None = None) -> list[Choice]:
+    """The choices whose method needs only what the task's ``classifier`` offers (``kinds``,
+    by default known from its name); the others go to ``skipped`` with why, as ``method``
+    (or ``method:variant`` when only that variant's needs are not met)."""
+    reg = registry()
+    kinds = classifier_kinds(classifier) if kinds is None else kinds
+    out = []
+    for choice in pairs:
+        spec = reg.generator(choice.method)
+        why = not_applicable(spec.needs_of(choice.variant), kinds, classifier)
+        if why is None:
+            out.append(choice)
+        elif choice.variant in spec.variant_needs:
+            skipped[f"{choice.method}:{choice.variant}"] = why
+        else:
+            skipped[choice.method] = why
     return out
 
 

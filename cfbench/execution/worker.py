@@ -19,6 +19,7 @@ import pandas as pd
 
 from cfbench.core import phase
 from cfbench.core.generator import STATUSES, QueryResult
+from cfbench.core.model import not_applicable
 from cfbench.core.plugins import registry
 from cfbench.core.redact import redact_data
 from cfbench.core.schema import FeatureSchema
@@ -201,9 +202,15 @@ def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
         failed = import_preloads(spec.preload)
         if failed is not None:
             return None, messages.fit_error(redact_data(failed))
+        context = task.fit_context(seed, params)
+        view = context.model
+        why = (not_applicable(spec.needs_of(variant), view.kinds, view.classifier)
+               if view is not None else None)
+        if why is not None:  # selection skips these; a caller that did not is told, not crashed
+            return None, messages.fit_error(f"not applicable: {why}")
         seed_everything(seed)
         t0 = time.perf_counter()
-        gen = spec.build(variant, params).fit(task.fit_context(seed, params))
+        gen = spec.build(variant, params).fit(context)
         return gen, messages.fitted(time.perf_counter() - t0, runtime_provenance(spec))
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
         return None, messages.fit_error(redact_data(describe_exception(exc)))

@@ -6,13 +6,17 @@ stored with skops, which does not execute code on load: a cached file is used on
 SHA-256 matches the sidecar written when it was trained *and* every type it contains is on
 ``ALLOWED_TYPES`` (what our own pipelines produce).  Anything else is discarded with a warning
 and the model retrained.  A user's own fitted pipeline is loaded the same way (never a pickle).
+An XGBoost pipeline is cached as two files: the fitted preprocessing with skops and the booster
+in XGBoost's own JSON model format (``<key>.xgb.json``), both hashed in the sidecar.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,19 @@ MODELS = {
     "logistic-regression": LogisticRegression,
     "hist-gradient-boosting": HistGradientBoostingClassifier,
 }
+#: Classifiers from an optional library: name -> (module, class, the extra that installs it).
+OPTIONAL_MODELS = {"xgboost": ("xgboost", "XGBClassifier", "dice")}
+#: Every ``classifier.model`` a spec may name (besides ``USER_MODEL``).
+MODEL_NAMES = (*MODELS, *OPTIONAL_MODELS)
+#: What each classifier lets a method use (``cfbench.core.model.KINDS``), known from the spec.
+MODEL_KINDS: dict[str, frozenset[str]] = {
+    "random-forest": frozenset({"proba", "trees"}),
+    "gradient-boosting": frozenset({"proba", "trees"}),
+    "mlp": frozenset({"proba", "gradients"}),
+    "logistic-regression": frozenset({"proba", "gradients", "linear"}),
+    "hist-gradient-boosting": frozenset({"proba"}),
+    "xgboost": frozenset({"proba", "trees"}),
+}
 #: The spec's ``model`` for a user's own fitted pipeline, read from ``classifier.path``.
 USER_MODEL = "skops"
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -52,6 +69,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "mlp": {"hidden_layer_sizes": (64, 32), "max_iter": 800, "early_stopping": True},
     "logistic-regression": {"max_iter": 2000},
     "hist-gradient-boosting": {},
+    # one thread: workers and the fork server share the cores; depth 4 keeps trees readable
+    "xgboost": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.1, "n_jobs": 1},
 }
 #: Types outside skops' default-trusted set that our pipelines (and ordinary users' scikit-learn
 #: pipelines) legitimately contain: the tree structures of the forests and boosters, MLP's
@@ -84,6 +103,38 @@ def cache_dir() -> Path:
     return path
 
 
+def classifier_kinds(model: str) -> frozenset[str]:
+    """The kinds of access a spec's ``classifier.model`` offers (a user's model: ``proba``)."""
+    return MODEL_KINDS.get(model, frozenset({"proba"}))
+
+
+def model_kinds(estimator: Any) -> frozenset[str]:
+    """The kinds of access a fitted estimator offers, from its type (as ``MODEL_KINDS``)."""
+    for name, cls in MODELS.items():
+        if type(estimator) is cls:
+            return MODEL_KINDS[name]
+    return MODEL_KINDS["xgboost"] if is_xgboost(estimator) else frozenset({"proba"})
+
+
+def is_xgboost(estimator: Any) -> bool:
+    """An XGBoost scikit-learn classifier (checked by name: xgboost need not be installed)."""
+    cls = type(estimator)
+    return cls.__name__ == "XGBClassifier" and cls.__module__.split(".")[0] == "xgboost"
+
+
+def estimator_class(model: str) -> type:
+    """The estimator class of ``classifier.model``; an optional library that is missing is a
+    one-line ``UserError`` naming the extra that installs it."""
+    if model in MODELS:
+        return MODELS[model]
+    module, name, extra = OPTIONAL_MODELS[model]
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"classifier.model = {model!r} needs the {module} package: "
+                        f"pip install 'cfbench-harness[{extra}]'")
+    # an optional library: imported only by the tasks that choose it
+    return getattr(importlib.import_module(module), name)
+
+
 def _estimator_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     est_params = {**DEFAULT_PARAMS[model], **params}
     if isinstance(est_params.get("hidden_layer_sizes"), list):
@@ -97,7 +148,7 @@ def check_params(model: str, params: dict[str, Any], where: str) -> None:
     Checked at spec load through the estimator's own ``get_params``/``set_params`` and its
     declared parameter constraints, so a typo fails in one line before any data is read.
     """
-    cls = MODELS[model]
+    cls = estimator_class(model)
     valid = sorted(k for k in cls().get_params(deep=False) if k != "random_state")
     for key in params:
         if key == "random_state":
@@ -107,7 +158,8 @@ def check_params(model: str, params: dict[str, Any], where: str) -> None:
                             f"({cls.__name__}); valid: {', '.join(valid)}")
     try:
         est = cls().set_params(**_estimator_params(model, params))
-        validate = getattr(est, "_validate_params", None)
+        # scikit-learn's own constraint check (XGBoost inherits the method but not the constraints)
+        validate = getattr(est, "_validate_params", None) if model in MODELS else None
         if validate is not None:
             validate()
     except (ValueError, TypeError) as exc:
@@ -117,7 +169,7 @@ def check_params(model: str, params: dict[str, Any], where: str) -> None:
 
 def build_pipeline(model: str, params: dict[str, Any], seed: int, schema: FeatureSchema) -> Pipeline:
     """Scale continuous features, one-hot categorical ones, then the named estimator."""
-    estimator = MODELS[model](random_state=seed, **_estimator_params(model, params))
+    estimator = estimator_class(model)(random_state=seed, **_estimator_params(model, params))
     transformers: list[tuple[str, Any, list[str]]] = []
     if schema.continuous:
         transformers.append(("scale", StandardScaler(), schema.continuous))
@@ -128,11 +180,17 @@ def build_pipeline(model: str, params: dict[str, Any], seed: int, schema: Featur
         transformers.append(
             ("onehot", OneHotEncoder(categories=cats, handle_unknown="ignore"), schema.categorical)
         )
-    pre = ColumnTransformer(transformers, remainder="drop")
+    if model in OPTIONAL_MODELS:  # dense: XGBoost reads a sparse matrix's zeros as missing
+        pre = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0)
+    else:
+        pre = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("prep", pre), ("model", estimator)])
 
 
-def cache_key(task_hash: str, data_fingerprint: str, seed: int) -> str:
+def cache_key(task_hash: str, data_fingerprint: str, seed: int,
+              extra: dict[str, str] | None = None) -> str:
+    """The cache entry's name; ``extra`` (e.g. an optional library's version) joins the hashed
+    fields only when given, so the keys of the scikit-learn models never change."""
     blob = json.dumps(
         {
             "task": task_hash,
@@ -143,6 +201,7 @@ def cache_key(task_hash: str, data_fingerprint: str, seed: int) -> str:
             "pandas": pd.__version__,
             "cfbench": cfbench.__version__,
             "format": "skops",
+            **(extra or {}),
         },
         sort_keys=True,
     )
@@ -182,6 +241,14 @@ def dumps_skops(model: Any) -> bytes:
     import skops.io as sio  # slow to import, as above
 
     return sio.dumps(model)
+
+
+def key_extra(model: str) -> dict[str, str] | None:
+    """What besides the usual fields keys ``model``'s cache entry: XGBoost's version and format."""
+    if model not in OPTIONAL_MODELS:
+        return None
+    module = OPTIONAL_MODELS[model][0]
+    return {module: importlib.import_module(module).__version__, "format": "skops+xgboost-json"}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -233,6 +300,8 @@ def fit_cached(
     path = folder / f"{key}.skops"
     sidecar = folder / f"{key}.skops.json"
     allowed = ALLOWED_TYPES | set(extra_trusted)
+    if is_xgboost(pipeline.steps[-1][1]):
+        return _fit_cached_xgboost(pipeline, X, y, path, sidecar, use_cache, allowed)
     if use_cache:
         hit = _load_cached(path, sidecar, allowed)
         if hit is not None:
@@ -245,6 +314,69 @@ def fit_cached(
         _write_atomic(path, data)
         _write_atomic(sidecar, json.dumps({"sha256": digest, "sklearn": sklearn.__version__}).encode())
     return pipeline, False, digest
+
+
+def _fit_cached_xgboost(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, path: Path,
+                        sidecar: Path, use_cache: bool, allowed: Iterable[str]
+                        ) -> tuple[Pipeline, bool, str]:
+    """``fit_cached`` for an XGBoost pipeline: the preprocessing as skops in ``path``, the booster
+    as XGBoost JSON next to it (``<key>.xgb.json``); nothing is pickled.  The hash is the SHA-256
+    of the skops bytes followed by the JSON bytes, checked against the sidecar before loading."""
+    booster_path = path.with_name(path.name.removesuffix(".skops") + ".xgb.json")
+    if use_cache:
+        hit = _load_cached_xgboost(path, booster_path, sidecar, allowed)
+        if hit is not None:
+            return hit[0], True, hit[1]
+    pipeline.fit(X, y)
+    prep = dumps_skops(pipeline.steps[0][1])
+    booster = _xgboost_json(pipeline.steps[-1][1])
+    digest = sha256_bytes(prep + booster)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, prep)
+        _write_atomic(booster_path, booster)
+        _write_atomic(sidecar, json.dumps({"sha256": digest, "sklearn": sklearn.__version__,
+                                           **(key_extra("xgboost") or {})}).encode())
+    return pipeline, False, digest
+
+
+def _xgboost_json(estimator: Any) -> bytes:
+    """The fitted XGBClassifier in XGBoost's JSON model format (its scikit-learn settings too)."""
+    with tempfile.TemporaryDirectory() as tmp:  # save_model writes to a path only
+        target = Path(tmp) / "model.json"
+        estimator.save_model(target)
+        return target.read_bytes()
+
+
+def _load_cached_xgboost(path: Path, booster_path: Path, sidecar: Path,
+                         allowed: Iterable[str]) -> tuple[Pipeline, str] | None:
+    """The cached XGBoost pipeline and its hash, or None (with a one-line warning)."""
+    if not (path.exists() or booster_path.exists() or sidecar.exists()):
+        return None
+    try:
+        prep, booster = path.read_bytes(), booster_path.read_bytes()
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = f"missing or unreadable ({type(exc).__name__})"
+    else:
+        digest = sha256_bytes(prep + booster)
+        if digest != recorded:
+            why = f"its SHA-256 {digest[:12]} does not match the {str(recorded)[:12]} recorded at training"
+        else:
+            try:
+                if not isinstance(json.loads(booster), dict):  # XGBoost JSON, never a pickle
+                    raise UntrustedModel("the booster is not an XGBoost JSON model")
+                estimator = estimator_class("xgboost")()
+                estimator.load_model(bytearray(booster))
+                return Pipeline([("prep", loads_skops(prep, allowed)), ("model", estimator)]), digest
+            except UntrustedModel as exc:
+                why = str(exc)
+            except Exception as exc:
+                why = f"it failed to load ({type(exc).__name__})"
+    warn(f"discarding cached classifier {path.name}: {why}; retraining")
+    for f in (path, booster_path, sidecar):
+        f.unlink(missing_ok=True)
+    return None
 
 
 # --------------------------------------------------------------------------- user's own model

@@ -26,7 +26,7 @@ import pandas as pd
 
 from cfbench.core.errors import UserError
 from cfbench.core.names import check_name
-from cfbench.tasks.classifier import MODELS, USER_MODEL
+from cfbench.tasks.classifier import MODEL_NAMES, USER_MODEL
 from cfbench.tasks.datasets import MISSING_POLICIES
 from cfbench.tasks.spec import Task, check_not_reserved, load_spec
 from cfbench.tasks.table import binary_positive, read_table, same_value
@@ -244,8 +244,8 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
 
     check_column_names([str(c) for c in df.columns], file)
     label = args.label
-    if args.model not in MODELS:
-        raise UserError(f"--model {args.model!r}: unknown model; valid choices: {', '.join(MODELS)} "
+    if args.model not in MODEL_NAMES:
+        raise UserError(f"--model {args.model!r}: unknown model; valid choices: {', '.join(MODEL_NAMES)} "
                         "(or --model-file for your own fitted pipeline)")
     if label not in df.columns:
         raise UserError(f"{file}: no column {label!r} (the label); columns: {', '.join(df.columns)}")
@@ -315,7 +315,7 @@ def render_spec(args: argparse.Namespace, file: Path, df: pd.DataFrame, digest: 
               f"path = {_toml(Path(mrel).as_posix())}",
               f"sha256 = {_toml(model_sha)}"]
     else:
-        L += [f"model = {_toml(args.model)}  # {' | '.join([*MODELS, USER_MODEL])}", "seed = 0"]
+        L += [f"model = {_toml(args.model)}  # {' | '.join([*MODEL_NAMES, USER_MODEL])}", "seed = 0"]
     L += ["", "[target]", 'class = "opposite"', "", "[queries]", "per_class = 50", "seed = 0"]
     for c in cols:
         L.append("")

@@ -24,13 +24,14 @@ from sklearn.model_selection import train_test_split
 
 from cfbench.core.errors import UserError, choices_error
 from cfbench.core.generator import FitContext
+from cfbench.core.model import ModelView
 from cfbench.core.names import check_name
 from cfbench.core.plugins import registry
 from cfbench.core.safe_load import load_toml
 from cfbench.core.schema import FeatureSchema
 from cfbench.tasks.catalogue import LOADERS, check_card
 from cfbench.tasks.classifier import (
-    MODELS,
+    MODEL_NAMES,
     USER_MODEL,
     adapt_user_model,
     build_pipeline,
@@ -38,9 +39,11 @@ from cfbench.tasks.classifier import (
     cache_key,
     check_params,
     fit_cached,
+    key_extra,
     read_user_model,
 )
 from cfbench.tasks.datasets import Dataset, feature_matrix
+from cfbench.tasks.model_view import build_view
 
 TOP_KEYS = {"name", "description", "card", "dataset", "split", "classifier", "target", "queries", "features"}
 DATASET_KEYS = {"loader", "options"}
@@ -146,10 +149,10 @@ def parse_spec(raw: dict[str, Any], path: str) -> TaskSpec:
     clf = _table(raw, "classifier", path)
     _known_keys(clf, CLASSIFIER_KEYS, f"{path}: classifier")
     model = _get(clf, "model", str, "random-forest", f"{path}: classifier")
-    if model not in MODELS and model != USER_MODEL:
+    if model not in MODEL_NAMES and model != USER_MODEL:
         raise UserError(
             f"{path}: classifier.model: unknown model {model!r}; valid choices: "
-            f"{', '.join([*MODELS, USER_MODEL])}"
+            f"{', '.join([*MODEL_NAMES, USER_MODEL])}"
         )
     model_params = dict(_get(clf, "params", dict, {}, f"{path}: classifier"))
     model_path = _get(clf, "path", str, None, f"{path}: classifier")
@@ -283,6 +286,7 @@ class Task:
     split: int | None = None
     #: SHA-256 of the classifier's skops bytes (the cache file, or the user's model file)
     model_sha256: str = ""
+    _view: ModelView | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -344,7 +348,8 @@ class Task:
             cached = False
         else:
             pipe = build_pipeline(spec.model, spec.model_params, spec.model_seed, schema)
-            key = cache_key(spec.hash, dataset.fingerprint(), spec.model_seed)
+            key = cache_key(spec.hash, dataset.fingerprint(), spec.model_seed,
+                            key_extra(spec.model))
             model, cached, digest = _fit(spec, pipe, X_train, y_train, key, use_cache)
         try:
             pred = model.predict(X_test)
@@ -378,7 +383,7 @@ class Task:
         fp = hashlib.sha256(pd.util.hash_pandas_object(X, index=True).values.tobytes()
                             + np.asarray(y, np.int64).tobytes()).hexdigest()
         data = f"{self.dataset.fingerprint()}:{tag}:{fp}:{self.model_sha256}"
-        key = cache_key(self.spec.hash, data, self.spec.model_seed)
+        key = cache_key(self.spec.hash, data, self.spec.model_seed, key_extra(self.spec.model))
         model, _, digest = _fit(self.spec, pipe, X, y, key, True)
         return model, digest
 
@@ -468,6 +473,12 @@ class Task:
             parts.append(part)
         return pd.concat(parts).reset_index(drop=True)
 
+    def model_view(self) -> ModelView:
+        """The classifier as methods may use it (kinds, encoded space, mirrors), built once."""
+        if self._view is None:
+            self._view = build_view(self.spec.model, self.model, self.schema, self.X_train)
+        return self._view
+
     def fit_context(self, seed: int, params: Mapping[str, Any] | None = None) -> FitContext:
         """What a generator's ``fit`` receives for this task and seed."""
 
@@ -482,6 +493,7 @@ class Task:
             cache_dir=cache_dir(),
             task_description=self.spec.description,
             params=dict(params or {}),
+            model=self.model_view(),
         )
 
     def class_names(self) -> dict[int, str]:

@@ -28,7 +28,7 @@ from cfbench.records.labels import Choice, canonical_key, method_label, record_l
 from cfbench.records.store import record_key
 from cfbench.tasks.spec import resolve_spec
 
-IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm")
+IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm", "growing-spheres", "face")
 DOC = Path(__file__).parents[2] / "docs" / "writing-a-plugin.md"
 
 
@@ -188,6 +188,8 @@ def test_every_declared_default_is_accepted_by_the_factory(spec):
     ("cfbench_dice.generator", "DiceGenerator", "cfbench_dice"),
     ("cfbench_cfnow.generator", "CfnowGenerator", "cfbench_cfnow"),
     ("cfbench_nice.nice", "NICE", "cfbench_nice"),
+    ("cfbench_growing_spheres.growing_spheres", "GrowingSpheres", "cfbench_growing_spheres"),
+    ("cfbench_face.face", "FACE", "cfbench_face"),
 ])
 def test_declarations_match_the_constructors(module, cls, plugin):
     import importlib
