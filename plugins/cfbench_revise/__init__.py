@@ -34,6 +34,7 @@ def make_revise(variant: str = "default", **params: Any):
         raise choices_error("variant of revise", variant, ("default",))
     for key in params.keys() - {p.name for p in PARAMS}:
         raise unknown_param("revise", key, [p.name for p in PARAMS])
+    # the search module needs numpy and the shared helpers only; torch is loaded at fit
     from cfbench_revise.revise import REVISE
 
     return REVISE(**params)

@@ -31,6 +31,7 @@ def make_roar(variant: str = "default", **params: Any):
         raise choices_error("variant of roar", variant, ("default",))
     for key in params.keys() - {p.name for p in PARAMS}:
         raise unknown_param("roar", key, [p.name for p in PARAMS])
+    # the search module needs numpy and the shared helpers only; torch is loaded at fit
     from cfbench_roar.roar import ROAR
 
     return ROAR(**params)

@@ -32,7 +32,7 @@ def make_wachter(variant: str = "default", **params: Any):
         raise choices_error("variant of wachter", variant, ("default",))
     for key in params.keys() - {p.name for p in PARAMS}:
         raise unknown_param("wachter", key, [p.name for p in PARAMS])
-    # the search module loads torch when fitted; importing it here costs nothing
+    # the search module needs numpy and the shared helpers only; torch is loaded at fit
     from cfbench_wachter.wachter import Wachter
 
     return Wachter(**params)
