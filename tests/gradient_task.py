@@ -11,7 +11,7 @@ from cfbench.entry import prepare
 from cfbench.tasks.spec import Task, resolve_spec
 
 SPEC = (Path(__file__).resolve().parents[1] / "tasks" / "heart.toml").read_text()
-PLUGINS = ("wachter", "roar", "revise")
+PLUGINS = ("wachter", "roar", "revise", "cem")
 
 
 def heart_spec(folder: Path, model: str) -> Path:
