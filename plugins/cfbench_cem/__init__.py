@@ -41,7 +41,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
         GeneratorSpec(
             name="cem",
             factory=make_cem,
-            capabilities=Capabilities(multiple=False, constraints=True, batch_size=None),
+            capabilities=Capabilities(multiple=False, constraints=True, needs_training_data=False,
+                                      batch_size=None),  # the model and the schema alone
             needs=frozenset({"proba", "gradients"}),
             extra="nice",
             requires=("torch",),

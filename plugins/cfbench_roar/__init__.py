@@ -43,7 +43,8 @@ def cfbench_generators() -> list[GeneratorSpec]:
         GeneratorSpec(
             name="roar",
             factory=make_roar,
-            capabilities=Capabilities(multiple=False, constraints=False, batch_size=None),
+            capabilities=Capabilities(multiple=False, constraints=False, needs_training_data=False,
+                                      batch_size=None),  # the model alone
             needs=frozenset({"proba", "gradients"}),
             extra="nice",
             requires=("torch",),
