@@ -15,6 +15,7 @@ import pytest
 from cfbench.core.errors import UserError
 from cfbench.core.generator import GeneratorSpec, Param, params_markdown, validate_params
 from cfbench.core.plugins import registry
+from cfbench.core.safe_load import load_toml
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.orchestrator import check_resume, plan
 from cfbench.execution.select import (
@@ -28,7 +29,9 @@ from cfbench.records.labels import Choice, canonical_key, method_label, record_l
 from cfbench.records.store import record_key
 from cfbench.tasks.spec import resolve_spec
 
-IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm", "growing-spheres", "face")
+#: every in-tree plugin: the entry points this project's own pyproject.toml registers
+IN_TREE = tuple(load_toml(Path(__file__).parents[2] / "pyproject.toml", "pyproject")
+                ["project"]["entry-points"]["cfbench"])
 DOC = Path(__file__).parents[2] / "docs" / "writing-a-plugin.md"
 
 
