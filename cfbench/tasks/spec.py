@@ -219,7 +219,35 @@ def _known_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
 def load_spec(path: str | Path) -> TaskSpec:
     """Read and validate one spec file (TOML, parsed with the standard safe loader)."""
     path = Path(path)
-    return parse_spec(load_toml(path, "task file"), str(path))
+    return parse_spec(read_raw(path), str(path))
+
+
+def read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A spec file's tables, with those of the spec it ``extends`` underneath.
+
+    ``extends = "heart.toml"`` (relative to the file) takes every table of that spec; each table
+    given here replaces the base's keys one by one (``[classifier] model = "mlp"`` keeps the
+    base's seed), and ``[[features]]``, when given, replaces the whole list.  The merged tables
+    are what is validated and hashed, so a derived task is a task of its own.
+    """
+    raw = load_toml(path, "task file")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise UserError(f"{path}: extends: expected the path of the spec to extend, got {base!r}")
+    target = (path.parent / base).resolve()
+    if target in seen or target == path.resolve():
+        raise UserError(f"{path}: extends: {base!r} extends itself (a cycle of specs)")
+    if not target.is_file():
+        raise UserError(f"{path}: extends: no spec file {target}")
+    merged = read_raw(target, (*seen, path.resolve()))
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def available_specs() -> dict[str, Path]:
