@@ -27,13 +27,13 @@ DISTANCES = ("euclidean", "manhattan")
 
 def _logsig(a: np.ndarray) -> np.ndarray:
     """log sigmoid(a), stable for large |a| (scipy's ``log_expit``: the hot spot of a step)."""
-    from scipy.special import log_expit
+    from scipy.special import log_expit  # the focus extra, loaded on first use
 
     return log_expit(a)
 
 
 def _sig(a: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
+    from scipy.special import expit  # the focus extra, loaded on first use
 
     return expit(a)
 
@@ -42,7 +42,7 @@ def paths(trees) -> tuple:
     """The ensemble as splits and leaves: every distinct ``(feature, threshold)``, the leaf-by-split
     incidence of right and left turns (sparse ``(leaves, splits)``), leaf values and path lengths."""
     # sparse matrices keep a step at O(queries x path entries), not O(leaves x splits)
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import csr_matrix  # scipy is the focus extra: loaded on first fit
 
     feature, threshold, value, length = [], [], [], []
     index: dict[tuple[int, float], int] = {}  # forests repeat splits: each (feature, threshold) once

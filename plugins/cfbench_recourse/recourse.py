@@ -106,6 +106,7 @@ class ActionableRecourse:
 
     def _solve(self, acts, logit0: float, up: bool, exclude: list[list[int]], seconds: float):
         """One integer program; the chosen action indices, or None when infeasible/out of time."""
+        # scipy is the recourse extra: loaded when a query is solved
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         n = len(acts)

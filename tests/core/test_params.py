@@ -28,7 +28,7 @@ from cfbench.records.labels import Choice, canonical_key, method_label, record_l
 from cfbench.records.store import record_key
 from cfbench.tasks.spec import resolve_spec
 
-IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm")
+IN_TREE = ("builtin", "dice", "cfnow", "nice", "llm", "feature-tweak", "focus", "recourse")
 DOC = Path(__file__).parents[2] / "docs" / "writing-a-plugin.md"
 
 
