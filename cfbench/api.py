@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cfbench.core import phase, redact
     from cfbench.core.budget import Deadline, clock, interrupt_after
+    from cfbench.core.encoded import Encoded
     from cfbench.core.errors import UserError, choices_error
     from cfbench.core.generator import (
         Capabilities,
@@ -53,6 +54,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "Trees": ("cfbench.core.model", "Trees"),
     "Tree": ("cfbench.core.model", "Tree"),
     "ModelMismatch": ("cfbench.core.model", "ModelMismatch"),
+    "Encoded": ("cfbench.core.encoded", "Encoded"),
     "QueryResult": ("cfbench.core.generator", "QueryResult"),
     "Feature": ("cfbench.core.schema", "Feature"),
     "FeatureSchema": ("cfbench.core.schema", "FeatureSchema"),
@@ -78,7 +80,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "resolve_spec": ("cfbench.tasks.spec", "resolve_spec"),
 }
 
-__all__ = ["Capabilities", "Dataset", "Deadline", "Feature", "FeatureBlock", "FeatureSchema",
+__all__ = ["Capabilities", "Dataset", "Deadline", "Encoded", "Feature", "FeatureBlock", "FeatureSchema",
            "FitContext", "GeneratorSpec", "Linear", "ModelMismatch", "ModelView",
            "NearestNeighbour", "Param", "QueryResult", "Task", "Tree", "Trees", "UserError", "cache_dir",
            "changed", "choices_error", "clock", "heom", "heom_scales", "hookimpl",

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cfbench.api import Deadline, FitContext, QueryResult, UserError
-from cfbench_focus.encoded import Encoded
+from cfbench.api import Deadline, Encoded, FitContext, QueryResult, UserError
 
 DISTANCES = ("euclidean", "manhattan")
 

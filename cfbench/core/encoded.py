@@ -1,6 +1,6 @@
 """Rows of the encoded space ``Z`` made admissible: categories, integers, ordinals, immutables.
 
-A gradient method moves a query in ``Z``; before a candidate is scored it must be a row the schema
+A gradient or tree method moves a query in ``Z`` (``ModelView``'s encoded space); before a candidate is scored it must be a row the schema
 allows, so one-hot blocks become one category, integer features whole numbers, ordinal features
 one of their codes and immutables the query's values.  Bounds and directions are *checked*
 (``admissible``), never clipped: a candidate outside them is dropped, not repaired.
@@ -11,11 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cfbench.core.model import ModelView
+from cfbench.core.schema import FeatureSchema
+
 
 class Encoded:
     """Projection onto the schema's values and the constraint check, both vectorised over rows."""
 
-    def __init__(self, view, schema) -> None:
+    def __init__(self, view: ModelView, schema: FeatureSchema) -> None:
         self.view = view
         self.names = schema.names
         self.onehot = [np.asarray(b.columns) for b in view.blocks if b.one_hot]
