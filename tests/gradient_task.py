@@ -15,10 +15,11 @@ PLUGINS = ("wachter", "roar", "revise", "cem")
 
 
 def heart_spec(folder: Path, model: str) -> Path:
-    """heart under another name with ``model`` as its classifier (a spec file in ``folder``)."""
-    text = SPEC.replace('name = "heart"', f'name = "heart-{model}"', 1)
+    """heart under a name no registered task has (``heart-mlp`` is one) with ``model`` as its
+    classifier at cfbench's default settings (a spec file in ``folder``)."""
+    text = SPEC.replace('name = "heart"', f'name = "heart-{model}-test"', 1)
     text = text.replace('model = "random-forest"', f'model = "{model}"', 1)
-    path = folder / f"heart-{model}.toml"
+    path = folder / f"heart-{model}-test.toml"
     path.write_text(text)
     return path
 

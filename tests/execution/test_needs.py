@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, install_on_path
+from gradient_task import heart_spec
 
 import cfbench
 from cfbench.core.generator import GeneratorSpec
 from cfbench.core.model import not_applicable
 from cfbench.core.plugins import registry, spec_problem
 from cfbench.entry import prepare
-
-SPEC = (Path(__file__).resolve().parents[2] / "tasks" / "heart.toml").read_text()
 
 
 @pytest.fixture()
@@ -32,14 +30,6 @@ def gradient_plugin(tmp_path, monkeypatch):
     sys.modules.pop("cfbench_gradient", None)
     registry.cache_clear()
 
-
-def heart_spec(tmp_path: Path, model: str) -> Path:
-    """heart under another name with ``model`` as its classifier."""
-    text = SPEC.replace('name = "heart"', f'name = "heart-{model}"', 1)
-    text = text.replace('model = "random-forest"', f'model = "{model}"', 1)
-    path = tmp_path / f"heart-{model}.toml"
-    path.write_text(text)
-    return path
 
 
 def test_the_reason_names_what_is_missing_and_what_is_offered():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gradient_task import heart_spec
 
 import cfbench
 from cfbench.core.errors import UserError
@@ -26,18 +27,9 @@ torch = pytest.importorskip("torch")
 from cfbench_cfproto import PARAMS, cfbench_generators, make_cfproto  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-HEART = (ROOT / "tasks" / "heart.toml").read_text()
 #: a shorter search than the defaults (10 x 1000 FISTA steps) keeps each test under a second
 SHORT = {"c_steps": 3, "max_iterations": 300}
 
-
-def heart_spec(folder: Path, model: str) -> Path:
-    """heart under another name with ``model`` as its classifier."""
-    text = HEART.replace('name = "heart"', f'name = "heart-{model}"', 1)
-    text = text.replace('model = "random-forest"', f'model = "{model}"', 1)
-    path = folder / f"heart-{model}.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")
