@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         unknown_param,
     )
     from cfbench.core.hookspecs import hookimpl
+    from cfbench.core.locks import file_lock, torch_one_thread
     from cfbench.core.model import FeatureBlock, Linear, ModelMismatch, ModelView, Tree, Trees
     from cfbench.core.notices import warn
     from cfbench.core.plugins import registry
@@ -67,6 +68,9 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "choices_error": ("cfbench.core.errors", "choices_error"),
     "warn": ("cfbench.core.notices", "warn"),
     "redact": ("cfbench.core.redact", None),
+    # one-time set-ups shared by parallel workers, and deterministic torch
+    "file_lock": ("cfbench.core.locks", "file_lock"),
+    "torch_one_thread": ("cfbench.core.locks", "torch_one_thread"),
     # helpers of the core a plugin may reuse
     "heom": ("cfbench.generators.nearest_neighbour", "heom"),
     "heom_scales": ("cfbench.generators.nearest_neighbour", "heom_scales"),
@@ -83,9 +87,9 @@ _NAMES: dict[str, tuple[str, str | None]] = {
 __all__ = ["Capabilities", "Dataset", "Deadline", "Encoded", "Feature", "FeatureBlock", "FeatureSchema",
            "FitContext", "GeneratorSpec", "Linear", "ModelMismatch", "ModelView",
            "NearestNeighbour", "Param", "QueryResult", "Task", "Tree", "Trees", "UserError", "cache_dir",
-           "changed", "choices_error", "clock", "heom", "heom_scales", "hookimpl",
+           "changed", "choices_error", "clock", "file_lock", "heom", "heom_scales", "hookimpl",
            "interrupt_after", "mad", "phase", "redact", "registry", "resolve_spec",
-           "unknown_param", "warn"]
+           "torch_one_thread", "unknown_param", "warn"]
 
 
 def __getattr__(name: str) -> Any:

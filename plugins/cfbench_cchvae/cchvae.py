@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.api import Deadline, FitContext, QueryResult, UserError, cache_dir
+from cfbench.api import Deadline, FitContext, QueryResult, UserError, cache_dir, torch_one_thread
 from cfbench_cchvae.space import parse_hidden
 
 
@@ -108,12 +108,10 @@ class CCHVAE:
         # torch is an optional dependency (the `nice` extra), loaded by fit already
         import torch
 
-        from cfbench_cchvae.vae import one_thread
-
         space, rng = self.space_, self._rng(q, t)
         x = torch.as_tensor(space.encode_x(q[None, :]))
         c = torch.as_tensor(space.encode_c(q[None, :]))
-        with torch.no_grad(), one_thread():
+        with torch.no_grad(), torch_one_thread():
             z0 = self.net_.encode(x, c)[0].numpy().astype(float)
         crep = c.repeat(self.samples, 1)
         pool = np.zeros((0, len(q)))
@@ -127,7 +125,7 @@ class CCHVAE:
             radius = rng.uniform(lo, hi, self.samples)
             norm = np.linalg.norm(direction, ord=self.p_norm, axis=1)
             Z = z0 + direction * (radius / norm)[:, None]
-            with torch.no_grad(), one_thread():
+            with torch.no_grad(), torch_one_thread():
                 E = self.net_.decode(torch.as_tensor(Z, dtype=torch.float32), crep).numpy()
             C = np.unique(space.decode_x(E, q), axis=0)
             if self.constraints:

@@ -15,12 +15,9 @@ Training is one-time per (training data, schema, parameters, seed): the weights 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cfbench.api import FeatureSchema, phase, warn
+from cfbench.api import FeatureSchema, file_lock, phase, torch_one_thread, warn
 from cfbench_cchvae.space import Space, parse_hidden
 
 KEY_VERSION = 1
@@ -97,21 +94,10 @@ class CVAE(nn.Module):
         return (nll + kl).mean()
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread: the tensors are tiny, and one thread gives the same sums every run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train(space: Space, X: np.ndarray, seed: int, latent: int, hidden: list[int], epochs: int,
           lr: float, batch_size: int) -> tuple[CVAE, list[float]]:
     """Adam on the negative ELBO, seeded (weights, shuffles and noise) and on one thread."""
-    with one_thread():
+    with torch_one_thread():
         torch.manual_seed(seed)
         net = CVAE(space, latent, hidden)
         xs = torch.as_tensor(space.encode_x(X))
@@ -155,18 +141,6 @@ def cache_folder(root: Path, task: str, key: dict[str, Any]) -> Path:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock file, so parallel workers train one VAE, not one each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _load(folder: Path, net: CVAE) -> str | None:

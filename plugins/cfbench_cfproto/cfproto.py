@@ -30,14 +30,12 @@ same inputs give the same CFs.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cfbench.api import Deadline, FitContext, QueryResult, UserError
+from cfbench.api import Deadline, FitContext, QueryResult, UserError, torch_one_thread
 from cfbench_cfproto.prototypes import KDPrototypes
 from cfbench_cfproto.space import Space
 
@@ -169,7 +167,7 @@ class CFProto:
         targets = np.asarray(targets)
         cols = np.array([int(np.flatnonzero(self.classes_ == t)[0]) for t in targets])
         Z0 = self.view_.encode(Q)
-        with _one_thread():
+        with torch_one_thread():
             out = self.search(Z0, cols, Deadline(budget * max(len(Q), 1)))
         found = out["found"]
         cfs = self._rows(out["best"][found], Q[found]) if found.any() else None
@@ -211,16 +209,3 @@ class CFProto:
             elif f.integer:
                 C[f.name] = np.round(C[f.name].to_numpy())
         return C[self.columns_]
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch on one thread: the tensors are tiny, and one thread gives the same sums every run."""
-    import torch  # loaded by fit
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import os
 import platform
@@ -22,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cfbench.api import UserError, phase, warn
+from cfbench.api import UserError, file_lock, phase, warn
 
 DEFAULT_MODEL = "gemma3-270m"
 MODEL_ENV = "CFBENCH_LLM_MODEL"
@@ -79,18 +78,6 @@ def llm_cache(cache_dir: Path | None) -> Path:
     path = Path(cache_dir) / "llm"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock file, so parallel workers convert or fine-tune once, not each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
