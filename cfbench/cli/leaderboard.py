@@ -13,6 +13,7 @@ from cfbench.core.strict_json import dumps
 from cfbench.records import runs
 from cfbench.records.store import load_records, read_run_info
 from cfbench.report import board as boards
+from cfbench.report import merge
 from cfbench.report.check import verify_boards
 from cfbench.score.summary import load_run_task, score_run
 
@@ -31,8 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     help="re-score with the current metrics (loads the task): RUN_DIR's "
                     "scores.parquet and summary.json, or without RUN_DIR every committed board "
                     "in --dir from its committed records")
+    lb.add_argument("--add", action="store_true",
+                    help="add RUN_DIR's methods to the committed board of its task without "
+                    "re-running the others (same task, classifier, queries and settings)")
+    lb.add_argument("--replace", action="store_true",
+                    help="with --add: replace the rows of methods already on the board")
     lb.add_argument("--augment", type=Path, default=None,
-                    help="with --update: the --out folder of `cfbench augment` for the same task")
+                    help="with --update: the --out folder of `cfbench augment` for the same "
+                    "task; with --add: a study at the board's protocol whose methods join it")
+    lb.add_argument("--keep-augmentation", action="store_true",
+                    help="with --update: keep the augmentation study of the board being "
+                    "replaced (marked as kept on the board)")
     lb.add_argument("--dir", type=Path, default=Path("leaderboard"), help="leaderboard folder")
     lb.add_argument("--check", action="store_true",
                     help="re-run the smoke configuration and compare with the committed numbers")
@@ -74,10 +84,28 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
               f"{Path(args.run_dir) / 'scores.parquet'}", file=sys.stderr)
         if not args.update:
             return 0
+    if args.add:
+        if args.run_dir is None or args.update or args.keep_augmentation:
+            raise UserError("--add takes one run folder and no --update/--keep-augmentation: "
+                            "cfbench leaderboard --add runs/mine")
+        board, records, notes = merge.add_run(args.dir, args.run_dir, augment_dir=args.augment,
+                                              replace=args.replace)
+        paths = boards.write_board(board, args.dir, records=records)
+        for line in notes + [f"wrote {p}" for p in paths]:
+            print(line)
+        print(f"check it with `cfbench leaderboard --validate --dir {args.dir}` and rebuild the "
+              f"page with `cfbench report --board {args.dir}`", file=sys.stderr)
+        return 0
+    if args.replace:
+        raise UserError("--replace goes with --add: cfbench leaderboard --add RUN --replace")
+    if args.keep_augmentation and (not args.update or args.augment is not None):
+        raise UserError("--keep-augmentation goes with --update and without --augment")
     if args.update:
         if args.run_dir is None:
             raise UserError("--update needs the run folder: cfbench leaderboard runs/heart/<time> --update")
         board = entry.leaderboard(args.run_dir, board=True, augment_dir=args.augment)
+        if args.keep_augmentation:
+            board = merge.keep_augmentation(board, args.dir)
         for p in boards.write_board(board, args.dir, records=load_records(args.run_dir)):
             print(f"wrote {p}")
         return 0

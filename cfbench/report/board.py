@@ -477,7 +477,7 @@ def board_markdown(board: dict[str, Any]) -> str:
         f"cfbench {prov.get('cfbench', '?')}, Python {prov.get('python', '?')}, task hash "
         f"`{board['task_hash'][:12]}`. " + SCOPE_NOTE
     )
-    text = [head + intro + "\n\n" + sep + tail, ""]
+    text = [head + intro + added_note(board) + "\n\n" + sep + tail, ""]
     ranks = board["ranks"]
     if ranks["methods"]:
         metrics = list(ranks["metrics"])
@@ -503,7 +503,8 @@ def board_markdown(board: dict[str, Any]) -> str:
                  "the same CFs for every query; their rows differ only in time.", ""]
     if board.get("augmentation"):
         a = board["augmentation"]
-        text += ["## Augmentation under label scarcity", "", _augment_intro(a, name) if
+        text += ["## Augmentation under label scarcity", "", _kept_note(board) + (
+                 _augment_intro(a, name) if
                  a.get("protocol") == aug.PROTOCOL else
                  f"{a['fraction']:.0%} of the training rows removed (A: positives, B: negatives, "
                  f"C: both); mean ± std over seeds {', '.join(map(str, a['seeds']))}; F1 in points "
@@ -516,13 +517,41 @@ def board_markdown(board: dict[str, Any]) -> str:
                     + (f" --timeout {a['timeout']:g}" if a.get("timeout") else "")
                     + "".join(f" --param {t}.{k}={fmt_value(v)}" for t, vals in a.get("params") or []
                               for k, v in vals.items()) + "`."
-                    if a.get("methods") else ""),
+                    if a.get("methods") else "")),
                  "", augment.to_markdown(a["aggregate"], a["fraction"]), ""]
         if _has_curve(a):
             text += [f"![scarcity curve]({name}-scarcity.svg)", ""]
     text += ["## Plots", "", f"![metrics]({name}-metrics.svg)", "",
              f"![feature-change profile]({name}-features.svg)", ""]
     return "\n".join(text)
+
+
+def added_note(board: dict[str, Any]) -> str:
+    """Which methods were added to the board by ``--add``, each with its own run command and
+    the plugin that made it (rendered under the run line)."""
+    out = []
+    for e in board.get("added") or []:
+        prov = e.get("provenance") or {}
+        dist = prov.get("plugin_dist") or {}
+        made = (f" ({md_cell(str(dist.get('name')))} {md_cell(str(dist.get('version')))})"
+                if isinstance(dist, dict) and dist.get("name") else "")
+        study = (f"; in the augmentation study: {', '.join(map(md_cell, e['augment_methods']))}"
+                 if e.get("augment_methods") else "")
+        out.append(f"{', '.join(md_cell(str(m)) for m in e.get('methods') or [])}: added from "
+                   f"`{e.get('command')}`{made}{study}.")
+    return (" Added to this board later (`cfbench leaderboard RUN --add`), with the board's "
+            "task, classifier, queries and settings: " + " ".join(out)) if out else ""
+
+
+def _kept_note(board: dict[str, Any]) -> str:
+    """Says when the study was kept from an earlier board by ``--keep-augmentation``."""
+    kept = board.get("augmentation_kept")
+    if not kept:
+        return ""
+    sha = str(kept.get("records_sha256") or "?")[:16]
+    return (f"This study was not re-run with the rows above: it was kept from the board it "
+            f"replaced (records SHA-256 `{sha}`, cfbench {kept.get('cfbench', '?')}) by "
+            "`--keep-augmentation`; its methods and the task are the same. ")
 
 
 def _num(v: float | None) -> str:

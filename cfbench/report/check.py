@@ -1,6 +1,6 @@
 """``cfbench leaderboard --validate`` beyond the schema: is a committed board what its run gave?
 
-Two checks per ``<task>.json`` board:
+Checks per ``<task>.json`` board:
 
 * the Markdown and SVG plots are rendered again from the JSON and must equal the committed
   files byte for byte (a hand-edited table cell or plot is caught);
@@ -8,7 +8,13 @@ Two checks per ``<task>.json`` board:
   that hash, and the board's numbers are recomputed from those records through the same code
   ``cfbench leaderboard RUN --update`` used (a hand-edited or invented number is caught).
 
-A board made before records were committed beside it gets a warning, not a failure.
+* the suite file the board names is the committed one and asks for the board's settings and
+  augmentation study (so the command the board states is the one that made it), and every
+  method added by ``--add`` ran on the board's task version;
+
+and once for the folder: ``index.html`` is the page ``cfbench report --board`` makes from the
+boards.  These are the checks the test suite makes on the committed boards, so an author learns
+of a problem in seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from typing import Any
 
 from cfbench.core.errors import UserError
 from cfbench.core.strict_json import read_json
+from cfbench.execution import augment as aug
+from cfbench.execution.suite import SETTINGS as SUITE_SETTINGS
+from cfbench.execution.suite import load_suite
 from cfbench.report.board import (
     FROM_RECORDS,
     board_from_records,
@@ -32,9 +41,12 @@ from cfbench.report.board import (
     records_path,
     render_companions,
 )
+from cfbench.report.html import build_board_index
 from cfbench.tasks.spec import Task, resolve_spec
 
 MAX_DIFFS = 8
+#: the run settings that change what a board measures (a suite file must agree on each)
+RESULT_SETTINGS = ("seeds", "n_queries", "k", "budget", "timeout", "fit_timeout", "data_dir")
 
 
 def verify_boards(board_dir: Path, skip: tuple[str, ...] = ("schema.json",)
@@ -48,6 +60,9 @@ def verify_boards(board_dir: Path, skip: tuple[str, ...] = ("schema.json",)
         e, w = verify_board(path)
         errors += e
         warnings += w
+    if not errors:  # a page is rebuilt only from boards that check out
+        stale = index_problem(board_dir)
+        errors += [stale] if stale else []
     return errors, warnings
 
 
@@ -66,7 +81,109 @@ def verify_board(path: Path) -> tuple[list[str], list[str]]:
         return [f"{path}: {exc}"], []
     errors, warnings = _rendered(path, board, name)
     e, w = _recomputed(path, board, name)
-    return errors + e, warnings + w
+    return errors + e + suite_problems(path, board) + _added_agree(path, board), warnings + w
+
+
+def suite_problems(path: Path, board: dict[str, Any]) -> list[str]:
+    """The suite file a board names must be the committed one (same SHA-256) and must ask for
+    the board's settings and study, so the command the board states is what made it."""
+    cfg = board.get("config") or {}
+    suite = cfg.get("suite")
+    if not isinstance(suite, dict):
+        return []
+    spath = path.parent / str(suite.get("file"))
+    if not spath.is_file():
+        return [f"{path}: made from the suite file {suite.get('file')}, which is not in "
+                f"{path.parent}; commit it beside the board"]
+    got = hashlib.sha256(spath.read_bytes()).hexdigest()
+    if got != suite.get("sha256"):
+        return [f"{path}: made from {spath.name} with SHA-256 {str(suite.get('sha256'))[:16]}, "
+                f"but that file is now {got[:16]}; regenerate the board from it"]
+    try:
+        runs = [r for r in load_suite(spath).runs if board.get("task") in (r.task, r.name)]
+    except UserError as exc:
+        return [f"{path}: its suite file does not load ({exc})"]
+    if len(runs) != 1:
+        return [f"{path}: {spath.name} has no run of task {board.get('task')!r}"]
+    [run] = runs
+    out = []
+    if run.methods != cfg.get("methods"):
+        out.append(f"methods {cfg.get('methods')!r} on the board, {run.methods!r} in the file")
+    for key in RESULT_SETTINGS:
+        want = run.settings.get(key, SUITE_SETTINGS[key][1])
+        want = list(want) if isinstance(want, (list, tuple, range)) else want
+        if not _same_setting(cfg.get(key), want):
+            out.append(f"{key} {cfg.get(key)!r} on the board, {want!r} in the file")
+    if cfg.get("params"):
+        out.append(f"--param {cfg['params']!r} on the board, none in the file")
+    out += _study_agrees(board, run.augment, cfg)
+    return [f"{path}: the board contradicts {spath.name}, which it names as its command: "
+            f"{'; '.join(out)}; regenerate it with `cfbench run --config {spath.name}` and "
+            "`--update`, without other flags"] if out else []
+
+
+def _study_agrees(board: dict[str, Any], want: dict[str, Any] | None, cfg: dict[str, Any]
+                  ) -> list[str]:
+    """The board's augmentation study against the suite file's ``[augment]`` table."""
+    study = board.get("augmentation")
+    if not want:
+        return ["an augmentation study on the board, none in the file"] if study else []
+    if not study:
+        return ["no augmentation study on the board, but the file has an [augment] table"]
+    out = []
+    added = {m for e in board.get("added") or [] for m in e.get("augment_methods") or []}
+    listed = [m for m in str(study.get("methods") or "").split(",") if m not in added]
+    if ",".join(listed) != want["methods"]:
+        out.append(f"augment.methods {','.join(listed)!r} on the board, {want['methods']!r} "
+                   "in the file")
+    seeds = list(want["seeds"]) if want.get("seeds") is not None else list(aug.DEFAULT_SEEDS)
+    curve = sorted({float(want["fraction"]), *map(float, want.get("curve") or [])})
+    for key, mine in (("seeds", seeds), ("scenarios", list(want["scenarios"])),
+                      ("fraction", want["fraction"]), ("max_per_class", want["max_per_class"]),
+                      ("curve", curve), ("timeout", want.get("timeout") or cfg.get("timeout")),
+                      ("budget", want.get("budget") or cfg.get("budget"))):
+        theirs = study.get(key, [study.get("fraction")] if key == "curve" else None)
+        if not _same_setting(theirs, mine):
+            out.append(f"augment.{key} {theirs!r} on the board, {mine!r} in the file")
+    return out
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b, strict=True))
+    return _same(a, b) if not isinstance(a, list) and not isinstance(b, list) else False
+
+
+def _added_agree(path: Path, board: dict[str, Any]) -> list[str]:
+    """Each method added by ``--add`` ran on the board's task version and is on the board."""
+    out = []
+    for e in board.get("added") or []:
+        if not isinstance(e, dict):
+            return [f"{path}: added: expected objects, got {e!r:.60}"]
+        prov = e.get("provenance") or {}
+        if prov.get("task_hash") != board.get("task_hash"):
+            out.append(f"{path}: added {e.get('methods')!r} ran on another version of the task")
+        missing = [m for m in e.get("methods") or [] if m not in (board.get("methods") or {})]
+        if missing:
+            out.append(f"{path}: added {missing!r} are not among the board's methods")
+    return out
+
+
+def index_problem(board_dir: Path) -> str | None:
+    """Why ``board_dir/index.html`` is not the page ``cfbench report --board`` makes from the
+    boards there (None when it is, or when there is no page)."""
+    page = Path(board_dir) / "index.html"
+    if not page.is_file():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            fresh = build_board_index(Path(board_dir), Path(tmp)).read_bytes()
+        except UserError as exc:
+            return f"{page}: cannot be rebuilt ({exc})"
+    if fresh != page.read_bytes():
+        return (f"{page}: is not the page of the boards beside it (stale); rebuild it with "
+                f"`cfbench report --board {board_dir}`")
+    return None
 
 
 def _rendered(path: Path, board: dict[str, Any], name: str) -> tuple[list[str], list[str]]:

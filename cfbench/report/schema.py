@@ -175,6 +175,30 @@ def board_schema() -> dict[str, Any]:
                 "description": "groups of methods whose CFs are identical for every query",
                 "items": {"type": "array", "items": {"type": "string"}, "minItems": 2}
             },
+            "added": {
+                "type": "array",
+                "description": "methods added by `cfbench leaderboard --add`, each with the run "
+                               "command and provenance its rows came from",
+                "items": {
+                    "type": "object",
+                    "required": ["methods", "command", "provenance"],
+                    "properties": {
+                        "methods": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        "command": {"type": "string"},
+                        "provenance": {"type": "object"},
+                        "augment_methods": {"type": "array", "items": {"type": "string"}}
+                    }
+                }
+            },
+            "augmentation_kept": {
+                "type": "object",
+                "description": "set when `--update --keep-augmentation` kept the study of the "
+                               "board it replaced (that board's records SHA-256 and cfbench)",
+                "properties": {
+                    "records_sha256": {"type": ["string", "null"]},
+                    "cfbench": {"type": ["string", "null"]}
+                }
+            },
             "augmentation": {
                 "oneOf": [
                     {

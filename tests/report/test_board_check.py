@@ -228,3 +228,30 @@ def test_rescore_rebuilds_the_committed_boards_from_their_records(committed):
     (committed / "heart.records.jsonl.gz").unlink()
     r = cli("leaderboard", "--rescore", "--dir", str(committed))
     assert r.returncode == 2 and "no heart.records.jsonl.gz to rebuild it from" in r.stderr
+
+
+def test_a_board_that_contradicts_its_suite_file_fails(committed):
+    """A board written from its suite file with other flags (``--n-queries 5``) says "Run:
+    `cfbench run --config heart.suite.toml`, i.e. ... --n-queries 5": --validate refuses it."""
+    def other_flags(doc):
+        doc["config"]["n_queries"] = 5
+        doc["augmentation"]["seeds"] = [0, 1]
+
+    from cfbench.report.check import suite_problems
+
+    edit_json(committed / "heart.json", other_flags)
+    [line] = suite_problems(committed / "heart.json", json.loads((committed / "heart.json").read_text()))
+    assert "heart.suite.toml" in line and "n_queries 5 on the board, None in the file" in line
+    assert "augment.seeds [0, 1] on the board, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] in the file" in line
+    (committed / "heart.suite.toml").write_text("# edited\n" + (committed / "heart.suite.toml").read_text())
+    [line] = suite_problems(committed / "heart.json", json.loads((committed / "heart.json").read_text()))
+    assert "but that file is now" in line
+
+
+def test_a_stale_index_page_fails(committed):
+    from cfbench.report.check import index_problem
+
+    assert index_problem(committed) is None
+    page = committed / "index.html"
+    page.write_text(page.read_text().replace("</body>", "<p>edited</p></body>"))
+    assert "stale" in index_problem(committed) and "cfbench report --board" in index_problem(committed)
