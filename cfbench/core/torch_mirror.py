@@ -29,14 +29,18 @@ class NetworkModule(torch.nn.Module):
             self.layers.append(layer)
         self.activation = net.activation
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def logit(self, z: torch.Tensor) -> torch.Tensor:
+        """The class-1 logit ``(n,)`` (log p1 − log p0, finite where p0 rounds to 0)."""
         a = z.to(self.layers[0].weight.dtype)
         act = _ACT[self.activation]
         for i, layer in enumerate(self.layers):
             a = layer(a)
             if i < len(self.layers) - 1:
                 a = act(a)
-        p1 = torch.sigmoid(a[:, 0])
+        return a[:, 0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        p1 = torch.sigmoid(self.logit(z))
         return torch.stack([1 - p1, p1], dim=1)
 
 

@@ -513,6 +513,10 @@ def _commands(board: dict[str, Any], is_board: bool) -> list[str]:
     aug_flags = "".join(f" --augment runs/{task}-aug{i or ''}" for i in range(len(augs)))
     if is_board:
         cmds.append(f"cfbench leaderboard runs/{task} --update{aug_flags}")
+        for i, e in enumerate(board.get("added") or []):  # methods added later, one run each
+            cmds.append(f"{e.get('command')} --out runs/{task}-add{i}   # added: "
+                        + ", ".join(map(str, e.get("methods") or [])))
+            cmds.append(f"cfbench leaderboard --add runs/{task}-add{i}")
         cmds.append("cfbench report --board leaderboard/")
     else:
         cmds.append(f"cfbench report runs/{task}{aug_flags} --out report/{task}")

@@ -85,8 +85,7 @@ class CEM:
             found = False
             for it in range(self.max_iter):
                 y.requires_grad_(True)
-                p = self.module((z0 + y)[None])[0]
-                margin = s * (torch.log(p[1]) - torch.log(p[0]))
+                margin = s * self.module.logit((z0 + y)[None])[0]
                 smooth = c * torch.clamp(margin, min=-self.kappa) + (y**2).sum()
                 (grad,) = torch.autograd.grad(smooth, y)
                 step = self.lr * (1.0 - it / self.max_iter) ** 0.5
@@ -101,9 +100,9 @@ class CEM:
                     continue
                 cf = sp.finish((z0 + delta).numpy()[None], query)
                 dz = sp.view.encode(cf)[0] - z0n
-                with torch.no_grad():
-                    p_cf = float(self.module(torch.from_numpy(z0n + dz)[None])[0, target])
-                if p_cf > 0.5:
+                with torch.no_grad():  # the PN must beat the other class by κ (logit units)
+                    m_cf = -s * float(self.module.logit(torch.from_numpy(z0n + dz)[None])[0])
+                if m_cf > 0 and m_cf >= self.kappa:
                     found = True
                     cost = self.beta * np.abs(dz).sum() + (dz**2).sum()
                     if cost < best_cost:

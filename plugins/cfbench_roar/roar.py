@@ -57,8 +57,7 @@ class ROAR:
         if self.linear is not None:
             return torch.from_numpy(np.asarray(self.linear.weights, float)), float(self.linear.intercept)
         z = z0.clone().requires_grad_(True)
-        p = self.module(z[None])[0]
-        logit = torch.log(p[1]) - torch.log(p[0])
+        logit = self.module.logit(z[None])[0]
         (w,) = torch.autograd.grad(logit, z)
         return w.detach(), float(logit.detach() - w.detach() @ z0)
 
