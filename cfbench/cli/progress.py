@@ -4,7 +4,8 @@ Before work starts: a plan line (cells, queries, expected duration from the cost
 ``cfbench.execution.schedule``).  While it runs, on a terminal: one overall bar with done/total and an
 ETA, and one compact line per running cell (its queries, s/query, or the phase its worker is
 in, e.g. fine-tuning); a finished cell collapses into one printed result line (validity of its
-CFs, ok count, s/query).  When the output is not a terminal: the plan line, one line per
+CFs, ok count, s/query), marked ✗ with its first failure's reason and the log holding the
+traceback when every one of its queries failed.  When the output is not a terminal: the plan line, one line per
 finished cell and at most one progress line every :data:`PLAIN_EVERY` seconds, no redraws.
 
 The ETA uses each running cell's measured seconds per query once it has answered some (the
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group
@@ -28,10 +30,14 @@ from rich.table import Table
 from rich.text import Text
 
 from cfbench.core import phase
-from cfbench.execution import config, schedule
+from cfbench.execution import config, schedule, workerproc
 
 #: seconds between two progress lines when the output is not a terminal
 PLAIN_EVERY = 30.0
+#: the statuses of a query that failed (``not_found`` is an answer: no CF exists or was found)
+FAILED = frozenset({"error", "timeout", "invalid_output"})
+#: at most this many characters of a failure's reason on a cell's result line
+REASON_CHARS = 300
 
 
 class RunObserver:
@@ -55,6 +61,11 @@ class _CellState:
     expected: float  # seconds per query, from the cost model
     done: int = 0
     ok: int = 0
+    failed: int = 0
+    #: ``status: reason`` of the cell's first failed query
+    first_failure: str = ""
+    #: the cell's log (``OUT/logs/…``), where the traceback of a failure is kept
+    log: Path | None = None
     seconds: list[float] = field(default_factory=list)
     cfs: list[list[float]] = field(default_factory=list)
     targets: list[int] = field(default_factory=list)
@@ -143,6 +154,7 @@ class ProgressDisplay(RunObserver):
     def plan(self, work: Sequence[tuple[Any, Any]], cfg: Any) -> None:
         budget = float(getattr(cfg, "budget", config.DEFAULT_BUDGET))
         self.jobs = int(getattr(cfg, "jobs", 1))
+        out = getattr(cfg, "out", None)
         with self._lock:
             self.t0 = self.clock()
             self._last_plain = self.t0
@@ -154,6 +166,8 @@ class ProgressDisplay(RunObserver):
             for cell, todo in work:
                 per_q = schedule.per_query_cost(schedule.generator_spec(cell.method), cell.variant, budget)
                 new[cell] = _CellState(f"{cell.label} seed {cell.seed}", len(todo), per_q)
+                if out is not None:
+                    new[cell].log = Path(out) / "logs" / workerproc.log_name(cell.label, cell.seed)
             self.cells.update(new)
             n_q = sum(c.total for c in new.values())
             costs = [schedule.CELL_OVERHEAD + c.total * c.expected for c in new.values()]
@@ -198,6 +212,10 @@ class ProgressDisplay(RunObserver):
             st.done += 1
             st.phase = ""
             st.slots += int(rec.get("k") or 1)
+            if rec.get("status") in FAILED:
+                st.failed += 1
+                if not st.first_failure:
+                    st.first_failure = f"{rec['status']}: {rec.get('reason') or 'no reason given'}"
             if rec.get("status") == "ok":
                 st.ok += 1
                 for cf in rec.get("cfs") or []:
@@ -218,7 +236,10 @@ class ProgressDisplay(RunObserver):
 
     # ------------------------------------------------------------------ text
     def result_line(self, st: _CellState) -> str:
-        """``✓ label  valid 31/50 · ok 50/50 · 0.41 s/query · 21 s``."""
+        """``✓ label  valid 31/50 · ok 50/50 · 0.41 s/query · 21 s``; ``✗`` for a cell cut short
+        or whose every query failed, the latter followed by its first failure and the log that
+        holds the traceback (``✗ label  ok 0/4 · – · 2 s · error: fit failed: KeyError: 'x' at
+        pkg/fit.py:12 · log: OUT/logs/label-seed0.log``)."""
         parts = []
         if self.validity is not None and st.slots:
             try:
@@ -231,7 +252,13 @@ class ProgressDisplay(RunObserver):
         parts.append(fmt_rate(med))
         if st.started is not None and st.ended is not None:
             parts.append(fmt_duration(st.ended - st.started))
-        mark = "✓" if st.done >= st.total else "✗"
+        all_failed = st.done > 0 and st.failed == st.done
+        if all_failed:
+            why = " ".join(st.first_failure[: REASON_CHARS * 4].split())
+            parts.append(why if len(why) <= REASON_CHARS else why[: REASON_CHARS - 1] + "…")
+            if st.log is not None and st.log.exists():  # the traceback, the worker's output
+                parts.append(f"log: {st.log}")
+        mark = "✓" if st.done >= st.total and not all_failed else "✗"
         return f"{mark} {st.label}  " + " · ".join(parts)
 
     def totals(self) -> tuple[int, int, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -11,8 +12,15 @@ class UserError(Exception):
     exit_code = 2
 
 
-def choices_error(what: str, value: object, valid: Iterable[object]) -> UserError:
-    """Build the standard message for a value outside a closed set of choices."""
+def choices_error(what: str, value: object, valid: Iterable[object], note: str = "") -> UserError:
+    """Build the standard message for a value outside a closed set of choices; ``note`` (e.g.
+    a suggestion from :func:`closest`) goes between the value and the choices."""
     valid = sorted(str(v) for v in valid)
     shown = ", ".join(valid) if valid else "(none available)"
-    return UserError(f"unknown {what} {value!r}; valid choices: {shown}")
+    return UserError(f"unknown {what} {value!r}{note}; valid choices: {shown}")
+
+
+def closest(value: str, valid: Iterable[str]) -> str | None:
+    """The valid name most like ``value`` (``difflib``), or None when none is close."""
+    found = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.6)
+    return found[0] if found else None

@@ -6,8 +6,11 @@ The core calls hooks through this module and never imports a plugin by name.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.metadata
 import os
+import re
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 import pluggy
 
 from cfbench.core import hookspecs
-from cfbench.core.errors import choices_error
+from cfbench.core.errors import choices_error, closest
 from cfbench.core.generator import DISTRIBUTION, Capabilities, GeneratorSpec
 from cfbench.core.model import KINDS
 
@@ -49,9 +52,42 @@ class Registry:
     dists: dict[str, str] = field(default_factory=dict)
 
     def generator(self, name: str) -> GeneratorSpec:
+        """The method ``name``; unknown, a one-line error that suggests the closest name or
+        names the plugin that failed to load and may have provided it."""
         if name not in self.generators:
-            raise choices_error("method", name, self.generators)
+            raise choices_error("method", name, self.generators, self._unknown_method(name))
         return self.generators[name]
+
+    def _unknown_method(self, name: str) -> str:
+        """What to add to the error of an unknown method: the plugin that failed to load and is
+        named like it, else the closest method name, else every plugin that failed to load
+        (one of them may provide it)."""
+        key = _plugin_key(name)
+        plugin = max(sorted(self.broken), key=lambda p: _likeness(key, _plugin_key(p)), default=None)
+        method = closest(name, self.generators)
+        if plugin is not None and (_plugin_key(plugin) == key or (
+                _likeness(key, _plugin_key(plugin)) >= 0.6
+                and (method is None or _likeness(key, _plugin_key(plugin)) > _likeness(name, method)))):
+            return (f"; plugin {plugin!r} failed to load: {_one_line(self.broken[plugin], 300)} "
+                    "(see `cfbench list methods`)")
+        if method is not None:
+            return f" (did you mean {method!r}?)"
+        if self.broken:
+            return ("; plugins that failed to load, one may provide it: "
+                    + ", ".join(f"{p!r} ({_one_line(self.broken[p], 150)})" for p in sorted(self.broken))
+                    + " (see `cfbench list methods`)")
+        return ""
+
+    def code_modules(self, method: str) -> tuple[str, ...]:
+        """The modules ``method``'s code comes from: its plugin's (the entry point's module)
+        and its factory's; what a failure's reason points into (``execution.failure``)."""
+        spec = self.generator(method)
+        plugin = self.pm.get_plugin(spec.plugin) if spec.plugin else None
+        factory = getattr(spec.factory, "func", spec.factory)  # a functools.partial's function
+        names = [getattr(plugin, "__name__", None) if isinstance(plugin, types.ModuleType)
+                 else type(plugin).__module__ if plugin is not None else None,
+                 getattr(factory, "__module__", None)]
+        return tuple(n for n in names if isinstance(n, str))
 
     def loader(self, name: str) -> Any:
         if name not in self.loaders:
@@ -62,6 +98,22 @@ class Registry:
         """(name, plugin) in precedence order: built-in plugins first, then by name."""
         named = [(self.pm.get_name(p) or "?", p) for p in self.pm.get_plugins()]
         return sorted(named, key=lambda np_: (np_[0] not in self.builtin, np_[0]))
+
+
+def _plugin_key(name: str) -> str:
+    """A plugin or method name compared loosely: ``cfbench_growing_spheres`` and
+    ``growing-spheres`` are one key."""
+    return re.sub(r"^cfbench-", "", name.lower().replace("_", "-"))
+
+
+def _likeness(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace runs made one space), cut to ``limit`` characters."""
+    flat = " ".join(text[: limit * 4].split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _describe(exc: BaseException) -> str:

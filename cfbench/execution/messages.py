@@ -2,7 +2,9 @@
 
 Each is a named tuple whose first item is its kind, so it pickles to any worker (a fork-server
 process, a Ray actor) and an executor written against the plain-tuple protocol still works:
-the driver reads what arrives with ``Kind._make``.  A worker's first message is ``Fitted`` or
+the driver reads what arrives with ``Kind._make``.  A field added later has a default, and the
+driver pads a shorter tuple with it (an older worker's ``Results`` has no ``traceback``).  A
+worker's first message is ``Fitted`` or
 ``FitError``; each ``Batch`` is answered with one ``Results``; ``Stop`` ends it.  A local
 worker also sends ``("phase", text)`` and ``("ready",)`` while it fits (``cfbench.core.phase``).
 """
@@ -22,10 +24,12 @@ class Fitted(NamedTuple):
 
 
 class FitError(NamedTuple):
-    """The generator could not be built or fitted (or a preload failed), and why."""
+    """The generator could not be built or fitted (or a preload failed), and why; ``traceback``
+    is the full text of what was raised (bounded, see ``failure.format_traceback``), or ``""``."""
 
     kind: str
     reason: str
+    traceback: str = ""
 
 
 class Batch(NamedTuple):
@@ -41,20 +45,22 @@ class Batch(NamedTuple):
 
 
 class Results(NamedTuple):
-    """One checked, redacted record per query of the batch, and the seconds ``generate`` took."""
+    """One checked, redacted record per query of the batch, and the seconds ``generate`` took;
+    ``traceback`` is what ``generate`` raised (bounded), or ``""``."""
 
     kind: str
     first_query_id: int
     outputs: list[dict[str, Any]]
     seconds: float
+    traceback: str = ""
 
 
 def fitted(seconds: float, provenance: dict[str, Any]) -> Fitted:
     return Fitted("fitted", seconds, provenance)
 
 
-def fit_error(reason: str) -> FitError:
-    return FitError("fit_error", reason)
+def fit_error(reason: str, traceback: str = "") -> FitError:
+    return FitError("fit_error", reason, traceback)
 
 
 def batch(first_query_id: int, rows: list[list[float]], targets: list[int], k: int,
@@ -62,8 +68,16 @@ def batch(first_query_id: int, rows: list[list[float]], targets: list[int], k: i
     return Batch("batch", first_query_id, rows, targets, k, budget)
 
 
-def results(first_query_id: int, outputs: list[dict[str, Any]], seconds: float) -> Results:
-    return Results("results", first_query_id, outputs, seconds)
+def results(first_query_id: int, outputs: list[dict[str, Any]], seconds: float,
+            traceback: str = "") -> Results:
+    return Results("results", first_query_id, outputs, seconds, traceback)
+
+
+def read(kind: type[Any], msg: tuple) -> Any:
+    """``msg`` as the named tuple ``kind``, a shorter tuple padded with the fields' defaults."""
+    n = len(kind._fields)
+    missing = kind._fields[len(msg):n]
+    return kind._make((*msg[:n], *(kind._field_defaults[f] for f in missing)))
 
 
 #: the message that ends a worker after its last batch

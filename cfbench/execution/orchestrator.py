@@ -14,17 +14,18 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cfbench.core.errors import UserError
 from cfbench.core.plugins import registry
-from cfbench.execution import messages, schedule
+from cfbench.execution import messages, schedule, workerproc
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.executor import Executor, LocalExecutor, WorkerHandle, get_executor
 from cfbench.records.labels import Choice, canonical_groups, canonical_key
-from cfbench.records.provenance import environment, module_dists
+from cfbench.records.provenance import environment, module_dists, plugin_distribution, with_runtime
 from cfbench.records.store import (
     RUN_INFO,
     SCHEMA_VERSION,
@@ -44,6 +45,9 @@ from cfbench.tasks.spec import Task, TaskSpec
 
 # ----------------------------------------------------------------------------- parent side
 
+#: at most this many distinct tracebacks are saved in one cell's log by one run
+TRACEBACKS_PER_CELL = 5
+
 
 @dataclass
 class Runner:
@@ -62,6 +66,7 @@ class Runner:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _live: set = field(default_factory=set, repr=False)
     _live_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tracebacks: dict[tuple[str, int], set[str]] = field(default_factory=dict, repr=False)
 
     def abort(self) -> None:
         """Stop all cells now (interrupt, SIGTERM): kill every live worker, record nothing more."""
@@ -97,15 +102,41 @@ class Runner:
             self._live.discard(w)
 
     def provenance(self, cell: Cell) -> dict[str, Any]:
-        spec = registry().generator(cell.method)
+        """What every record of ``cell`` carries: versions, host, seed, the task's identity and
+        the release of the method's plugin (``records.provenance.plugin_distribution``)."""
+        reg = registry()
+        spec = reg.generator(cell.method)
         env = environment()
-        return {
+        out = {
             **env,
             "libraries": {**env["libraries"], **module_dists(tuple(spec.requires))},
             "plugin": spec.plugin,
             "seed": cell.seed,
             **self.task.provenance(),
         }
+        dist = reg.dists.get(spec.plugin)
+        if dist is not None:  # the commit of the checkout the plugin was imported from
+            source = getattr(reg.pm.get_plugin(spec.plugin), "__file__", None)
+            out["plugin_distribution"] = dict(plugin_distribution(dist, source))
+        return out
+
+    def log_path(self, cell: Cell) -> Path:
+        """The cell's log, ``OUT/logs/<label>-seed<seed>.log``: its worker's output (local
+        executor) and the tracebacks of what its generator raised."""
+        return Path(self.cfg.out) / "logs" / workerproc.log_name(cell.label, cell.seed)
+
+    def _save_traceback(self, cell: Cell, what: str, text: str) -> None:
+        """Append ``text``, the traceback of what ``cell``'s generator raised in ``what``, to
+        the cell's log; each distinct one once, at most :data:`TRACEBACKS_PER_CELL` per cell."""
+        if not isinstance(text, str) or not text:
+            return
+        seen = self._tracebacks.setdefault((cell.label, cell.seed), set())
+        if text in seen or len(seen) >= TRACEBACKS_PER_CELL:
+            return
+        seen.add(text)
+        workerproc.append_log(self.log_path(cell),
+                              f"--- cfbench: {cell.label} seed {cell.seed}: {what} raised ---\n"
+                              f"{text.rstrip()}\n")
 
     def run_cell(self, cell: Cell, queries: pd.DataFrame,
                  on_fitted: Callable[[], None] | None = None) -> None:
@@ -158,9 +189,12 @@ class Runner:
                     if kind == "msg" and msg[0] == "fitted":
                         done = messages.Fitted._make((*msg, {})[:3])  # provenance may be absent
                         fit_seconds = done.seconds
-                        prov = {**prov, **done.provenance}  # where it runs
+                        prov = with_runtime(prov, done.provenance)  # where it runs
                     else:
                         during = f" while {phases[-1]}" if phases else ""  # e.g. an import
+                        if kind == "msg":
+                            failed = messages.read(messages.FitError, msg)
+                            self._save_traceback(cell, "fit", failed.traceback)
                         reason = (
                             f"fit failed: {msg[1]}" if kind == "msg"
                             else f"fit exceeded {self.cfg.fit_timeout:g} s{during}"
@@ -184,7 +218,9 @@ class Runner:
                 if self._stopping.is_set():
                     return
                 if kind == "msg":
-                    answer = messages.Results._make(msg)
+                    answer = messages.read(messages.Results, msg)
+                    self._save_traceback(cell, f"generate (queries from id {first_qid})",
+                                         answer.traceback)
                     per_query = answer.seconds / len(batch)
                     for (_, q), out in zip(batch.iterrows(), answer.outputs, strict=True):
                         self._append(cell, q, out, prov, per_query, len(batch), fit_seconds)

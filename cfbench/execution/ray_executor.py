@@ -37,7 +37,8 @@ from cfbench.core.generator import DISTRIBUTION
 from cfbench.core.plugins import registry
 from cfbench.execution import messages
 from cfbench.execution.config import Cell, RunConfig
-from cfbench.execution.worker import answer_batch, describe_exception, fit_generator, unsendable
+from cfbench.execution.failure import describe_exception
+from cfbench.execution.worker import answer_batch, fit_generator, plugin_roots, unsendable
 from cfbench.execution.workerproc import own_group_with_reaper
 from cfbench.score.metrics import envelope
 from cfbench.tasks.spec import Task
@@ -230,6 +231,7 @@ class CellActor:
         self.task, self.method, self.variant, self.seed = task, method, variant, seed
         self.params, self.install_hint = params, install_hint
         self.gen: Any = None
+        self.roots: tuple[str, ...] = ()
 
     def fit(self) -> tuple:
         """``messages.Fitted`` or ``messages.FitError``."""
@@ -251,12 +253,14 @@ class CellActor:
         self.gen, fitted = fit_generator(self.task, self.method, self.variant, self.seed,
                                          self.params)
         self.bounds = envelope(self.task.X_train[self.task.schema.names].to_numpy(float))
+        if self.gen is not None:
+            self.roots = plugin_roots(self.method, self.gen)
         return fitted
 
     def batch(self, msg: tuple) -> tuple:
         """``messages.Results`` for one ``messages.Batch``:
         the local worker's code (``runner.answer_batch``), so both executors record alike."""
-        out = answer_batch(self.gen, self.task, self.seed, msg, self.bounds)
+        out = answer_batch(self.gen, self.task, self.seed, msg, self.bounds, self.roots)
         try:
             pickle.dumps(out)  # what Ray will do with it: an unpicklable answer costs its batch only
         except Exception as exc:  # noqa: BLE001 - unpicklable or unbounded content

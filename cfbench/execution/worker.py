@@ -9,7 +9,6 @@ import os
 import random
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cfbench.core.redact import redact_data
 from cfbench.core.schema import FeatureSchema
 from cfbench.core.strict_json import json_safe
 from cfbench.execution import messages, schedule, workerproc
+from cfbench.execution.failure import code_roots, describe_exception, format_traceback
 from cfbench.execution.forkserver import installed
 from cfbench.records.provenance import runtime_provenance
 from cfbench.score.metrics import envelope, invalid_values, outside_envelope
@@ -176,11 +176,12 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
     if gen is None:
         return
     bounds = envelope(task.X_train[task.schema.names].to_numpy(float))
+    roots = plugin_roots(method, gen)
     while True:
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        out = answer_batch(gen, task, seed, msg, bounds)
+        out = answer_batch(gen, task, seed, msg, bounds, roots)
         try:  # send pickles completely before writing: a failure sends nothing
             conn.send(out)
         except (OSError, EOFError):
@@ -191,14 +192,17 @@ def _worker(conn: Any, task: Task, method: str, variant: str, seed: int, params:
 
 def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
                   ) -> tuple[Any, messages.Fitted | messages.FitError]:
-    """``(generator, ("fitted", seconds, provenance))`` or ``(None, ("fit_error", why))``.
+    """``(generator, ("fitted", seconds, provenance))`` or ``(None, ("fit_error", why, traceback))``.
 
     One home for what every executor's worker does first; whatever ``fit`` raises
-    (``SystemExit`` and ``KeyboardInterrupt`` included) is reported, never raised.  The
-    method's ``preload`` modules come first, so one that fails is named in the report.
+    (``SystemExit`` and ``KeyboardInterrupt`` included) is reported, never raised, with the
+    plugin's own line in the reason (``failure.where``) and the bounded traceback beside it.
+    The method's ``preload`` modules come first, so one that fails is named in the report.
     """
+    roots: tuple[str, ...] = ()
     try:
         spec = registry().generator(method)
+        roots = plugin_roots(method)
         failed = import_preloads(spec.preload)
         if failed is not None:
             return None, messages.fit_error(redact_data(failed))
@@ -211,9 +215,23 @@ def fit_generator(task: Task, method: str, variant: str, seed: int, params: dict
         seed_everything(seed)
         t0 = time.perf_counter()
         gen = spec.build(variant, params).fit(context)
-        return gen, messages.fitted(time.perf_counter() - t0, runtime_provenance(spec))
+        runtime = runtime_provenance(spec, registry().dists.get(spec.plugin))
+        return gen, messages.fitted(time.perf_counter() - t0, runtime)
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        return None, messages.fit_error(redact_data(describe_exception(exc)))
+        return None, messages.fit_error(redact_data(describe_exception(exc, roots)),
+                                        redact_data(format_traceback(exc)))
+
+
+def plugin_roots(method: str, gen: Any = None) -> tuple[str, ...]:
+    """Where ``method``'s own code lives (``failure.code_roots``): its plugin's module, its
+    factory's and, once fitted, its generator's class's; ``()`` when that cannot be told."""
+    try:
+        modules = registry().code_modules(method)
+        if gen is not None:
+            modules = (*modules, type(gen).__module__)
+        return code_roots(modules)
+    except Exception:  # noqa: BLE001 - a reason without the plugin's line is still a reason
+        return ()
 
 
 def import_preloads(modules: Sequence[str]) -> str | None:
@@ -235,12 +253,16 @@ def import_preloads(modules: Sequence[str]) -> str | None:
 
 
 def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
-                 bounds: tuple[np.ndarray, np.ndarray]) -> messages.Results:
-    """``("results", first_query_id, outputs, seconds)`` for one ``("batch", …)`` message.
+                 bounds: tuple[np.ndarray, np.ndarray],
+                 roots: tuple[str, ...] = ()) -> messages.Results:
+    """``("results", first_query_id, outputs, seconds, traceback)`` for one ``("batch", …)``.
 
     Whatever the generator raises or returns is turned into checked, redacted records of the
     queries concerned; the batch's seed depends only on the cell's seed and the first query.
+    What ``generate`` raises is described at its deepest frame inside ``roots`` (the plugin's
+    code, see ``plugin_roots``) and its traceback comes back beside the records.
     """
+    tb = ""
     _, batch_id, rows, targets, k, budget = messages.Batch._make(msg)
     columns = task.schema.names
     queries = pd.DataFrame(rows, columns=columns)
@@ -256,8 +278,9 @@ def answer_batch(gen: Any, task: Task, seed: int, msg: tuple,
             out = [_normalise_safely(r, columns, k, bounds, task.schema) for r in results]
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
         elapsed = time.perf_counter() - t0
-        out = [_error(describe_exception(exc))] * len(rows)
-    return messages.results(batch_id, [redact_data(o) for o in out], elapsed)
+        out = [_error(describe_exception(exc, roots))] * len(rows)
+        tb = redact_data(format_traceback(exc))
+    return messages.results(batch_id, [redact_data(o) for o in out], elapsed, tb)
 
 
 def unsendable(msg: tuple, out: tuple, exc: BaseException) -> messages.Results:
@@ -277,13 +300,3 @@ def _normalise_safely(res: Any, columns: list[str], k: int,
 
 def _error(reason: str) -> dict[str, Any]:
     return {"status": "error", "cfs": [], "reason": reason, "raw": None, "extra": {}}
-
-
-def describe_exception(exc: BaseException) -> str:
-    try:
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
-        where, text = "", "<unprintable>"
-    return f"{type(exc).__name__}: {text}{where}"[:2000]

@@ -9,7 +9,8 @@
   fire on the death of the worker's parent, which is the fork server, not the run.)  With the
   workers gone, the fork server and the resource tracker exit on their own.
 * A worker's stdout and stderr go to a per-cell log file, so a plugin's prints never mix into
-  cfbench's own output (``cfbench leaderboard --format json``, progress bars).
+  cfbench's own output (``cfbench leaderboard --format json``, progress bars).  The driver adds
+  to the same file the traceback of what the cell's generator raised (``append_log``).
 """
 
 from __future__ import annotations
@@ -143,6 +144,21 @@ def kill_group(pid: int | None) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def append_log(log: Path, text: str) -> None:
+    """Append ``text`` to a cell's log in one write (the driver's additions, e.g. a traceback
+    the worker sent; a worker still writing to the file interleaves whole writes only).  A
+    log that cannot be written costs the traceback only, never the run."""
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, text.encode("utf-8", errors="replace"))
+        finally:
+            os.close(fd)
+    except OSError:
         pass
 
 

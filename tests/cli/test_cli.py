@@ -35,7 +35,7 @@ def test_breast_cancer_nearest_neighbour_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["run", "--task", "nope"], "unknown task 'nope'; valid choices: "),
-    (["run", "--task", "breast-cancer", "--methods", "dicee"], "unknown method 'dicee'; valid choices: "),
+    (["run", "--task", "breast-cancer", "--methods", "dicee"], "unknown method 'dicee' (did you mean 'dice'?); valid choices: "),
     (["run", "--task", "breast-cancer", "--methods", "nearest-neighbour:fast"], "unknown variant 'fast'"),
     (["run", "--task", "breast-cancer", "--k", "zero"], "--k: expected a positive integer, got 'zero'"),
     (["run", "--task", "breast-cancer", "--timeout", "-1"], "--timeout: expected a positive number"),

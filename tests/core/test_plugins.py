@@ -65,6 +65,31 @@ def test_a_broken_plugin_never_breaks_the_others(tmp_path, monkeypatch):
     assert any("broken on purpose" in r["hint"] for r in rows)
 
 
+def test_an_unknown_method_names_the_broken_plugin_or_the_closest_method(tmp_path, monkeypatch):
+    from cfbench.core.errors import UserError
+
+    bad = tmp_path / "cfbench_frob.py"
+    bad.write_text("import no_such_frobnicator_lib\n")
+    monkeypatch.syspath_prepend(str(install_on_path(tmp_path / "site", bad, "cfbench_frob",
+                                                    "frobnicate")))
+    reg = build_registry()
+
+    def error(name: str) -> str:
+        with pytest.raises(UserError) as info:
+            reg.generator(name)
+        text = str(info.value)
+        assert "\n" not in text and text.startswith(f"unknown method {name!r}")
+        return text
+
+    for name in ("frobnicate", "frobnicator"):  # named like the plugin that failed to import
+        assert ("; plugin 'frobnicate' failed to load: ModuleNotFoundError: No module named "
+                "'no_such_frobnicator_lib' (see `cfbench list methods`); valid choices: ") in error(name)
+    assert "unknown method 'dicee' (did you mean 'dice'?); valid choices: " in error("dicee")
+    assert "plugins that failed to load, one may provide it: 'frobnicate' (" in error("zzqqxx")
+    reg.broken.clear()
+    assert "unknown method 'zzqqxx'; valid choices: " in error("zzqqxx")
+
+
 # ----------------------------------------------------------------------------- hostile plugins
 
 HOSTILE = {
