@@ -532,7 +532,7 @@ def added_note(board: dict[str, Any]) -> str:
     out = []
     for e in board.get("added") or []:
         prov = e.get("provenance") or {}
-        dist = prov.get("plugin_dist") or {}
+        dist = prov.get("plugin_distribution") or {}
         made = (f" ({md_cell(str(dist.get('name')))} {md_cell(str(dist.get('version')))})"
                 if isinstance(dist, dict) and dist.get("name") else "")
         study = (f"; in the augmentation study: {', '.join(map(md_cell, e['augment_methods']))}"
