@@ -119,16 +119,17 @@ class GeneratorRun:
         return f"{self.spec.name}:{self.variant}"
 
     @functools.cached_property
-    def check_task(self) -> Any:
+    def run_task(self) -> Any:
+        """The task the checks run on (``check_task``)."""
         return check_task(self.task)
 
     @functools.cached_property
     def queries(self) -> pd.DataFrame:
-        return self.check_task.queries(self.n_queries)
+        return self.run_task.queries(self.n_queries)
 
     @property
     def schema(self) -> FeatureSchema:
-        return self.check_task.schema
+        return self.run_task.schema
 
     def results(self, params: Mapping[str, Any] | None = None, again: bool = False) -> list[Any]:
         """What ``generate`` returned for the queries, built with ``params`` (default: the run's).
@@ -150,7 +151,7 @@ class GeneratorRun:
 
     def _run(self, params: Mapping[str, Any]) -> list[Any]:
         """Build, fit and generate as a worker does (same seeding), in this process."""
-        task, queries = self.check_task, self.queries
+        task, queries = self.run_task, self.queries
         seed_everything(self.seed)
         gen = self.spec.build(self.variant, params).fit(task.fit_context(self.seed, dict(params)))
         seed_everything(self.seed * 1_000_003 + int(queries["query_id"].iloc[0]))
@@ -177,7 +178,7 @@ class GeneratorRun:
     @functools.cached_property
     def span(self) -> np.ndarray:
         """Per-feature training range (1 where it is 0): the metrics' scale of a change."""
-        X = self.check_task.X_train[self.schema.names].to_numpy(float)
+        X = self.run_task.X_train[self.schema.names].to_numpy(float)
         span = X.max(axis=0) - X.min(axis=0)
         return np.where(span > 0, span, 1.0)
 
