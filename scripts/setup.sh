@@ -25,7 +25,8 @@ want="$("$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.to
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$PYTHON" - <<'PY' 2>/dev/null
 import importlib.util, sys
 need = ["cfbench", "cfbench_dice", "cfbench_cfnow", "cfbench_nice", "cfbench_llm", "torch",
-        "dice_ml", "cfnow", "transformers", "peft", "imblearn", "pytest", "ruff", "jsonschema", "playwright", "skops"]
+        "dice_ml", "cfnow", "transformers", "peft", "imblearn", "pytest", "ruff", "jsonschema", "playwright", "skops",
+        "hatchling"]
 if any(importlib.util.find_spec(m) is None for m in need):
     sys.exit(1)
 # the installed plugins must be this checkout's (an editable install of another clone is not)

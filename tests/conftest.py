@@ -1,14 +1,19 @@
-"""Shared fixtures: a cache folder per session and a way to put third-party plugins on the path."""
+"""Shared fixtures: a cache folder per session and ways to put third-party plugins on the path
+(a fixture module with a hand-written dist-info, or the example plugin installed by pip)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: the submission guide's example plugins (docs/writing-a-plugin.md shows examples/cfbench-shift)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def install_on_path(target: Path, module_file: Path, dist: str, entry_name: str) -> Path:
@@ -21,6 +26,39 @@ def install_on_path(target: Path, module_file: Path, dist: str, entry_name: str)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[cfbench]\n{entry_name} = {mod}\n")
     return target
+
+
+def install_example(name: str, target: Path) -> Path:
+    """``pip install`` the example plugin ``examples/<name>`` from its folder into ``target`` and
+    return ``target``; put it on ``PYTHONPATH`` (``plugin_env``) to use the plugin.
+
+    Never into site-packages: every later ``--methods all`` run would pick the plugin up.
+    Offline: no dependencies (cfbench is the one, and it is here) and no build isolation, so
+    the installed build backend (hatchling, in the ``dev`` extra) builds it.
+    """
+    require(importlib.util.find_spec("hatchling") is not None,
+            "hatchling (the dev extra) to build the example plugin")
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(EXAMPLES / name)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    return target
+
+
+def plugin_env(site: Path) -> dict[str, str]:
+    """This process's environment with ``site`` first on ``PYTHONPATH``, for a subprocess
+    (``cfbench``, pytest) that should see the plugins installed there."""
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+@pytest.fixture(scope="session")
+def example_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/cfbench-shift installed once per session into a temporary folder (the
+    ``shift`` method; see ``install_example``); ``plugin_env(site)`` runs commands that see it."""
+    return install_example("cfbench-shift", tmp_path_factory.mktemp("example-site"))
 
 
 def in_ci() -> bool:

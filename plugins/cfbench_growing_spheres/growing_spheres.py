@@ -16,7 +16,7 @@ The space is the paper's normalised one, built from the training ranges: numeric
 features divided by their range, each categorical as a one-hot block scaled by 1/sqrt(2) (so
 that a change of category is a move of length 1).  Sampled points are decoded before they
 are classified: a categorical takes the category whose one-hot coordinate is largest (a code of
-its schema), integer features are rounded.
+its schema), an ordinal its nearest code, integer features are rounded.
 
 Constraints: immutable features are left out of the space, so every point keeps the query's
 values.  Bounds and directions are not part of the method (it samples a sphere around the query)
@@ -49,6 +49,7 @@ class Space:
         self.range = np.where(span > 0, span, 1.0)
         self.numeric: list[int] = []  # feature index, per numeric coordinate
         self.blocks: list[tuple[int, np.ndarray, int]] = []  # (feature, codes, first coordinate)
+        self.ordinal: list[tuple[int, np.ndarray]] = []  # (feature, codes)
         width = 0
         for j, f in enumerate(schema.features):
             if not f.mutable:
@@ -60,6 +61,8 @@ class Space:
             else:
                 self.numeric.append(j)
                 width += 1
+                if f.kind == "ordinal":
+                    self.ordinal.append((j, np.asarray(f.categories or np.unique(X[:, j]), float)))
         self.width = width
         self.num_cols = np.array([c for c in range(width) if not any(
             s <= c < s + len(codes) for _, codes, s in self.blocks)], dtype=int)
@@ -76,11 +79,14 @@ class Space:
         return Z
 
     def decode(self, Z: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Coordinates -> rows: the query's immutables, categories by largest one-hot, integers rounded."""
+        """Coordinates -> rows: the query's immutables, categories by largest one-hot, ordinals at
+        their nearest code (a sphere reaches past the first and last), integers rounded."""
         X = np.repeat(x[None, :], len(Z), axis=0)
         X[:, self.numeric] = Z[:, self.num_cols] * self.range[self.numeric]
         for j, codes, s in self.blocks:
             X[:, j] = codes[np.argmax(Z[:, s : s + len(codes)], axis=1)]
+        for j, codes in self.ordinal:
+            X[:, j] = codes[np.argmin(np.abs(X[:, [j]] - codes[None, :]), axis=1)]
         X[:, self.integer & self.mutable] = np.round(X[:, self.integer & self.mutable])
         return X
 
@@ -112,7 +118,7 @@ class GrowingSpheres:
     Parameters (``cfbench_growing_spheres.PARAMS``): ``n_in_layer`` (2000), ``first_radius``
     (0.1), ``decrease_radius`` (10, the reference package; the paper halves), ``layer_step``
     (unset: the radius the zoom-in ended at, the paper's eta) and ``sparse`` (True).  Honours
-    immutables, categorical codes and integers; bounds and directions are not part of the
+    immutables, categorical and ordinal codes and integers; bounds and directions are not part of the
     method and are not enforced (see the module docstring).
     """
 

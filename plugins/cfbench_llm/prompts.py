@@ -82,7 +82,7 @@ class ValueFormat:
 
     ``int_digits`` caps the digits before the point (from the larger bound's magnitude), so a
     value can leave its range by a little but cannot grow without end; ``choices`` restricts a
-    categorical feature to its codes.
+    categorical or ordinal feature to its codes.
     """
 
     name: str
@@ -145,8 +145,8 @@ def _complete_re(neg: bool, idig: int, dec: int) -> re.Pattern:
 def value_formats(schema: FeatureSchema, X: pd.DataFrame, digits: int = 3) -> list[ValueFormat]:
     """One ``ValueFormat`` per feature: about ``digits`` significant digits at the data's median size.
 
-    Integer, ordinal and categorical features, and numeric columns whose training values are all
-    whole numbers, get no decimals.
+    Categorical and ordinal features are written as one of their codes; integer features and
+    numeric columns whose training values are all whole numbers get no decimals.
     """
     if digits < 1:
         raise UserError(f"digits must be a positive integer, got {digits}")
@@ -159,7 +159,7 @@ def value_formats(schema: FeatureSchema, X: pd.DataFrame, digits: int = 3) -> li
         biggest = max(abs(lo), abs(hi), 1.0)
         int_digits = len(str(int(math.floor(biggest))))
         negative = lo < 0
-        if f.kind == "categorical":
+        if f.kind != "numeric":  # categorical and ordinal: one of the codes, nothing between
             codes = f.categories or tuple(np.unique(col))
             choices = tuple(str(int(round(c))) for c in codes)
             out.append(ValueFormat(f.name, 0, negative, int_digits, choices))

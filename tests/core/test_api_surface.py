@@ -1,4 +1,4 @@
-"""The plugin surface: in-tree plugins import cfbench only through ``cfbench.api``."""
+"""The plugin surface: in-tree and example plugins import cfbench only through ``cfbench.api``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import cfbench.api as api
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALLOWED = ("cfbench.api", "cfbench.testing")
 
 
@@ -35,6 +36,15 @@ def test_plugins_import_only_the_api():
     files = sorted(PLUGINS.rglob("*.py"))
     assert len(files) > 10, "the in-tree plugins were not found"
     wrong = [f"{p.relative_to(PLUGINS)}:{line}: {m}" for p in files
+             for line, m in _cfbench_imports(p) if m not in ALLOWED]
+    assert not wrong, "plugins may import cfbench only via cfbench.api:\n" + "\n".join(wrong)
+
+
+def test_the_example_plugins_import_only_the_api():
+    """What the submission guide shows a third party must keep to the rule too."""
+    files = sorted(EXAMPLES.rglob("*.py"))
+    assert files, "the example plugins were not found"
+    wrong = [f"{p.relative_to(EXAMPLES)}:{line}: {m}" for p in files
              for line, m in _cfbench_imports(p) if m not in ALLOWED]
     assert not wrong, "plugins may import cfbench only via cfbench.api:\n" + "\n".join(wrong)
 

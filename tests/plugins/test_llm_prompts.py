@@ -56,6 +56,14 @@ def test_value_formats_follow_data_and_bounds():
     assert fm["temp_change"].format(-0.001) == "0.00"  # not "-0.00"
 
 
+def test_an_ordinal_feature_is_written_as_one_of_its_codes():
+    """An integer grammar would let the model write 8 vessels where the codes stop at 3."""
+    schema = FeatureSchema.from_records([{"name": "ca", "kind": "ordinal", "categories": [0, 1, 2, 3]}])
+    (fmt,) = value_formats(schema, pd.DataFrame({"ca": [0.0, 1.0, 3.0]}))
+    assert fmt.choices == ("0", "1", "2", "3")
+    assert fmt.complete("3") and not fmt.complete("8") and not fmt.prefix_ok("1.")
+
+
 @pytest.mark.parametrize(
     "text, prefix, complete",
     [("", True, False), ("1", True, True), ("12.", True, False), ("12.5", True, True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cfbench_growing_spheres import cfbench_generators, make_growing_spheres
-from cfbench_growing_spheres.growing_spheres import sample_layer
+from cfbench_growing_spheres.growing_spheres import Space, sample_layer
 from mixed_task import make_mixed_task
 
 from cfbench.core.errors import UserError
@@ -59,6 +59,18 @@ def test_cfs_are_valid_and_keep_immutables_codes_and_integers(mixed):
                 assert cf[j] in f.categories, f.name
             if f.integer:
                 assert cf[j] == np.round(cf[j]), f.name
+
+
+def test_a_sphere_past_an_ordinal_s_last_code_decodes_to_a_code(mixed):
+    """Heart's ``ca`` (codes 0-3) came back as -1 before ordinals were snapped (rounding alone)."""
+    ctx, Q = mixed[0], mixed[1]
+    space = Space(ctx)
+    x = Q[ctx.schema.names].to_numpy(float)[0]
+    j = ctx.schema.names.index("exercise")  # ordinal, codes 0-4
+    Z = np.repeat(space.encode(x[None, :]), 2, axis=0)
+    col = space.num_cols[space.numeric.index(j)]
+    Z[:, col] = np.array([-2.6, 7.4]) / space.range[j]
+    assert space.decode(Z, x)[:, j].tolist() == [0.0, 4.0]
 
 
 def test_feature_selection_makes_cfs_sparser(mixed):
