@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import cfbench
 from cfbench.core.errors import UserError
 from cfbench.core.notices import warn
 from cfbench.core.schema import FeatureSchema
+from cfbench.tasks.model_digest import xgboost_json
 from cfbench.tasks.table import same_value
 
 MODELS = {
@@ -329,7 +329,7 @@ def _fit_cached_xgboost(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, path
             return hit[0], True, hit[1]
     pipeline.fit(X, y)
     prep = dumps_skops(pipeline.steps[0][1])
-    booster = _xgboost_json(pipeline.steps[-1][1])
+    booster = xgboost_json(pipeline.steps[-1][1])
     digest = sha256_bytes(prep + booster)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,14 +338,6 @@ def _fit_cached_xgboost(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, path
         _write_atomic(sidecar, json.dumps({"sha256": digest, "sklearn": sklearn.__version__,
                                            **(key_extra("xgboost") or {})}).encode())
     return pipeline, False, digest
-
-
-def _xgboost_json(estimator: Any) -> bytes:
-    """The fitted XGBClassifier in XGBoost's JSON model format (its scikit-learn settings too)."""
-    with tempfile.TemporaryDirectory() as tmp:  # save_model writes to a path only
-        target = Path(tmp) / "model.json"
-        estimator.save_model(target)
-        return target.read_bytes()
 
 
 def _load_cached_xgboost(path: Path, booster_path: Path, sidecar: Path,

@@ -43,6 +43,7 @@ from cfbench.tasks.classifier import (
     read_user_model,
 )
 from cfbench.tasks.datasets import Dataset, feature_matrix
+from cfbench.tasks.model_digest import model_digest
 from cfbench.tasks.model_view import build_view
 
 TOP_KEYS = {"name", "description", "card", "dataset", "split", "classifier", "target", "queries", "features"}
@@ -312,7 +313,8 @@ class Task:
     scarcity: tuple[str, float, int] | None = None
     #: the repetition whose stratified train/test split this is (``None``: the spec's own split)
     split: int | None = None
-    #: SHA-256 of the classifier's skops bytes (the cache file, or the user's model file)
+    #: the fitted classifier's identity: ``model_digest`` of its state for a built-in model (the
+    #: same for the same fit on every machine), the SHA-256 of the file for the user's model
     model_sha256: str = ""
     _view: ModelView | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -378,7 +380,8 @@ class Task:
             pipe = build_pipeline(spec.model, spec.model_params, spec.model_seed, schema)
             key = cache_key(spec.hash, dataset.fingerprint(), spec.model_seed,
                             key_extra(spec.model))
-            model, cached, digest = _fit(spec, pipe, X_train, y_train, key, use_cache)
+            model, cached, _ = _fit(spec, pipe, X_train, y_train, key, use_cache)
+            digest = model_digest(model)  # the same for the same fit on every machine
         try:
             pred = model.predict(X_test)
         except Exception as exc:
@@ -412,8 +415,8 @@ class Task:
                             + np.asarray(y, np.int64).tobytes()).hexdigest()
         data = f"{self.dataset.fingerprint()}:{tag}:{fp}:{self.model_sha256}"
         key = cache_key(self.spec.hash, data, self.spec.model_seed, key_extra(self.spec.model))
-        model, _, digest = _fit(self.spec, pipe, X, y, key, True)
-        return model, digest
+        model, _, _ = _fit(self.spec, pipe, X, y, key, True)
+        return model, model_digest(model)
 
     def resplit(self, repetition: int) -> Task:
         """The task on repetition ``repetition``'s own stratified train/test split (same test

@@ -17,6 +17,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.preprocessing import FunctionTransformer
 
 from cfbench.tasks.classifier import ALLOWED_TYPES, UntrustedModel, loads_skops
+from cfbench.tasks.model_digest import model_digest
 from cfbench.tasks.spec import Task, load_spec
 
 SPEC = '''
@@ -68,12 +69,13 @@ def test_cache_is_skops_with_sidecar_and_provenance_carries_the_hash(cache, spec
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     assert json.loads(sidecar.read_text())["sha256"] == digest
     assert not list(cache.glob("*.joblib"))
-    assert first.provenance()["model_sha256"] == digest
+    identity = first.provenance()["model_sha256"]
+    assert identity == model_digest(first.model) != digest  # the model's state, not its file's bytes
     second = Task.load(spec)
     assert second.model_from_cache and second.scores == first.scores
-    assert second.provenance()["model_sha256"] == digest
-    uncached = Task.load(spec, use_cache=False)  # not written, still hashed (its skops bytes)
-    assert len(uncached.provenance()["model_sha256"]) == 64 and len(list(cache.glob("*"))) == 2
+    assert second.provenance()["model_sha256"] == identity  # loaded from the cache: the same
+    uncached = Task.load(spec, use_cache=False)  # fitted again and not written: still the same
+    assert uncached.provenance()["model_sha256"] == identity and len(list(cache.glob("*"))) == 2
 
 
 def test_malicious_pickle_in_the_cache_is_never_executed(cache, spec, tmp_path, capfd):
