@@ -42,6 +42,10 @@ class LocalLLM:
         self.mode = mode
         self.variant = variant
         preset = {"fast": FAST, "verified": VERIFIED}.get(variant, {})
+        if "quantize" not in params and (params.get("dtype") == "bfloat16"
+                                         or str(params.get("device") or "").startswith("cuda")):
+            preset = {**preset, "quantize": "none"}  # the preset's int8 is for CPUs in float32 only
+        self.preset_int8_ = preset.get("quantize") == "int8" and "quantize" not in params
         self.settings = Settings.from_params({**preset, **params})
         self.freetext = variant == "freetext"
         self.retrieval = variant == "retrieval"
@@ -76,6 +80,8 @@ class LocalLLM:
             if len(self.pool_) == 0:
                 raise UserError(f"task {context.task_name!r}: no training row has a valid nearest-unlike-neighbour example")
         self.finetune_info_: dict[str, Any] = {}
+        if self.preset_int8_ and models.device_and_dtype(s.device)[0] != "cpu":
+            s.quantize = "none"  # device auto found a GPU: the preset's CPU int8 gives way to bfloat16
         self.dtype_ = models.inference_dtype(s.device, s.dtype, s.quantize)
         if self.mode == "finetuned":
             adapter, self.finetune_info_ = ensure_adapter(context, self.settings, self.builder_)
