@@ -2,7 +2,8 @@
 
 Local Hugging Face models (default: the embedded Gemma 3 270M) as ``llm-zeroshot``,
 ``llm-fewshot`` and ``llm-finetuned`` (LoRA, trained on first use or by ``cfbench finetune``);
-any OpenAI-compatible chat endpoint as ``api-zeroshot`` and ``api-fewshot``.  Local variants
+any OpenAI-compatible chat endpoint as ``api-zeroshot`` and ``api-fewshot`` (answers held to a JSON
+schema where the server can; ``api-fewshot:verified`` checks candidates with the task's classifier).  Local variants
 decode with the structure written by the harness and values restricted to number tokens, so
 their output always parses; ``freetext`` variants let the model write JSON, for comparison.
 torch, transformers, peft and openai are imported only when a generator is built.
@@ -17,7 +18,7 @@ from cfbench.api import Capabilities, GeneratorSpec, UserError, hookimpl
 from cfbench_llm.api import ApiLLM
 from cfbench_llm.api import available as api_available
 from cfbench_llm.descriptions import API, LOCAL
-from cfbench_llm.params import API_BY_MODE, FAST, LOCAL_BY_MODE, VERIFIED
+from cfbench_llm.params import API_BY_MODE, API_VERIFIED, FAST, LOCAL_BY_MODE, VERIFIED
 
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
@@ -94,10 +95,11 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="llm",
             requires=("openai",),
             params=API_BY_MODE[mode],
+            variant_defaults=({"verified": API_VERIFIED} if mode == "fewshot" else {}),
             description=API[mode],
             available=api_available,
         )
-        for mode, variants in (("zeroshot", ("default",)), ("fewshot", ("default", "retrieval")))
+        for mode, variants in (("zeroshot", ("default",)), ("fewshot", ("default", "retrieval", "verified")))
     ]
     return specs
 

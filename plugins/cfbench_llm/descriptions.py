@@ -12,5 +12,6 @@ LOCAL = {
 API = {
     "zeroshot": "SenseCF zero-shot on an OpenAI-compatible chat endpoint (CFBENCH_API_BASE/MODEL/KEY); JSON answers",
     "fewshot": "SenseCF few-shot on an OpenAI-compatible chat endpoint; default = fixed examples, "
-               "retrieval = per-query nearest examples; JSON answers",
+               "retrieval = per-query nearest examples, verified = fixed examples, candidates checked "
+               "with the classifier over rounds; JSON answers",
 }

@@ -14,15 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfbench.api import FitContext, QueryResult, UserError, choices_error, mad, phase
+from cfbench.api import FitContext, QueryResult, UserError, choices_error, phase
 from cfbench_llm import models
 from cfbench_llm.finetune import ensure_adapter, load_finetuned
 from cfbench_llm.params import FAST, LOCAL_BY_MODE, VERIFIED, refuse_unused
-from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, sparsify, value_formats
+from cfbench_llm.prompts import ExamplePool, PromptBuilder, load_templates, value_formats
 from cfbench_llm.settings import Settings
+from cfbench_llm.verify import Verifier
 
-#: bisection steps per changed numeric feature when ``verified`` shortens its valid candidates
-REFINE_STEPS = 6
 MODES = ("zeroshot", "fewshot", "finetuned")
 VARIANTS = {
     "zeroshot": ("default", "freetext"),
@@ -43,6 +42,10 @@ class LocalLLM:
         self.mode = mode
         self.variant = variant
         preset = {"fast": FAST, "verified": VERIFIED}.get(variant, {})
+        if "quantize" not in params and (params.get("dtype") == "bfloat16"
+                                         or str(params.get("device") or "").startswith("cuda")):
+            preset = {**preset, "quantize": "none"}  # the preset's int8 is for CPUs in float32 only
+        self.preset_int8_ = preset.get("quantize") == "int8" and "quantize" not in params
         self.settings = Settings.from_params({**preset, **params})
         self.freetext = variant == "freetext"
         self.retrieval = variant == "retrieval"
@@ -64,15 +67,8 @@ class LocalLLM:
         self.seed_ = int(context.seed)
         self.names_ = context.schema.names
         self.predict_ = context.predict
-        if self.verified:
-            self.classes_ = np.asarray(context.classes)
-            self.predict_proba_ = context.predict_proba
-            self.mad_ = mad(context.X_train[context.schema.names].to_numpy(float))
-            self.categorical_ = context.schema.mask("kind", "categorical")
-            self.directions_ = context.schema.directions()
-            X_train = context.X_train[context.schema.names].to_numpy(float)
-            self.span_ = np.ptp(X_train, axis=0)
         self.formats_ = value_formats(context.schema, context.X_train, s.digits)
+        self.verifier_ = Verifier(context, self.formats_) if self.verified else None
         self.builder_ = PromptBuilder(
             context.schema, self.formats_, context.class_names, context.task_name,
             context.task_description, load_templates(s.prompt_dir), s.row_style, s.sep, self.cf_style,
@@ -84,6 +80,8 @@ class LocalLLM:
             if len(self.pool_) == 0:
                 raise UserError(f"task {context.task_name!r}: no training row has a valid nearest-unlike-neighbour example")
         self.finetune_info_: dict[str, Any] = {}
+        if self.preset_int8_ and models.device_and_dtype(s.device)[0] != "cpu":
+            s.quantize = "none"  # device auto found a GPU: the preset's CPU int8 gives way to bfloat16
         self.dtype_ = models.inference_dtype(s.device, s.dtype, s.quantize)
         if self.mode == "finetuned":
             adapter, self.finetune_info_ = ensure_adapter(context, self.settings, self.builder_)
@@ -189,151 +187,17 @@ class LocalLLM:
                 for q, x in enumerate(X)]
 
     def _verified(self, X: np.ndarray, sources: np.ndarray, targets: np.ndarray, k: int) -> list[QueryResult]:
-        """The verified variant: ``samples`` candidates per query; those that change a feature out
-        of its bounds or against its direction are dropped, the rest are checked with the
-        classifier; the ``k`` valid ones closest to the query (L1/MAD, +1 per changed categorical), preferring
-        different changed-feature sets.  Queries with no valid candidate go to another round whose
-        prompt lists (up to 3 of) the rejected candidates, most probable first, and whose edit cap
-        grows by ``max_edits`` (3, 6, 9, ... features; uncapped stays uncapped)."""
+        """The verified variant (``verify.Verifier.search``): ``samples`` candidates per query and
+        round, decoded in one engine run; a later round's prompt lists the rejected candidates
+        and its edit cap grows by ``max_edits`` (3, 6, 9, ... features; uncapped stays uncapped)."""
         s = self.settings
         n_draw = s.samples or 8
-        found: list[list[tuple[float, np.ndarray, QueryResult]]] = [[] for _ in X]
-        tried = np.zeros(len(X), dtype=int)
-        rounds = np.zeros(len(X), dtype=int)
-        broke = np.zeros(len(X), dtype=int)
-        new_tokens, prompt_tokens = np.zeros(len(X), dtype=int), np.zeros(len(X), dtype=int)
-        notes = [""] * len(X)
-        pending = np.arange(len(X))
-        for r in range(s.rounds):
-            got = self._decode(X[pending], sources[pending], targets[pending], n_draw, sample_first=False,
-                               notes=[notes[q] for q in pending], round_=r, max_edits=s.max_edits * (r + 1))
-            cands = [(q, res) for q, g in zip(pending, got, strict=True) for res in g if res.status == "ok"]
-            tried[pending] += n_draw
-            for q, g in zip(pending, got, strict=True):
-                new_tokens[q] += sum(res.extra.get("new_tokens", 0) for res in g)
-                prompt_tokens[q] += sum(res.extra.get("prompt_tokens", 0) for res in g)
-            rounds[pending] += 1
-            rejected: dict[int, list[tuple[float, np.ndarray]]] = {}
-            if cands:
-                rows = np.stack([res.cfs.to_numpy(float)[0] for _, res in cands])
-                proba = np.asarray(self.predict_proba_(pd.DataFrame(rows, columns=self.names_)), dtype=float)
-                pred = self.classes_[np.argmax(proba, axis=1)]
-                p_target = proba[np.arange(len(cands)), np.searchsorted(self.classes_, targets[[q for q, _ in cands]])]
-                breaks = self._breaks_constraints(X[[q for q, _ in cands]], rows)
-                for (q, res), row, yhat, pt, bad in zip(cands, rows, pred, p_target, breaks, strict=True):
-                    if bad:
-                        broke[q] += 1
-                    elif yhat == targets[q]:
-                        found[q].append((self._distance(X[q], row), row, res))
-                    else:
-                        rejected.setdefault(q, []).append((float(pt), row))
-            pending = np.array([q for q in pending if not found[q]], dtype=int)
-            if len(pending) == 0 or r + 1 == s.rounds:
-                break
-            for q in pending:  # what the next round shows: the most probable rejected candidates
-                rej = sorted(rejected.get(q, []), key=lambda t: -t[0])
-                if rej:
-                    notes[q] = self.builder_.feedback(X[q], int(sources[q]), int(targets[q]),
-                                                      [row for _, row in rej[:3]])
-        found = self._refined(X, targets, found)
-        out = []
-        for q in range(len(X)):
-            extra = {"samples": int(tried[q]), "rounds": int(rounds[q]), "valid_candidates": len(found[q]),
-                     "broke_constraints": int(broke[q]),
-                     "new_tokens": int(new_tokens[q]), "prompt_tokens": int(prompt_tokens[q])}
-            if not found[q]:
-                out.append(QueryResult.not_found(
-                    f"no valid counterfactual among {tried[q]} candidates in {rounds[q]} round(s)", extra=extra))
-                continue
-            keep = self._closest_diverse(X[q], found[q], k)
-            extra["distinct"] = len({tuple(row.tolist()) for _, row, _ in found[q]})
-            if self.cf_style == "edits":
-                extra["edited"] = [res.extra.get("edited") for _, _, res in keep]
-            cfs = pd.DataFrame(np.stack([row for _, row, _ in keep]), columns=self.names_)
-            out.append(QueryResult.ok(cfs, raw="".join(res.raw or "" for _, _, res in keep), extra=extra))
-        return out
 
-    def _refined(self, X: np.ndarray, targets: np.ndarray,
-                 found: list[list[tuple[float, np.ndarray, Any]]]) -> list[list[tuple[float, np.ndarray, Any]]]:
-        """Every valid candidate shortened with the classifier (all queries in one batch): the
-        changes it does not need are reverted, smallest first (``prompts.sparsify``), then each
-        remaining numeric change is moved toward the query by ``REFINE_STEPS`` bisection steps
-        on the feature's written grid, kept only while the classifier still gives the target.
-        Moving toward the query keeps the change's direction, and values stay in their bounds."""
-        owner = [q for q, cands in enumerate(found) for _ in cands]
-        if not owner:
-            return found
-        idx = np.asarray(owner)
-        Xq, tq = X[idx], targets[idx]
-        C = np.stack([row for cands in found for _, row, _ in cands])
+        def propose(pending: np.ndarray, notes: list[str], r: int) -> list[list[QueryResult]]:
+            return self._decode(X[pending], sources[pending], targets[pending], n_draw, sample_first=False,
+                                notes=notes, round_=r, max_edits=s.max_edits * (r + 1))
 
-        def predict(D: pd.DataFrame | np.ndarray) -> np.ndarray:
-            frame = D if isinstance(D, pd.DataFrame) else pd.DataFrame(D, columns=self.names_)
-            return self.classes_[np.argmax(np.asarray(self.predict_proba_(frame), dtype=float), axis=1)]
-
-        C0 = C
-        C = sparsify(Xq, C, tq, self.mad_, predict, self.names_)
-        same = (C == Xq).all(axis=1)  # a classifier that accepts the query itself: keep a change
-        C[same] = C0[same]
-        lo = np.nan_to_num(self.lower_, nan=-np.inf)
-        hi = np.nan_to_num(self.upper_, nan=np.inf)
-        for j in np.flatnonzero(~self.categorical_):
-            moved = np.flatnonzero(C[:, j] != Xq[:, j])
-            if not len(moved):
-                continue
-            good, bad = C[moved, j].copy(), Xq[moved, j].copy()
-            fmt = self.formats_[j]
-            for _ in range(REFINE_STEPS):
-                mid = np.clip([float(fmt.format(v)) for v in (good + bad) / 2], lo[j], hi[j])
-                step = (mid != good) & (mid != bad)
-                if not step.any():
-                    break
-                trial = C[moved[step]].copy()
-                trial[:, j] = mid[step]
-                ok = predict(trial) == tq[moved[step]]
-                rows = np.flatnonzero(step)
-                good[rows[ok]] = mid[step][ok]
-                bad[rows[~ok]] = mid[step][~ok]
-            C[moved, j] = good
-        out: list[list[tuple[float, np.ndarray, Any]]] = [[] for _ in found]
-        for q, row, (_, _, res) in zip(owner, C, (c for cands in found for c in cands), strict=True):
-            out[q].append((self._distance(X[q], row), row, res))
-        return out
-
-    def _breaks_constraints(self, X: np.ndarray, C: np.ndarray) -> np.ndarray:
-        """Per candidate: a *changed* feature left its bounds or moved against its direction
-        (immutables are copied by the grammar).  A value the query already had out of bounds
-        is the patient's, not the candidate's fault, so it is not held against it."""
-        change = np.abs(C - X) > 1e-6 * np.where(self.span_ > 0, self.span_, 1.0)
-        with np.errstate(invalid="ignore"):
-            outside = (C < self.lower_) | (C > self.upper_)
-        against = (self.directions_ != 0) & (self.directions_ * (C - X) < 0)
-        return ((outside | against) & change).any(axis=1)
-
-    def _distance(self, x: np.ndarray, c: np.ndarray) -> float:
-        """L1 over numeric features in units of their training MAD, plus 1 per changed categorical."""
-        d = np.abs(c - x)
-        cat = self.categorical_
-        return float((d[~cat] / self.mad_[~cat]).sum() + (d[cat] > 0).sum())
-
-    @staticmethod
-    def _closest_diverse(x: np.ndarray, found: list[tuple[float, np.ndarray, Any]], k: int) -> list:
-        """Up to ``k`` distinct valid CFs, closest first; a CF changing the same set of features as
-        one already chosen waits until every other set has had its turn."""
-        ranked, seen_rows = [], set()
-        for item in sorted(found, key=lambda t: t[0]):
-            key = tuple(item[1].tolist())
-            if key not in seen_rows:
-                seen_rows.add(key)
-                ranked.append(item)
-        chosen, sets = [], set()
-        for item in ranked:
-            changed = tuple(np.flatnonzero(item[1] != x))
-            if changed not in sets:
-                sets.add(changed)
-                chosen.append(item)
-        chosen += [item for item in ranked if all(item is not c for c in chosen)]
-        return chosen[:k]
+        return self.verifier_.search(X, sources, targets, k, s.rounds, propose, self.builder_.feedback)
 
     def _rng(self, x: np.ndarray, target: int, draw: int) -> Any:
         """A torch generator for one candidate, seeded by the run's seed, the query and ``draw``."""

@@ -180,6 +180,9 @@ def device_and_dtype(device: str | None = None) -> tuple[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r}: torch sees no CUDA device here (torch {torch.__version__}, "
+                        f"torch.cuda.is_available() is False); valid here: auto, cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     return device, dtype
 

@@ -14,6 +14,7 @@ from typing import Any
 from cfbench.api import Param, UserError, registry, unknown_param
 from cfbench_llm.models import DTYPES, QUANTIZE
 from cfbench_llm.prompts import CF_STYLES, ROW_STYLES
+from cfbench_llm.structured import FORMS as STRUCTURED
 
 #: shared by the local and the API generators (prompt formatting and few-shot examples)
 _PROMPT = (
@@ -41,8 +42,8 @@ LOCAL = (
           "features (the fast variant uses edits)", choices=CF_STYLES),
     Param("max_edits", int, 0, "edits style: most features one CF may change (0 = no cap; the "
           "fast variant uses 3)", minimum=0),
-    Param("quantize", str, "none", "int8 = dynamic int8 linear layers, CPU only (the fast "
-          "variant uses int8)", choices=QUANTIZE),
+    Param("quantize", str, "none", "int8 = dynamic int8 linear layers, CPU only (the fast and "
+          "verified variants use int8, unless the device is a GPU or dtype is bfloat16)", choices=QUANTIZE),
     Param("dtype", str, "auto", "the model's float type: auto = bfloat16 on CUDA and on CPUs with "
           "native bfloat16 (AVX512-BF16/AMX) unless int8, else float32", choices=DTYPES),
     Param("clip", bool, False, "clip generated values to the schema bounds"),
@@ -75,7 +76,15 @@ API = (
     *_PROMPT,
     Param("max_tokens", int, 0, "answer token cap (0 = 12 per mutable feature + 32)", minimum=0),
     Param("concurrency", int, 4, "queries sent to the endpoint at once", minimum=1),
-    Param("temperature", float, 0.0, "sampling temperature", minimum=0),
+    Param("temperature", float, 0.0, "sampling temperature (the verified variant uses 1.0)", minimum=0),
+    Param("structured", str, "response_format", "how the answer's JSON schema is sent: response_format "
+          "(OpenAI, llama.cpp's llama-server, SGLang, vLLM), vllm (vLLM's structured_outputs field) or "
+          "none (free text); a server that refuses it (HTTP 400/422) is asked again without it, for the "
+          "rest of the run", choices=STRUCTURED),
+    Param("samples", int, 4, "verified variant: candidates asked for per round (one API call each)",
+          minimum=1),
+    Param("rounds", int, 3, "verified variant: rounds within the query's budget; each later round "
+          "shows the model the candidates the classifier rejected", minimum=1),
 )
 
 #: keys only the few-shot modes use (examples in the prompt; rounds: the verified variant)
@@ -100,8 +109,10 @@ LOCAL_BY_MODE: dict[str, tuple[Param, ...]] = {
     "fewshot": _without(LOCAL, FINETUNE_KEYS),
     "finetuned": _without(LOCAL, FEWSHOT_KEYS, EDIT_KEYS),
 }
+#: keys only the API's verified variant uses (``rounds`` is a few-shot key already)
+API_VERIFIED_KEYS = ("samples",)
 API_BY_MODE: dict[str, tuple[Param, ...]] = {
-    "zeroshot": _without(API, FEWSHOT_KEYS),
+    "zeroshot": _without(API, FEWSHOT_KEYS, API_VERIFIED_KEYS),
     "fewshot": API,
 }
 
@@ -122,6 +133,12 @@ FAST: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits":
 #: given explicitly still win.
 VERIFIED: dict[str, Any] = {"row_style": "values", "cf_style": "edits", "max_edits": 3, "quantize": "int8",
                             "batch_size": 400, "samples": 8, "temperature": 1.5, "clip": True}
+
+
+#: the ``verified`` variant of api-fewshot (a cfbench extension, as llm-fewshot's): ``samples``
+#: candidates per round sampled at this temperature (at 0 they would all be one answer), checked
+#: with the task's classifier by ``verify.Verifier`` as the local variant's are.
+API_VERIFIED: dict[str, Any] = {"temperature": 1.0}
 
 
 def refuse_unused(method: str, declared: tuple[Param, ...], params: dict[str, Any]) -> None:

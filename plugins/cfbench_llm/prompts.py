@@ -315,10 +315,15 @@ class PromptBuilder:
         items = ", ".join(f'"{self.names[i]}": {self.formats[i].format(cf[i])}' for i in self.changed(x, cf))
         return "{" + items + "}"
 
-    def feedback(self, x: Sequence[float], source: int, target: int, attempts: Sequence[Sequence[float]]) -> str:
-        """The line shown before a query in a verified variant's second round: the candidates the
-        classifier rejected, each as the features it changed (edits) or its row (full)."""
-        written = [self.cf_edits(x, cf) if self.cf_style == "edits" else self.row(cf) for cf in attempts]
+    def feedback(self, x: Sequence[float], source: int, target: int, attempts: Sequence[Sequence[float]],
+                 json_format: bool = False) -> str:
+        """The line shown with a query in a verified variant's later rounds: the candidates the
+        classifier rejected, each written as the model writes a counterfactual: the features it
+        changed (edits), a JSON object of the mutable features (``json_format``, the JSON row
+        style: the free-text and API answers) or its row."""
+        json_format = json_format or self.row_style == "json"
+        written = [self.cf_edits(x, cf) if self.cf_style == "edits" else self.cf_json(cf) if json_format
+                   else self.row(cf) for cf in attempts]
         return self.templates["feedback"].format(source=self.cls(source), target=self.cls(target),
                                                  attempts="; ".join(written))
 
@@ -374,13 +379,18 @@ class PromptBuilder:
         return merged
 
     def api_messages(self, x: Sequence[float], source: int, target: int,
-                     examples: Sequence[tuple[Sequence[float], int, int, Sequence[float]]] = ()) -> list[dict]:
-        """Chat messages for an OpenAI-compatible endpoint; examples become user/assistant turns."""
+                     examples: Sequence[tuple[Sequence[float], int, int, Sequence[float]]] = (),
+                     note: str = "") -> list[dict]:
+        """Chat messages for an OpenAI-compatible endpoint; examples become user/assistant turns.
+        ``note`` (a verified round's ``feedback``) ends the last user message, on its own line."""
         msgs = [{"role": "system", "content": self.templates["api_system"].format(instructions=self.instructions())}]
         for ex_x, ex_s, ex_t, ex_cf in examples:
             msgs.append({"role": "user", "content": self._api_user(ex_x, ex_s, ex_t)})
             msgs.append({"role": "assistant", "content": self.cf_json(ex_cf)})
-        msgs.append({"role": "user", "content": self._api_user(x, source, target)})
+        query = self._api_user(x, source, target)
+        if note:
+            query = query.rstrip("\n") + "\n" + note
+        msgs.append({"role": "user", "content": query})
         return msgs
 
     def _api_user(self, x: Sequence[float], source: int, target: int) -> str:
@@ -395,17 +405,9 @@ class PromptBuilder:
         The first ``{...}`` object in ``text`` must give a finite number for every mutable feature
         (``cf_style="full"``), or for at least one, and name only mutable features (``"edits"``).
         """
-        start = text.find("{")
-        if start < 0:
-            return None, "no JSON object in the answer"
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(text[start:])
-        except json.JSONDecodeError as exc:
-            return None, f"invalid JSON ({exc.msg} at char {exc.pos})"
-        except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer, deep nesting
-            return None, f"invalid JSON ({type(exc).__name__}: {str(exc)[:120]})"
-        if not isinstance(obj, dict):
-            return None, f"expected a JSON object, got {type(obj).__name__}"
+        obj, why = first_json_object(text)
+        if obj is None:
+            return None, why
         out = np.asarray(x, dtype=float).copy()
         edits = self.cf_style == "edits"
         if edits:
@@ -435,6 +437,22 @@ class PromptBuilder:
                 return None, f"feature {name!r}: not a finite number ({str(v)[:40]!r})"
             out[i] = float(v)
         return out, ""
+
+
+def first_json_object(text: str) -> tuple[dict | None, str]:
+    """The first ``{...}`` JSON object in ``text`` (what follows it is ignored), or ``(None, why)``."""
+    start = text.find("{")
+    if start < 0:
+        return None, "no JSON object in the answer"
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg} at char {exc.pos})"
+    except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer, deep nesting
+        return None, f"invalid JSON ({type(exc).__name__}: {str(exc)[:120]})"
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    return obj, ""
 
 
 def _feature_fields(f: Feature, fmt: ValueFormat) -> dict[str, str]:

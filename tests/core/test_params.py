@@ -217,7 +217,8 @@ def test_llm_declarations_match_settings_and_api():
 LLM_UNUSED = [("llm-zeroshot", "examples"), ("llm-zeroshot", "pool"), ("llm-zeroshot", "pairs"),
               ("llm-zeroshot", "lr"), ("llm-fewshot", "force_finetune"), ("llm-finetuned", "examples"),
               ("llm-finetuned", "cf_style"), ("api-zeroshot", "examples"),
-              ("api-zeroshot", "example_seed"), ("api-zeroshot", "pool")]
+              ("api-zeroshot", "example_seed"), ("api-zeroshot", "pool"), ("api-zeroshot", "rounds"),
+              ("api-zeroshot", "samples")]
 
 
 @pytest.mark.parametrize("method, key", LLM_UNUSED)

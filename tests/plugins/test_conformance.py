@@ -68,7 +68,8 @@ def test_llm_generators_conform_with_the_tiny_model(heart, tiny, one_torch_threa
 
 
 @pytest.mark.parametrize("name, variant", [
-    ("api-zeroshot", "default"), ("api-fewshot", "default"), ("api-fewshot", "retrieval")])
+    ("api-zeroshot", "default"), ("api-fewshot", "default"), ("api-fewshot", "retrieval"),
+    ("api-fewshot", "verified")])
 def test_api_generators_conform_with_a_scripted_server(heart, monkeypatch, name, variant):
     """The api-* methods against test_llm_api's scripted OpenAI-compatible server on 127.0.0.1:
     every answer is a target-class training row's mutable values, so it parses."""

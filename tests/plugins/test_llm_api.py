@@ -119,8 +119,13 @@ def server(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, variant", [("zeroshot", "default"), ("fewshot", "default"), ("fewshot", "retrieval")])
-def test_real_openai_compatible_server(server, monkeypatch, mode, variant):
+@pytest.mark.parametrize("mode, variant, params", [
+    ("zeroshot", "default", {}), ("fewshot", "default", {}), ("fewshot", "retrieval", {}),
+    ("zeroshot", "default", {"structured": "vllm"}), ("fewshot", "verified", {"samples": 2, "rounds": 2})])
+def test_real_openai_compatible_server(server, monkeypatch, mode, variant, params):
+    """``transformers serve`` ignores ``response_format`` (with a warning) and refuses vLLM's
+    ``structured_outputs`` field with a 422: the answers are free text either way, recorded as
+    such, and the refusal costs one extra call, once."""
     from cfbench_llm.api import ApiLLM
 
     base, model = server
@@ -129,14 +134,24 @@ def test_real_openai_compatible_server(server, monkeypatch, mode, variant):
     monkeypatch.setenv("CFBENCH_API_KEY", KEY)
     task = Task.load(resolve_spec("heart"))
     q = task.queries(n_per_class=1)
-    gen = ApiLLM(mode, variant, max_tokens=24, concurrency=2).fit(task.fit_context(0))
+    gen = ApiLLM(mode, variant, max_tokens=24, concurrency=1, **params).fit(task.fit_context(0))
     res = gen.generate(q[task.schema.names], q.target.to_numpy(), 1, 60.0)
     assert len(res) == 2
     for r in res:
         # the server answered (a random model's text does not parse, but nothing crashed)
-        assert r.status in ("ok", "invalid_output"), (r.status, r.reason)
+        assert r.status in (("ok", "invalid_output", "not_found") if variant == "verified"
+                            else ("ok", "invalid_output")), (r.status, r.reason)
         assert r.raw is not None and r.extra["new_tokens"] > 0 and r.extra["prompt_tokens"] > 0
         assert KEY not in (r.raw + r.reason)
+        assert r.extra["schema_ok"] in (True, False) if variant != "verified" else "schema_violations" in r.extra
+    if params.get("structured") == "vllm":
+        assert [r.extra["calls"] for r in res] == [2, 1]
+        assert all(r.extra["structured"] == "none" and "structured_outputs" in r.extra["structured_refused"]
+                   for r in res)
+    else:
+        assert all(r.extra["structured"] == "response_format" and "structured_refused" not in r.extra for r in res)
+    if variant == "verified":  # nothing valid from a random model: every round, every call
+        assert all(r.extra["calls"] == r.extra["samples"] == 4 and r.extra["rounds"] == 2 for r in res)
     if (mode, variant) == ("fewshot", "default"):  # examples are sent as earlier user/assistant turns
         assert len(gen.examples_) == 6
         msgs = gen.builder_.api_messages(q[task.schema.names].to_numpy(float)[0], 0, 1, gen.examples_)

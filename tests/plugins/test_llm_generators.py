@@ -20,6 +20,7 @@ from cfbench_llm import finetune as ft  # noqa: E402
 from cfbench_llm import finetune_run  # noqa: E402
 from cfbench_llm.generator import LocalLLM  # noqa: E402
 from cfbench_llm.testing import tiny_model_dir  # noqa: E402
+from cfbench_llm.verify import Verifier  # noqa: E402
 
 from cfbench.cli.app import main  # noqa: E402
 from cfbench.core.errors import UserError  # noqa: E402
@@ -262,7 +263,7 @@ def test_verified_returns_only_what_the_classifier_accepts(heart, tiny, tmp_path
     gen = _verified(task, tmp_path, tiny)
     # a stand-in classifier: class 1 for every row, so queries aiming at 1 accept every
     # candidate and queries aiming at 0 reject every one, round after round
-    gen.predict_proba_ = lambda X: np.tile([0.2, 0.8], (len(X), 1))
+    gen.verifier_.predict_proba = lambda X: np.tile([0.2, 0.8], (len(X), 1))
     notes = []
     feedback = gen.builder_.feedback
     gen.builder_.feedback = lambda *a: notes.append(feedback(*a)) or notes[-1]
@@ -271,8 +272,8 @@ def test_verified_returns_only_what_the_classifier_accepts(heart, tiny, tmp_path
         if row["target"] == 1:
             assert r.status == "ok" and r.extra["rounds"] == 1 and r.extra["samples"] == 8
             assert 1 <= len(r.cfs) <= 2 and len({tuple(v) for v in r.cfs.to_numpy()}) == len(r.cfs)
-            d = [gen._distance(row[task.schema.names].to_numpy(float), c) for c in r.cfs.to_numpy()]
-            assert d[0] == min(gen._distance(row[task.schema.names].to_numpy(float), c)
+            d = [gen.verifier_.distance(row[task.schema.names].to_numpy(float), c) for c in r.cfs.to_numpy()]
+            assert d[0] == min(gen.verifier_.distance(row[task.schema.names].to_numpy(float), c)
                                for c in r.cfs.to_numpy())
         else:
             assert r.status == "not_found" and r.cfs is None
@@ -302,19 +303,19 @@ def test_verified_shortens_valid_candidates_with_the_classifier(heart, tiny, tmp
     gen = _verified(task, tmp_path, tiny)
     names = task.schema.names
     chol, bps = names.index("chol"), names.index("trestbps")
-    gen.classes_ = np.array([0, 1])
+    gen.verifier_.classes = np.array([0, 1])
     # a stand-in classifier: class 1 exactly when chol >= 300
-    gen.predict_proba_ = lambda X: np.where((np.asarray(X)[:, chol] >= 300)[:, None], [0.1, 0.9], [0.9, 0.1])
+    gen.verifier_.predict_proba = lambda X: np.where((np.asarray(X)[:, chol] >= 300)[:, None], [0.1, 0.9], [0.9, 0.1])
     x = np.array([60, 1, 2, 130, 250, 0, 1, 150, 0, 1.0, 2, 0, 3], dtype=float)
     c = x.copy()
     c[chol], c[bps] = 500, 150
     lone = x.copy()
-    lone[bps] = 140  # invalid as it stands; a query never reaches _refined with it, but be safe
-    [[(d, row, tag)], [(_, row2, _)]] = gen._refined(np.stack([x, x]), np.array([1, 1]),
+    lone[bps] = 140  # invalid as it stands; a query never reaches refine with it, but be safe
+    [[(d, row, tag)], [(_, row2, _)]] = gen.verifier_.refine(np.stack([x, x]), np.array([1, 1]),
                                                       [[(0.0, c, "a")], [(0.0, lone, "b")]])
     assert tag == "a" and row[bps] == x[bps]  # the unneeded change is reverted
     assert 300 <= row[chol] <= 300 + (500 - 250) / 2 ** 5  # the needed one shortened, still valid
-    assert (np.delete(row, chol) == np.delete(x, chol)).all() and d == gen._distance(x, row)
+    assert (np.delete(row, chol) == np.delete(x, chol)).all() and d == gen.verifier_.distance(x, row)
     assert not (row2 == x).all()  # never shortened back to the query itself
 
 
@@ -322,9 +323,9 @@ def test_closest_diverse_prefers_new_feature_sets():
     x = np.zeros(3)
     found = [(1.0, np.array([1.0, 0, 0]), "a"), (1.1, np.array([1.1, 0, 0]), "b"),
              (2.0, np.array([0, 2.0, 0]), "c"), (1.0, np.array([1.0, 0, 0]), "dup")]
-    pick = LocalLLM._closest_diverse(x, found, 3)
+    pick = Verifier.closest_diverse(x, found, 3)
     assert [p[2] for p in pick] == ["a", "c", "b"]
-    assert [p[2] for p in LocalLLM._closest_diverse(x, found, 1)] == ["a"]
+    assert [p[2] for p in Verifier.closest_diverse(x, found, 1)] == ["a"]
 
 
 def test_verified_parameters_are_declared_and_validated():
@@ -345,11 +346,11 @@ def test_verified_drops_candidates_that_break_bounds_or_directions(heart, tiny, 
     C[0, names.index("chol")] = 700  # changed beyond its upper bound 600
     C[1, names.index("chol")] = 300  # changed within bounds
     C[2, names.index("trestbps")] = 130  # unchanged
-    gen.directions_ = np.where(np.array(names) == "thalach", 1, 0)  # thalach may only increase
+    gen.verifier_.directions = np.where(np.array(names) == "thalach", 1, 0)  # thalach may only increase
     C[3, names.index("thalach")] = 140
     X = np.tile(x, (4, 1))
     X[2, names.index("trestbps")] = C[2, names.index("trestbps")] = 300  # the patient's own value is out of bounds
-    assert gen._breaks_constraints(X, C).tolist() == [True, False, False, True]
+    assert gen.verifier_.breaks_constraints(X, C).tolist() == [True, False, False, True]
     assert gen.settings.clip  # the verified preset clips candidates to the bounds first
 
 

@@ -225,3 +225,21 @@ def test_edits_records_name_only_changed_features():
     assert b.parse_json("{}", x) == (None, "no feature changed")
     with pytest.raises(UserError, match="cf_style"):
         _builder(cf_style="diff")
+
+
+def test_feedback_writes_rejected_candidates_as_the_model_writes_them():
+    """Rows for the values style, JSON of the mutable features for the JSON style and the API
+    (``json_format``), the changed features for edits; an API round ends its last user message."""
+    x = np.array([0, 40, 5000, 7.0, 1.0])
+    cf = x.copy()
+    cf[2] = 8000
+    values, js, edits = _builder(), _builder(row_style="json"), _builder(cf_style="edits")
+    assert values.feedback(x, 1, 0, [cf]).endswith(": 0,40,8000,7.00,1.00\n")
+    as_json = '{"steps": 8000, "sleep": 7.00, "temp_change": 1.00}'
+    assert js.feedback(x, 1, 0, [cf]).endswith(f": {as_json}\n")
+    assert values.feedback(x, 1, 0, [cf], json_format=True).endswith(f": {as_json}\n")
+    assert edits.feedback(x, 1, 0, [cf, cf], json_format=True).endswith(': {"steps": 8000}; {"steps": 8000}\n')
+    note = js.feedback(x, 1, 0, [cf])
+    plain, noted = js.api_messages(x, 1, 0), js.api_messages(x, 1, 0, note=note)
+    assert noted[:-1] == plain[:-1] and noted[-1]["content"] == plain[-1]["content"].rstrip("\n") + "\n" + note
+    assert noted[-1]["content"].count("Rejected (") == 1
