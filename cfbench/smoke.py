@@ -159,8 +159,11 @@ def check(config: Path, committed_dir: Path, write: bool = False) -> tuple[bool,
 
 def validate_boards(board_dir: Path, schema_path: Path) -> list[str]:
     """Schema errors of every ``<task>.json`` board in ``board_dir`` (empty when all valid)."""
-    # a `dev` extra, needed only when the smoke check validates boards
-    import jsonschema
+    try:
+        import jsonschema  # a core dependency that only validating uses: imported on first use
+    except ImportError as exc:
+        raise UserError(f"--validate needs the jsonschema package, which cannot be imported "
+                        f"({exc}); install it: pip install 'jsonschema>=4'") from None
 
     schema = read_json(schema_path)
     errors = []

@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Install what cfbench needs, once: the CPU build of torch where there is no CUDA GPU, then the
-# project with every extra. Idempotent and fast when already set up: pip is skipped when the
-# imports work and pyproject.toml has not changed since the last successful install (a stamp).
+# project with every extra, at the exact versions CI uses (constraints.txt, made by
+# scripts/freeze-constraints.py). Idempotent and fast when already set up: pip is skipped when
+# the imports work and neither pyproject.toml nor the constraints have changed since the last
+# successful install (a stamp).
+#
+#   CFBENCH_CONSTRAINTS=none scripts/setup.sh     resolve freely within pyproject.toml's ranges
+#   CFBENCH_CONSTRAINTS=FILE scripts/setup.sh     another constraints file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
 STAMP=".setup.stamp"
 TORCH="torch==2.13.0"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+CONSTRAINTS="${CFBENCH_CONSTRAINTS:-constraints.txt}"
+if [ "$CONSTRAINTS" = none ]; then
+    PIN=()
+elif [ -f "$CONSTRAINTS" ]; then
+    PIN=(-c "$CONSTRAINTS")
+else
+    echo "setup: CFBENCH_CONSTRAINTS=$CONSTRAINTS: no such file; valid: a constraints file, or none" >&2
+    exit 2
+fi
 # `make run` needs every generator's extra; `make test` also the Ray executor's, for its tests
 EXTRAS="all,dev"
 [ "${1-}" = "test" ] && EXTRAS="all,dev,ray"
@@ -21,7 +35,15 @@ if [ "${1-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
 fi
 
-want="$("$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest(), sys.executable)') $EXTRAS"
+# the stamp: what was installed (pyproject.toml and the constraints, by hash), for which
+# interpreter and with which extras
+want="$("$PYTHON" - "$CONSTRAINTS" <<'PY'
+import hashlib, sys
+def sha(path):
+    return "none" if path == "none" else hashlib.sha256(open(path, "rb").read()).hexdigest()
+print(sha("pyproject.toml"), sha(sys.argv[1]), sys.executable)
+PY
+) $EXTRAS"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$PYTHON" - <<'PY' 2>/dev/null
 import importlib.util, sys
 need = ["cfbench", "cfbench_dice", "cfbench_cfnow", "cfbench_nice", "cfbench_llm", "torch",
@@ -53,12 +75,12 @@ else
         echo "setup: no CUDA GPU: installing the CPU build of $TORCH"
     fi
     if [ -n "$index" ]; then
-        "$PYTHON" -m pip install -q "$TORCH" --extra-index-url "$index"
+        "$PYTHON" -m pip install -q ${PIN[@]+"${PIN[@]}"} "$TORCH" --extra-index-url "$index"
     else
-        "$PYTHON" -m pip install -q "$TORCH"
+        "$PYTHON" -m pip install -q ${PIN[@]+"${PIN[@]}"} "$TORCH"
     fi
 fi
-echo "setup: installing cfbench with its extras (pip install -e '.[$EXTRAS]')"
-"$PYTHON" -m pip install -q -e ".[$EXTRAS]"
+echo "setup: installing cfbench with its extras (pip install ${PIN[*]-} -e '.[$EXTRAS]')"
+"$PYTHON" -m pip install -q ${PIN[@]+"${PIN[@]}"} -e ".[$EXTRAS]"
 echo "$want" > "$STAMP"
 echo "setup: done"

@@ -65,7 +65,8 @@ def test_every_row_carries_provenance(task, tmp_path):
     rec = _run(task, "nearest-neighbour", tmp_path / "run")[0]
     prov = rec["provenance"]
     assert prov["task_hash"] == task.spec.hash and prov["seed"] == 0
-    assert {"cfbench", "python", "host", "libraries", "data_source"} <= set(prov)
+    assert {"cfbench", "python", "host", "cpu", "cpu_flags", "environment_sha256", "libraries",
+            "data_source"} <= set(prov)
     assert "scikit-learn" in prov["libraries"]
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_error_line
 from conftest import FIXTURES, install_on_path
 
 from cfbench.core.errors import UserError
@@ -255,3 +256,15 @@ def test_a_stale_index_page_fails(committed):
     page = committed / "index.html"
     page.write_text(page.read_text().replace("</body>", "<p>edited</p></body>"))
     assert "stale" in index_problem(committed) and "cfbench report --board" in index_problem(committed)
+
+
+def test_validate_without_jsonschema_is_a_one_line_error(tmp_path):
+    """jsonschema is a core dependency; should it still fail to import (a broken install),
+    `--validate` says so in one line with the install command, not a traceback."""
+    hidden = ("import sys; sys.modules['jsonschema'] = None; from cfbench.cli.app import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", hidden, "leaderboard", "--validate", "--dir",
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    line = one_error_line(r)
+    assert "--validate needs the jsonschema package" in line, line
+    assert "pip install 'jsonschema>=4'" in line, line
