@@ -139,7 +139,7 @@ def load_boards(board_dir: Path) -> list[dict[str, Any]]:
     if not board_dir.is_dir():
         raise UserError(f"--board {board_dir}: not a folder (expected the leaderboard/ folder)")
     boards = []
-    for p in sorted(board_dir.glob("*.json")):
+    for p in sorted(board_dir.glob("*.json"), key=lambda p: p.stem):  # ai-readi before ai-readi-mlp
         if p.name == "schema.json":
             continue
         doc = read_json(p)

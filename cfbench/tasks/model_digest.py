@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,6 @@ def xgboost_json(estimator: Any) -> bytes:
 
 
 def _is_function(obj: Any) -> bool:
-    import types
-
     return isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                             types.ModuleType))
 

@@ -125,7 +125,7 @@ def test_bad_parameters_are_user_errors():
     with pytest.raises(UserError, match="dtype: got 'float16'; valid choices: auto, float32, bfloat16"):
         LocalLLM("fewshot", dtype="float16")
     with pytest.raises(UserError, match="quantize='int8' needs dtype 'float32'"):
-        LocalLLM("fewshot", "fast", dtype="bfloat16")
+        LocalLLM("fewshot", "fast", dtype="bfloat16", quantize="int8")
     # llm-finetuned's adapter is trained on full rows: it does not take cf_style at all
     with pytest.raises(UserError, match="unknown parameter 'cf_style' of method 'llm-finetuned'"):
         LocalLLM("finetuned", cf_style="edits")
