@@ -7,6 +7,7 @@ not parse: they must come back as ``invalid_output`` with the raw text, never as
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import urllib.request
 from collections import Counter
 
 import pytest
+from chat_server import ChatServer
 
 from cfbench.core.errors import UserError
 from cfbench.core.plugins import registry
@@ -158,59 +160,19 @@ def test_real_openai_compatible_server(server, monkeypatch, mode, variant, param
         assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * 6 + ["user"]
 
 
-class HostileServer:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 that answers from a script, in order.
-
-    Each scripted answer is the message content (a string) or, for a dict, the whole JSON body.
-    Requests are bounded (1 MB) and the server lives in a thread for the test only.
-    """
+class HostileServer(ChatServer):
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 that answers from a script, in order
+    (``chat_server.ChatServer``): each scripted answer is the message content (a string) or, for
+    a dict, the whole JSON body; ``requests`` counts what it was asked."""
 
     def __init__(self, answers: list) -> None:
-        import http.server
-        import threading
+        self.answers = list(answers)
+        order = itertools.count()  # next() is atomic: concurrent requests take distinct answers
+        super().__init__(lambda body: self.answers[next(order) % len(self.answers)], usage=(1, 1))
 
-        self.answers, self.requests = list(answers), 0
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                n = min(int(self.headers.get("Content-Length", 0)), 1 << 20)
-                self.rfile.read(n)
-                with lock:
-                    i = outer.requests
-                    outer.requests += 1
-                answer = outer.answers[i % len(outer.answers)]
-                if isinstance(answer, dict):
-                    body = json.dumps(answer)
-                else:
-                    body = json.dumps({
-                        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": "CONTENT"}}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    }).replace('"CONTENT"', json.dumps(answer))
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> HostileServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def requests(self) -> int:
+        return len(self.bodies)
 
 
 def _answer(task, override: dict | None = None, raw_value: str | None = None) -> str:

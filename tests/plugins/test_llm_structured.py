@@ -8,15 +8,12 @@ with a 400, or answer slowly; every answer must be recorded for what it is.
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
+from chat_server import ChatServer
 
 from cfbench.core.errors import UserError
 from cfbench.core.plugins import registry
@@ -29,59 +26,11 @@ from cfbench_llm import structured  # noqa: E402
 from cfbench_llm.api import ApiLLM  # noqa: E402
 from cfbench_llm.prompts import PromptBuilder, load_templates, value_formats  # noqa: E402
 
-Handler = Callable[[dict], "tuple[int, dict] | str"]
 
-
-class ScriptedServer:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 whose answers come from ``handler(body)``:
-    a string is the message content of a 200 answer (usage: 10 prompt, 5 completion tokens), a
-    ``(status, payload)`` pair is sent as it is.  Every request body is kept in ``bodies``."""
-
-    def __init__(self, handler: Handler, delay: float = 0.0) -> None:
-        self.bodies: list[dict] = []
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                n = min(int(self.headers.get("Content-Length", 0)), 1 << 20)
-                body = json.loads(self.rfile.read(n))
-                with lock:
-                    outer.bodies.append(body)
-                time.sleep(delay)
-                answer = handler(body)
-                if isinstance(answer, str):
-                    status, payload = 200, {
-                        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": answer}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-                else:
-                    status, payload = answer
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+class ScriptedServer(ChatServer):
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 whose answers come from ``handler(body)``
+    (``chat_server.ChatServer``: a string is the message content of a 200 answer, usage 10
+    prompt and 5 completion tokens; a ``(status, payload)`` pair is sent as it is)."""
 
 
 @pytest.fixture(scope="module")
