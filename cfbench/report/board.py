@@ -651,7 +651,8 @@ def render_companions(board: dict[str, Any], out_dir: Path) -> list[Path]:
 def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
     """Re-score every committed ``<task>.json`` board in ``board_dir`` from its committed
     ``<task>.records.jsonl.gz`` with the current metrics and rewrite its files (loads each task;
-    config, provenance, skipped methods and augmentation are kept from the board)."""
+    config, provenance, skipped methods, augmentation, the added methods' entries and the
+    kept-study note are kept from the board)."""
 
     paths: list[Path] = []
     for path in sorted(Path(board_dir).glob("*.json")):
@@ -680,6 +681,9 @@ def rebuild_boards(board_dir: Path = BOARD_DIR) -> list[Path]:
                                  provenance=board.get("provenance", {}),
                                  skipped_methods=board.get("skipped_methods", {}),
                                  augmentation=board.get("augmentation"))
+        for key in ("added", "augmentation_kept"):  # where rows came from: the board's own word
+            if board.get(key):
+                new[key] = board[key]
         paths += write_board(new, path.parent, records=records)
     if not paths:
         raise UserError(f"{board_dir}: no <task>.json board to rebuild; --rescore without a run "

@@ -62,6 +62,10 @@ def test_add_merges_ranks_study_and_validates(made):
     assert "nice:none: added from `cfbench run --task breast-cancer --methods nice:none" in md
     v = cli("leaderboard", "--validate", "--dir", str(boards))
     assert v.returncode == 0, v.stdout + v.stderr
+    merged = {p.name: p.read_bytes() for p in boards.iterdir()}
+    r = cli("leaderboard", "--rescore", "--dir", str(boards))  # keeps where the rows came from
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.read_bytes() for p in boards.iterdir()} == merged
 
     again = cli("leaderboard", "--add", str(tmp / "new"), "--dir", str(boards))
     assert again.returncode == 2 and "nice:none already on it; pass --replace" in again.stderr
