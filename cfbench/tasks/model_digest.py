@@ -109,13 +109,17 @@ def _feed_container(h: Any, obj: Any, active: set[int]) -> None:
 
 def _state(obj: Any) -> Any:
     """What defines ``obj``: its ``__getstate__`` (scikit-learn estimators), else the arguments
-    and state of its ``__reduce_ex__`` (trees, random states, XGBoost boosters)."""
+    and state of its ``__reduce_ex__`` (trees); an object that cannot be reduced (a lock in a
+    user's pipeline) counts by its type alone, so a digest is always computed."""
     getstate = getattr(obj, "__getstate__", None)
     if getstate is not None and hasattr(obj, "__dict__"):
         state = getstate()
         if state is not None:
             return state
-    reduced = obj.__reduce_ex__(4)
+    try:
+        reduced = obj.__reduce_ex__(4)
+    except (TypeError, ValueError):  # not reducible (a lock, a file): named by its type only
+        return f"opaque:{type(obj).__module__}.{type(obj).__qualname__}"
     if isinstance(reduced, str):  # a module-level singleton, named
         return reduced
     args = reduced[1] if len(reduced) > 1 else ()

@@ -63,3 +63,10 @@ def test_any_change_to_the_model_changes_the_digest():
 @pytest.mark.parametrize("a, b", [(1, 1.0), (1, "1"), ([1, 2], (1, 2)), (np.zeros(2), np.zeros(2, np.float32))])
 def test_values_that_only_look_alike_differ(a, b):
     assert model_digest(a) != model_digest(b)
+
+
+def test_an_object_that_cannot_be_reduced_counts_by_its_type():
+    import threading
+
+    assert model_digest({"lock": threading.Lock()}) == model_digest({"lock": threading.Lock()})
+    assert model_digest({"lock": threading.Lock()}) != model_digest({"lock": None})
