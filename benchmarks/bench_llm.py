@@ -39,6 +39,9 @@ def _quality(task, scorer, res, q) -> dict:
     ok = [i for i, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
     out = {"parse_rate": len(ok) / len(res), "valid_rate": 0.0, "l1_mad": float("nan"),
            "n_changed": float("nan"), "lof_inlier": float("nan")}
+    sources = q.source.to_numpy() if "source" in q else None
+    for s in (0, 1) if sources is not None else ():  # validity per direction, over its queries
+        out[f"valid_{s}to{1 - s}"] = 0.0 if (sources == s).any() else float("nan")
     if not ok:
         return out
     names = task.schema.names
@@ -49,6 +52,9 @@ def _quality(task, scorer, res, q) -> dict:
     scores = scorer.score(X, C, target, pred)
     valid = pred == target
     out["valid_rate"] = float(valid.sum()) / len(res)
+    for s in (0, 1) if sources is not None else ():
+        if (sources == s).any():
+            out[f"valid_{s}to{1 - s}"] = float((valid & (sources[ok] == s)).sum()) / float((sources == s).sum())
     if valid.any():
         v = scores[valid]
         out.update(l1_mad=float(v["l1_mad"].mean()), n_changed=float(v["n_changed"].mean()),
@@ -83,6 +89,7 @@ def run_ours(task, ctx, q, mode: str, variant: str, scorer=None, **params) -> tu
         "generate_s": gen_s, "s_per_cf": gen_s / n, "s_per_cf_with_prefix": (gen_s + gen.stats_["prefix_seconds"]) / n,
         "tokens_processed": tokens, "tokens_per_s": tokens / gen_s,
         "new_tokens_per_cf": float(np.mean([r.extra.get("new_tokens", 0) for r in res])),
+        "features": len(names), "rounds_per_cf": float(np.mean([r.extra.get("rounds", 1) for r in res])),
         **_quality(task, scorer or fit_scorer(task), res, q), "peak_rss_gb": _peak_gb(),
     }
     if params:
@@ -249,7 +256,8 @@ def _main(argv: list[str] | None) -> int:
             "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
             "torch": __import__("torch").__version__, "python": sys.version.split()[0]}
     cols = ["method", "queries", "s_per_cf", "s_per_cf_with_prefix", "tokens_per_s", "new_tokens_per_cf",
-            "parse_rate", "valid_rate", "l1_mad", "n_changed", "lof_inlier", "peak_rss_gb"]
+            "parse_rate", "valid_rate", "valid_0to1", "valid_1to0", "l1_mad", "n_changed", "lof_inlier",
+            "peak_rss_gb"]
     table = pd.DataFrame(rows)
     print(json.dumps(meta))
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

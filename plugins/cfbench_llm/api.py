@@ -105,7 +105,7 @@ class ApiLLM:
             if self.variant != "retrieval":
                 seed = context.seed if p["example_seed"] is None else int(p["example_seed"])
                 self.examples_ = [self.pool_.pair(i) for i in self.pool_.fixed(int(p["examples"]), seed)]
-        self.verifier_ = Verifier(context, formats) if self.variant == "verified" else None
+        self.verifier_ = Verifier(context, formats, bool(p["compose"])) if self.variant == "verified" else None
         return self
 
     def generate(self, queries: pd.DataFrame, targets: np.ndarray, k: int, budget: float) -> list[QueryResult]:

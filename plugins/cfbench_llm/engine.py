@@ -209,13 +209,14 @@ class EditsProgram(Program):
 
     def __init__(self, head: list[int], start: dict[int, tuple[int, ...]], cont: dict[int, tuple[int, ...]],
                  end: tuple[int, ...], formats: Sequence[ValueFormat], max_edits: int = 0,
-                 query: dict[int, float | None] | None = None) -> None:
+                 query: dict[int, float | None] | None = None, first: int | None = None) -> None:
         self.query = query or {}
         ok = [j for j in start if self.query.get(j) is None or can_differ(formats[j], "", self.query[j])]
         if ok and len(ok) < len(start):
             start = {j: start[j] for j in ok}
             cont = {j: cont[j] for j in ok}
-        super().__init__(head, [Choice([start[j] for j in start], list(start))])
+        opening = [first] if first in start else list(start)  # a feature that cannot change is not forced
+        super().__init__(head, [Choice([start[j] for j in opening], opening)])
         self.cont, self.end, self.formats = cont, end, formats
         self.max_edits = max_edits or len(start)
         self.used: list[int] = []
@@ -328,9 +329,10 @@ def encode_after(tokenizer: Any, context: str, text: str) -> list[int]:
 
 def edits_program(vocab: NumberVocab, head_text: str, names: Sequence[str], mutable: Sequence[int],
                   formats: Sequence[ValueFormat], tail: str, max_edits: int = 0,
-                  query: Sequence[float] | None = None) -> EditsProgram:
+                  query: Sequence[float] | None = None, first: int | None = None) -> EditsProgram:
     """Tokenize a query for the edits format (see ``EditsProgram``); ``max_edits`` caps the
-    features changed (0 = no cap); with ``query`` (the query row) no edit may repeat its value."""
+    features changed (0 = no cap); with ``query`` (the query row) no edit may repeat its value;
+    ``first`` (a mutable feature) is the one the first edit must change."""
     tok = vocab.tokenizer
     head = tok.encode(head_text, add_special_tokens=False)
     ctx = head_text[-16:]
@@ -341,7 +343,7 @@ def edits_program(vocab: NumberVocab, head_text: str, names: Sequence[str], muta
         if opt[0] in vocab.id_set:
             raise ValueError(f"the text after a value ({tok.decode(list(opt))!r}) starts with a token a number can use")
     qv = {j: query_value(formats[j], query[j]) for j in mutable} if query is not None else None
-    return EditsProgram(head, start, cont, end, formats, max_edits, qv)
+    return EditsProgram(head, start, cont, end, formats, max_edits, qv, first=first)
 
 
 # ----------------------------------------------------------------------------- cache

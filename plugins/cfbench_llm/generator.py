@@ -68,7 +68,7 @@ class LocalLLM:
         self.names_ = context.schema.names
         self.predict_ = context.predict
         self.formats_ = value_formats(context.schema, context.X_train, s.digits)
-        self.verifier_ = Verifier(context, self.formats_) if self.verified else None
+        self.verifier_ = Verifier(context, self.formats_, s.compose) if self.verified else None
         self.builder_ = PromptBuilder(
             context.schema, self.formats_, context.class_names, context.task_name,
             context.task_description, load_templates(s.prompt_dir), s.row_style, s.sep, self.cf_style,
@@ -146,11 +146,12 @@ class LocalLLM:
 
     def _decode(self, X: np.ndarray, sources: np.ndarray, targets: np.ndarray, n_draw: int,
                 sample_first: bool, notes: list[str] | None = None, round_: int = 0,
-                max_edits: int | None = None) -> list[list[QueryResult]]:
+                max_edits: int | None = None, first: list[list[int | None]] | None = None) -> list[list[QueryResult]]:
         """``n_draw`` decoded answers per query, in one engine run.  Draw 0 is greedy unless
         ``sample_first``; the others are sampled, each seeded by the run's seed, the query, the
         round and the draw.  ``notes[q]`` is text put before query ``q``'s counterfactual (verified
-        rounds); ``max_edits`` overrides the setting of that name."""
+        rounds); ``max_edits`` overrides the setting of that name; ``first[q][draw]``, if not None,
+        is the feature an edits-style draw must change first (the verified variants' ``steer``)."""
         # engine imports torch and transformers (heavy optional dependencies): imported on first use
         from cfbench_llm.engine import build_program, edits_program, free_program
 
@@ -172,7 +173,8 @@ class LocalLLM:
                     segs = None
                 elif self.cf_style == "edits":
                     prog = edits_program(self.engine_.vocab, head, self.names_, b.mutable, self.formats_, tail,
-                                         self.settings.max_edits if max_edits is None else max_edits, query=x)
+                                         self.settings.max_edits if max_edits is None else max_edits, query=x,
+                                         first=None if first is None else first[q][draw])
                     segs = None
                 else:
                     segs = b.cf_segments(x, tail)
@@ -192,10 +194,15 @@ class LocalLLM:
         and its edit cap grows by ``max_edits`` (3, 6, 9, ... features; uncapped stays uncapped)."""
         s = self.settings
         n_draw = s.samples or 8
+        ranks = self.verifier_.steer(X, targets) if s.steer and self.cf_style == "edits" else None
 
         def propose(pending: np.ndarray, notes: list[str], r: int) -> list[list[QueryResult]]:
+            first = None
+            if ranks is not None:  # sampled draw d of round r starts from the (r(n-1) + d)-th ranked feature
+                first = [[None] + [int(ranks[q][(r * (n_draw - 1) + d) % len(ranks[q])]) for d in range(n_draw - 1)]
+                         for q in pending]
             return self._decode(X[pending], sources[pending], targets[pending], n_draw, sample_first=False,
-                                notes=notes, round_=r, max_edits=s.max_edits * (r + 1))
+                                notes=notes, round_=r, max_edits=s.max_edits * (r + 1), first=first)
 
         return self.verifier_.search(X, sources, targets, k, s.rounds, propose, self.builder_.feedback)
 

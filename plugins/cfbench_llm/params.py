@@ -55,6 +55,10 @@ LOCAL = (
           "(0 = 3k; the verified variant: 8 per round, whatever k)", minimum=0),
     Param("rounds", int, 4, "verified variant: sampling rounds; each later round shows the model "
           "the candidates the classifier rejected", minimum=1),
+    Param("compose", bool, True, "verified variant: a query without a valid candidate has its "
+          "rejected candidates' edits merged, best single edit first, until the classifier agrees"),
+    Param("steer", bool, True, "verified variant: each sampled candidate must first change one of "
+          "the features whose single change moves the classifier most toward the target"),
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
     Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
           minimum=1),
@@ -85,10 +89,12 @@ API = (
           minimum=1),
     Param("rounds", int, 3, "verified variant: rounds within the query's budget; each later round "
           "shows the model the candidates the classifier rejected", minimum=1),
+    Param("compose", bool, True, "verified variant: a query without a valid candidate has its "
+          "rejected candidates' edits merged, best single edit first, until the classifier agrees"),
 )
 
-#: keys only the few-shot modes use (examples in the prompt; rounds: the verified variant)
-FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds")
+#: keys only the few-shot modes use (examples in the prompt; rounds, compose, steer: the verified variant)
+FEWSHOT_KEYS = ("examples", "example_seed", "pool", "rounds", "compose", "steer")
 #: keys only llm-finetuned uses (its LoRA training)
 FINETUNE_KEYS = ("pairs", "epochs", "lr", "rank", "ft_batch", "teacher", "checkpointing", "force_finetune")
 #: teachers built in (besides any registered method): the nearest unlike training row, that row

@@ -38,6 +38,8 @@ class Settings:
     temperature: float = 1.0  # k > 1: sampling temperature (0 or k = 1: greedy)
     samples: int = 0  # k > 1 (or verified): candidates drawn per query (0 = 3k); the distinct ones are kept
     rounds: int = 4  # verified: sampling rounds; a later round shows the model the rejected candidates
+    compose: bool = True  # verified: merge a query's rejected candidates (verify.Verifier.compose)
+    steer: bool = True  # verified: sampled candidates start from the features ranked by verify.Verifier.steer
     tune_malloc: bool = True  # see models.tune_malloc
     threads: int | None = None  # torch CPU threads; default $CFBENCH_LLM_THREADS or torch's default
     # fine-tuning (llm-finetuned)

@@ -183,6 +183,20 @@ def _reference_edits(engine, prog) -> list[tuple[int, str]]:
     return prog.edits
 
 
+def test_edits_first_forces_the_opening_feature_only(engine):
+    """``first`` fixes which feature the first edit changes; the rest is the model's choice."""
+    free = engine.run(engine.prefix(PREFIX), [_edits(engine, h) for h in HEADS], batch_size=5)
+    assert free
+    for j in (0, 2):
+        progs = [edits_program(engine.vocab, h, NAMES, [0, 1, 2], FORMATS, "\n", first=j) for h in HEADS]
+        out = engine.run(engine.prefix(PREFIX), progs, batch_size=5)
+        assert all(d.finished for d in out) and all(p.edits[0][0] == j for p in progs)
+        assert all(len({f for f, _ in p.edits}) == len(p.edits) for p in progs)
+    # a feature the program does not offer (immutable, or no other value to write) is not forced
+    prog = edits_program(engine.vocab, HEADS[0], NAMES, [0, 1], FORMATS, "\n", first=2)
+    assert prog.slots[0].keys == [0, 1]
+
+
 @pytest.mark.parametrize("batch_size, fill", [(1, 0.75), (3, 0.75), (5, 0.75), (5, 1.0), (5, 0.0)])
 def test_edits_decoding_matches_reference_and_respects_the_grammar(engine, batch_size, fill, monkeypatch):
     monkeypatch.setattr(engine, "min_fill", fill)  # feature names: one token per step, all at once, or between

@@ -319,6 +319,91 @@ def test_verified_shortens_valid_candidates_with_the_classifier(heart, tiny, tmp
     assert not (row2 == x).all()  # never shortened back to the query itself
 
 
+def _two_feature_classifier(gen, names):
+    """A stand-in classifier: class 1 exactly when chol >= 300 *and* thalach >= 170; each of
+    the two alone raises the probability of class 1 from 0.1 to 0.4."""
+    chol, thalach = names.index("chol"), names.index("thalach")
+    gen.verifier_.classes = np.array([0, 1])
+
+    def proba(X):
+        X = np.asarray(X, dtype=float)
+        p1 = 0.1 + 0.3 * (X[:, chol] >= 300) + 0.3 * (X[:, thalach] >= 170)
+        return np.column_stack([1 - p1, p1])
+
+    gen.verifier_.predict_proba = proba
+    return chol, thalach
+
+
+def test_compose_merges_the_edits_the_classifier_needs(heart, tiny, tmp_path):
+    """No candidate changes both features the classifier needs; their merge, best single edit
+    first, does, with the model's own values, and only as many edits as it takes."""
+    from cfbench_llm.verify import QueryResult
+
+    task, _ = heart
+    gen = _verified(task, tmp_path, tiny)
+    names = task.schema.names
+    chol, thalach = _two_feature_classifier(gen, names)
+    bps, oldpeak = names.index("trestbps"), names.index("oldpeak")
+    x = np.array([60, 1, 2, 130, 250, 0, 1, 150, 0, 1.0, 2, 0, 3], dtype=float)
+
+    def cand(tag, **change):
+        row = x.copy()
+        for k, v in change.items():
+            row[names.index(k)] = v
+        return (0.4, row, QueryResult.ok(pd.DataFrame([row], columns=names), raw=tag, extra={"edited": list(change)}))
+
+    pool = [[cand("A", trestbps=150, chol=320), cand("B", thalach=180), cand("C", oldpeak=0.5)], [cand("D", chol=310)]]
+    out = gen.verifier_.compose(np.stack([x, x]), np.array([1, 1]), [0, 1], pool)
+    assert len(out) == 1  # the second query's one edit cannot be merged into a valid CF
+    q, row, res = out[0]
+    assert q == 0 and res.status == "ok"
+    assert row[chol] == 320 and row[thalach] == 180  # the values the model wrote
+    assert row[bps] == x[bps] and row[oldpeak] == x[oldpeak]  # no edit it did not need
+    assert res.extra["composed_of"] == 2 and res.extra["edited"] == ["chol", "thalach"]
+    assert res.raw == "A\nB" and gen.verifier_.predict(row[None])[0] == 1
+    gen.verifier_.directions = np.where(np.array(names) == "thalach", -1, 0)  # thalach may only fall
+    assert gen.verifier_.compose(np.stack([x, x]), np.array([1, 1]), [0, 1], pool) == []
+
+
+def test_steer_ranks_features_by_the_classifier_within_directions(heart, tiny, tmp_path):
+    task, _ = heart
+    gen = _verified(task, tmp_path, tiny)
+    names = task.schema.names
+    chol, thalach = _two_feature_classifier(gen, names)
+    x = np.array([60, 1, 2, 130, 250, 0, 1, 150, 0, 1.0, 2, 0, 3], dtype=float)
+    typical = np.tile(x, (3, 1))
+    typical[:, chol], typical[:, thalach] = [280, 320, 340], [160, 175, 190]
+    gen.verifier_.typical = {0: typical, 1: typical}
+    mutable = [j for j, f in enumerate(task.schema) if f.mutable]
+    [rank] = gen.verifier_.steer(x[None], np.array([1]))
+    assert sorted(rank.tolist()) == mutable  # every mutable feature, once; no immutable one
+    assert set(rank[:2].tolist()) == {chol, thalach}
+    gen.verifier_.directions = np.where(np.array(names) == "thalach", -1, 0)
+    [rank] = gen.verifier_.steer(x[None], np.array([1]))
+    assert rank[0] == chol and rank[1] != thalach  # a rise of thalach is against its direction
+
+
+def test_verified_steers_sampled_candidates_and_can_be_told_not_to(heart, tiny, tmp_path):
+    """The greedy draw is the model's own; each sampled draw opens with the feature ranked for it."""
+    task, q = heart
+    q = q.head(2)
+    names = task.schema.names
+    for steer in (True, False):
+        gen = _verified(task, tmp_path, tiny, steer=steer, rounds=1)
+        ranks = gen.verifier_.steer(q[names].to_numpy(float), q.target.to_numpy())
+        seen = []
+        decode = gen._decode
+        gen._decode = lambda *a, seen=seen, decode=decode, **kw: seen.append(kw["first"]) or decode(*a, **kw)
+        res = gen.generate(q[names], q.target.to_numpy(), 1, 10.0)
+        [first] = seen
+        if not steer:
+            assert first is None
+            continue
+        assert [f[0] for f in first] == [None, None]
+        assert [f[1:] for f in first] == [r[:7].tolist() for r in ranks]
+        assert all(r.status in ("ok", "not_found") for r in res)
+
+
 def test_closest_diverse_prefers_new_feature_sets():
     x = np.zeros(3)
     found = [(1.0, np.array([1.0, 0, 0]), "a"), (1.1, np.array([1.1, 0, 0]), "b"),
