@@ -530,15 +530,22 @@ def added_note(board: dict[str, Any]) -> str:
     """Which methods were added to the board by ``--add``, each with its own run command and
     the plugin that made it (rendered under the run line)."""
     out = []
+    study = board.get("augmentation") or {}
+    in_study = set(str(study.get("methods") or "").split(",")) if isinstance(study, dict) else set()
     for e in board.get("added") or []:
         prov = e.get("provenance") or {}
         dist = prov.get("plugin_distribution") or {}
         made = (f" ({md_cell(str(dist.get('name')))} {md_cell(str(dist.get('version')))})"
                 if isinstance(dist, dict) and dist.get("name") else "")
-        study = (f"; in the augmentation study: {', '.join(map(md_cell, e['augment_methods']))}"
-                 if e.get("augment_methods") else "")
+        added_study = (f"; in the augmentation study: {', '.join(map(md_cell, e['augment_methods']))}"
+                       if e.get("augment_methods") else "")
+        older = sorted(m for m in e.get("methods") or [] if m in in_study
+                       and m not in set(e.get("augment_methods") or []))
+        if older:  # a method replaced here whose study rows were not: they are the earlier run's
+            added_study += (f"; the augmentation study's rows for {', '.join(map(md_cell, older))} "
+                            "are from before this run (not re-run with it)")
         out.append(f"{', '.join(md_cell(str(m)) for m in e.get('methods') or [])}: added from "
-                   f"`{e.get('command')}`{made}{study}.")
+                   f"`{e.get('command')}`{made}{added_study}.")
     return (" Added to this board later (`cfbench leaderboard RUN --add`), with the board's "
             "task, classifier, queries and settings: " + " ".join(out)) if out else ""
 

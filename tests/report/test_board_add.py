@@ -60,6 +60,7 @@ def test_add_merges_ranks_study_and_validates(made):
     assert board["augmentation"]["methods"] == "nearest-neighbour,nice:none"
     md = (boards / "breast-cancer.md").read_text()
     assert "nice:none: added from `cfbench run --task breast-cancer --methods nice:none" in md
+    assert "are from before this run" not in md  # its study rows came with it
     v = cli("leaderboard", "--validate", "--dir", str(boards))
     assert v.returncode == 0, v.stdout + v.stderr
     merged = {p.name: p.read_bytes() for p in boards.iterdir()}
@@ -73,6 +74,9 @@ def test_add_merges_ranks_study_and_validates(made):
     ok = cli("leaderboard", "--add", str(tmp / "new"), "--replace", "--dir", str(boards))
     assert ok.returncode == 0 and "replaced nice:none" in ok.stdout
     assert len(json.loads((boards / "breast-cancer.json").read_text())["added"]) == 1
+    # replaced without --augment: the board says its study rows are the earlier run's
+    md = (boards / "breast-cancer.md").read_text()
+    assert "the augmentation study's rows for nice:none are from before this run (not re-run with it)" in md
 
 
 @pytest.mark.slow
