@@ -116,9 +116,8 @@ class Verifier:
         """Up to ``k`` valid CFs per query from the candidates ``propose`` gives, in up to ``rounds``
         rounds.  Candidates that break a bound or direction are dropped, the rest checked with
         the classifier; a query with no valid one goes to another round whose note lists (up to
-        ``SHOWN`` of) the rejected candidates, most probable first.  Before that, with
-        ``compose``, the query's rejected candidates so far are merged (``compose``) and the
-        merge checked with the classifier.  The valid ones are
+        ``SHOWN`` of) the rejected candidates, most probable first, unless a merge of the edits
+        of its rejected candidates so far (``compose``, when on) is valid.  The valid ones are
         shortened (``refine``) and the ``k`` closest returned, preferring different
         changed-feature sets.  A query none of whose candidates parsed gets its first
         candidate's failure (an endpoint's error stays an error, not a ``not_found``)."""
@@ -145,7 +144,6 @@ class Verifier:
                     if res.status != "ok" and failure[q] is None:
                         failure[q] = res
             cands = [(q, res) for q, g in zip(pending, got, strict=True) for res in g if res.status == "ok"]
-
             if cands:
                 owners = np.array([q for q, _ in cands])
                 rows = np.stack([res.cfs.to_numpy(float)[0] for _, res in cands])
