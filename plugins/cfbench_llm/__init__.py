@@ -24,10 +24,12 @@ LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
 BATCH = 50
 #: expected seconds per query on one core, fit included (the ai-readi board's cells, Gemma 3
-#: 270M in bfloat16, 2026-12-04; heart's take a quarter to a half); for scheduling only
+#: 270M in bfloat16, 2026-12-04; heart's take a quarter to a half); for scheduling only.
+#: ``verified``: 0.56 s per query plus a 19.5 s fit over 100 queries (2026-12-07, with steer
+#: and compose; it was 1.45 before)
 COSTS = {
     "zeroshot": {"default": 0.9, "freetext": 1.7},
-    "fewshot": {"default": 1.4, "retrieval": 3.0, "freetext": 2.5, "fast": 0.4, "verified": 1.45},
+    "fewshot": {"default": 1.4, "retrieval": 3.0, "freetext": 2.5, "fast": 0.4, "verified": 0.75},
     "finetuned": {"default": 0.8},
 }
 #: the local variants share one first-use set-up: converting the embedded model into the cache
