@@ -39,9 +39,15 @@ def _quality(task, scorer, res, q) -> dict:
     ok = [i for i, r in enumerate(res) if r.status == "ok" and r.cfs is not None and len(r.cfs)]
     out = {"parse_rate": len(ok) / len(res), "valid_rate": 0.0, "l1_mad": float("nan"),
            "n_changed": float("nan"), "lof_inlier": float("nan")}
-    sources = q.source.to_numpy() if "source" in q else None
-    for s in (0, 1) if sources is not None else ():  # validity per direction, over its queries
-        out[f"valid_{s}to{1 - s}"] = 0.0 if (sources == s).any() else float("nan")
+    valid_all = np.zeros(len(res), dtype=bool)  # per query; a query without a CF is invalid
+    sources = q.source.to_numpy()
+
+    def per_direction() -> None:  # validity per direction, over that direction's queries
+        for s in (0, 1):
+            mine = sources == s
+            out[f"valid_{s}to{1 - s}"] = float(valid_all[mine].mean()) if mine.any() else float("nan")
+
+    per_direction()
     if not ok:
         return out
     names = task.schema.names
@@ -52,9 +58,8 @@ def _quality(task, scorer, res, q) -> dict:
     scores = scorer.score(X, C, target, pred)
     valid = pred == target
     out["valid_rate"] = float(valid.sum()) / len(res)
-    for s in (0, 1) if sources is not None else ():
-        if (sources == s).any():
-            out[f"valid_{s}to{1 - s}"] = float((valid & (sources[ok] == s)).sum()) / float((sources == s).sum())
+    valid_all[ok] = valid
+    per_direction()
     if valid.any():
         v = scores[valid]
         out.update(l1_mad=float(v["l1_mad"].mean()), n_changed=float(v["n_changed"].mean()),

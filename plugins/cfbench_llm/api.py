@@ -77,6 +77,8 @@ class ApiLLM:
             v = self.params[name]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserError(f"api parameter {name}: expected a positive integer, got {v!r}")
+        if not isinstance(self.params["compose"], bool):
+            raise UserError(f"api parameter compose: expected true or false, got {self.params['compose']!r}")
         if self.params["structured"] not in structured.FORMS:
             raise choices_error("api parameter structured", self.params["structured"], structured.FORMS)
 

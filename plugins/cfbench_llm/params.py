@@ -57,8 +57,8 @@ LOCAL = (
           "the candidates the classifier rejected", minimum=1),
     Param("compose", bool, True, "verified variant: a query without a valid candidate has its "
           "rejected candidates' edits merged, best single edit first, until the classifier agrees"),
-    Param("steer", bool, True, "verified variant: each sampled candidate must first change one of "
-          "the features whose single change moves the classifier most toward the target"),
+    Param("steer", bool, True, "verified variant, edits style: each sampled candidate must first "
+          "change one of the features whose single change moves the classifier most toward the target"),
     Param("tune_malloc", bool, True, "tune glibc malloc for long decoding runs"),
     Param("threads", int, None, "torch CPU threads (unset: $CFBENCH_LLM_THREADS or torch's)",
           minimum=1),

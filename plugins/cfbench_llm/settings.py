@@ -59,6 +59,9 @@ class Settings:
         if unknown:
             raise UserError(f"unknown llm parameter {unknown[0]!r}; valid parameters: {', '.join(sorted(fields))}")
         s = cls(**params)
+        for f in fields.values():  # a switch is a bool, not a truthy string
+            if f.type in ("bool", bool) and not isinstance(getattr(s, f.name), bool):
+                raise UserError(f"llm parameter {f.name}: expected true or false, got {getattr(s, f.name)!r}")
         if isinstance(s.max_edits, bool) or not isinstance(s.max_edits, int) or s.max_edits < 0:
             raise UserError(f"llm parameter max_edits: expected a non-negative integer, got {s.max_edits!r}")
         for name in ("batch_size", "examples", "pool", "digits", "pairs", "epochs", "rank", "ft_batch", "rounds"):

@@ -206,13 +206,15 @@ class Verifier:
         the model wrote for that feature in a candidate that kept the bounds and directions, so
         the merge keeps them too.  Costs classifier calls only."""
         edits: list[tuple[int, int, float, QueryResult]] = []
+        span: dict[int, range] = {}  # each query's edits, in order
         for q in queries:
-            seen: set[tuple[int, float]] = set()
+            start, seen = len(edits), set()
             for _, row, res in sorted(pool[q], key=lambda t: -t[0]):
                 for j in np.flatnonzero(row != X[q]):
                     if (j, row[j]) not in seen:
                         seen.add((j, row[j]))
                         edits.append((q, int(j), float(row[j]), res))
+            span[q] = range(start, len(edits))
         if not edits:
             return []
         single = np.stack([X[q] for q, _, _, _ in edits])
@@ -221,9 +223,8 @@ class Verifier:
         gain = self.proba(single)[np.arange(len(edits)), np.searchsorted(self.classes, targets[owners])]
         trials, owner, parts = [], [], []
         for q in queries:
-            mine = sorted((i for i in range(len(edits)) if edits[i][0] == q), key=lambda i: -gain[i])
             merged, used = X[q].copy(), []
-            for i in mine:
+            for i in sorted(span[q], key=lambda i: -gain[i]):
                 _, j, v, res = edits[i]
                 if merged[j] != X[q][j]:
                     continue

@@ -420,6 +420,10 @@ def test_verified_parameters_are_declared_and_validated():
         LocalLLM("fewshot", "verified", rounds=0)
     with pytest.raises(UserError, match="rounds"):
         LocalLLM("zeroshot", rounds=2)
+    with pytest.raises(UserError, match="llm parameter steer: expected true or false, got 'yes'"):
+        LocalLLM("fewshot", "verified", steer="yes")  # a switch is a bool, not a truthy string
+    with pytest.raises(UserError, match="llm parameter compose: expected true or false, got 0"):
+        LocalLLM("fewshot", "verified", compose=0)
 
 
 def test_verified_drops_candidates_that_break_bounds_or_directions(heart, tiny, tmp_path):

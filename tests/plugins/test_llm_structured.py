@@ -131,6 +131,8 @@ def test_bad_structured_value_is_one_line():
         ApiLLM("zeroshot", structured="xml")
     with pytest.raises(UserError, match="samples: expected a positive integer"):
         ApiLLM("fewshot", "verified", samples=0)
+    with pytest.raises(UserError, match="api parameter compose: expected true or false, got 'no'"):
+        ApiLLM("fewshot", "verified", compose="no")
     with pytest.raises(UserError, match="unknown parameter 'samples' of method 'api-zeroshot'"):
         ApiLLM("zeroshot", samples=2)
 
