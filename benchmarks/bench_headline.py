@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -151,7 +152,47 @@ def phases(lines: list[tuple[float, str]], wall: float, suite: bool) -> dict[str
     return out
 
 
-def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) -> str:
+def parse_duration(text: str) -> float | None:
+    """Seconds of a duration as the progress lines print it (``42 s``, ``3 min 05 s``, ``1 h 12 min``)."""
+    m = re.fullmatch(r"\s*(?:(\d+) h)?\s*(?:(\d+) min)?\s*(?:(\d+) s)?\s*", text)
+    if not m or not any(m.groups()):
+        return None
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return 3600.0 * h + 60.0 * mi + s
+
+
+def plan_check(lines: list[tuple[float, str]], wall: float, mode: str) -> dict[str, float]:
+    """The plan line's estimate (the cold one, "if ... must first do its one-time set-up", on a
+    cold run) against what followed it: the time from the plan line to the run's summary."""
+    at, line = next(((t, x) for t, x in lines if x.startswith("plan:")), (None, ""))
+    m = re.search(r"expected about ([^;(]+?)(?: \(about ([^;(]+?) if [^)]*\))?(?:;.*)?$", line)
+    if at is None or not m:
+        return {}
+    warm, cold = parse_duration(m.group(1)), parse_duration(m.group(2) or "")
+    est = cold if mode == "cold" and cold is not None else warm
+    if est is None:
+        return {}
+    taken = wall - at
+    return {"estimate": est, "measured": taken, "ratio": taken / est if est else float("nan")}
+
+
+def declared(rows: list[dict], budget: float) -> list[dict]:
+    """Each cell's declared cost (the scheduler's ``cell_cost`` for its queries) against its
+    measured time (fit + queries, from the records)."""
+    from cfbench.execution import schedule
+
+    out = []
+    for r in rows:
+        label = r["cell"].rsplit(" seed ", 1)[0]
+        method, _, variant = label.partition(":")
+        exp = schedule.cell_cost(method, variant or "default", r["queries"], budget)
+        out.append({"cell": r["cell"], "declared": exp, "measured": r["cell_seconds"],
+                    "ratio": r["cell_seconds"] / exp if exp else float("nan")})
+    return out
+
+
+def report(wall: float, rows: list[dict], split: dict[str, float], mode: str,
+           plan: dict[str, float] | None = None, costs: list[dict] | None = None) -> str:
     target = WARM_TARGET if mode == "warm" else COLD_TARGET
     out = [f"## headline run ({mode})", "",
            f"wall time of the run {wall / 60:.1f} min (target <= {target / 60:.0f} min: "
@@ -173,6 +214,12 @@ def report(wall: float, rows: list[dict], split: dict[str, float], mode: str) ->
         out += ["| phase | seconds | share |", "|---|---|---|"]
         whole = sum(split.values())
         out += [f"| {k} | {v:.1f} | {v / whole:.0%} |" for k, v in split.items()]
+    if plan:
+        out += ["", f"plan line: expected {plan['estimate']:.0f} s; from the plan line to the summary "
+                    f"{plan['measured']:.0f} s ({plan['ratio']:.2f} × the estimate)"]
+    if costs:
+        out += ["", "| cell | declared (s) | measured (s) | measured / declared |", "|---|---|---|---|"]
+        out += [f"| {c['cell']} | {c['declared']:.1f} | {c['measured']:.1f} | {c['ratio']:.2f} |" for c in costs]
     return "\n".join(out)
 
 
@@ -215,14 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         wall = run_end(lines, total)
         rows = cells(out)
         split = phases(lines, total, suite="--config" in extra and "--no-augment" not in extra)
-    print(report(wall, rows, split, args.mode))
+        plan = plan_check(lines, wall, args.mode)
+        budget = next((float(m.group(1)) for _, x in lines
+                       if (m := re.match(r"plan: .*budget ([0-9.]+) s/query", x))), 2.0)
+        costs = declared(rows, budget)
+    print(report(wall, rows, split, args.mode, plan, costs))
     if args.json:
         from cfbench.core.strict_json import dumps
 
         # strict JSON: a cell whose records carry no seconds has a null s/query, not NaN
         args.json.write_text(dumps({"mode": args.mode, "wall": wall, "total": total,
                                     "peak_rss": PEAK["rss"], "cells": rows,
-                                    "phases": split}, indent=2) + "\n")
+                                    "phases": split, "plan": plan, "declared": costs}, indent=2) + "\n")
     return 0
 
 

@@ -43,7 +43,7 @@ REASON_CHARS = 300
 class RunObserver:
     """What the runner reports; every method is optional to override (the base does nothing)."""
 
-    def plan(self, work: Sequence[tuple[Any, Any]], cfg: Any) -> None: ...
+    def plan(self, work: Sequence[tuple[Any, Any]], cfg: Any, costs: Any = None) -> None: ...
 
     def start(self, cell: Any, n_queries: int) -> None: ...
 
@@ -151,8 +151,11 @@ class ProgressDisplay(RunObserver):
             self.console.print(text, markup=False, highlight=False)
 
     # ------------------------------------------------------------------ observer
-    def plan(self, work: Sequence[tuple[Any, Any]], cfg: Any) -> None:
+    def plan(self, work: Sequence[tuple[Any, Any]], cfg: Any, costs: Any = None) -> None:
+        """Print the plan line; ``costs`` (``schedule.Costs``) gives the cells' expected times
+        (default: the methods' declared costs)."""
         budget = float(getattr(cfg, "budget", config.DEFAULT_BUDGET))
+        costs = costs or schedule.Costs(budget)
         self.jobs = int(getattr(cfg, "jobs", 1))
         out = getattr(cfg, "out", None)
         with self._lock:
@@ -163,18 +166,21 @@ class ProgressDisplay(RunObserver):
             self.cells = {c: st for c, st in self.cells.items()
                           if st.started is not None and st.ended is None}
             new: dict[Any, _CellState] = {}
+            expected = {}
             for cell, todo in work:
-                per_q = schedule.per_query_cost(schedule.generator_spec(cell.method), cell.variant, budget)
+                expected[cell] = costs.cell(cell, len(todo))
+                per_q = (expected[cell] - schedule.CELL_OVERHEAD) / max(len(todo), 1)
                 new[cell] = _CellState(f"{cell.label} seed {cell.seed}", len(todo), per_q)
                 if out is not None:
                     new[cell].log = Path(out) / "logs" / workerproc.log_name(cell.label, cell.seed)
             self.cells.update(new)
             n_q = sum(c.total for c in new.values())
-            costs = [schedule.CELL_OVERHEAD + c.total * c.expected for c in new.values()]
-            est = schedule.estimate(costs, self.jobs)
-            first = {cell: schedule.first_use_cost(cell.method, cell.variant) for cell, _ in work}
-            cold = schedule.estimate([c + first[cell] for c, cell in zip(costs, new, strict=True)],
+            secs = [expected[cell] for cell in new]
+            est = schedule.estimate(secs, self.jobs)
+            first = {cell: costs.first_use(cell) for cell, _ in work}
+            cold = schedule.estimate([c + first[cell] for c, cell in zip(secs, new, strict=True)],
                                      self.jobs)
+            here = costs.measured_share(list(new))
             setups = sorted({cell.label for cell, s in first.items() if s > 0})
         if not work:
             self._print(f"{self.indent}plan: nothing left to run")
@@ -182,8 +188,9 @@ class ProgressDisplay(RunObserver):
         cells = f"{len(work)} cell{'s' if len(work) != 1 else ''}"
         also = (f" (about {fmt_duration(cold)} if {', '.join(setups)} must first do "
                 f"{'its' if len(setups) == 1 else 'their'} one-time set-up)") if setups else ""
+        based = f"; {here} of {len(work)} from their times here" if here else ""
         self._print(f"{self.indent}plan: {cells}, {n_q} queries, {self.jobs} at a time, "
-                    f"budget {budget:g} s/query; expected about {fmt_duration(est)}{also}")
+                    f"budget {budget:g} s/query; expected about {fmt_duration(est)}{also}{based}")
 
     def start(self, cell: Any, n_queries: int) -> None:
         with self._lock:

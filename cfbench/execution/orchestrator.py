@@ -24,6 +24,8 @@ from cfbench.core.plugins import registry
 from cfbench.execution import messages, schedule, workerproc
 from cfbench.execution.config import Cell, RunConfig
 from cfbench.execution.executor import Executor, LocalExecutor, WorkerHandle, get_executor
+from cfbench.execution.timings import Timings
+from cfbench.execution.timings import key as timing_key
 from cfbench.records.labels import Choice, canonical_groups, canonical_key
 from cfbench.records.provenance import environment, module_dists, plugin_distribution, with_runtime
 from cfbench.records.store import (
@@ -63,6 +65,8 @@ class Runner:
     threads: int = 0
     #: where cells' workers run (``cfbench.execution.executor``): local processes or Ray actors
     executor: Executor = field(default_factory=LocalExecutor)
+    #: what each complete cell took, kept for the next plan (``cfbench.execution.timings``)
+    timings: Timings | None = None
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _live: set = field(default_factory=set, repr=False)
     _live_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -173,6 +177,8 @@ class Runner:
         prov: dict[str, Any] = {}
         worker: WorkerHandle | None = None
         fit_seconds = float("nan")
+        answered = 0.0  # the workers' own seconds for the batches they answered
+        complete = True  # every batch answered by the first worker, fitted once
         try:
             for batch_no, batch in enumerate(batches):
                 if self._stopping.is_set():
@@ -202,6 +208,7 @@ class Runner:
                             else f"worker process died during fit{during} ({msg})"
                         )
                         status = "timeout" if kind == "timeout" else "error"
+                        complete = False
                         self._end(worker, kill=True)
                         worker = None
                         for b in batches[batch_no:]:
@@ -222,9 +229,11 @@ class Runner:
                     self._save_traceback(cell, f"generate (queries from id {first_qid})",
                                          answer.traceback)
                     per_query = answer.seconds / len(batch)
+                    answered += answer.seconds
                     for (_, q), out in zip(batch.iterrows(), answer.outputs, strict=True):
                         self._append(cell, q, out, prov, per_query, len(batch), fit_seconds)
                     continue
+                complete = False
                 if kind == "timeout":
                     reason = f"no answer within the hard timeout of {limit:g} s for {len(batch)} queries"
                     self._record_all(cell, batch, "timeout", reason, prov, limit / len(batch), fit_seconds)
@@ -241,6 +250,10 @@ class Runner:
         finally:
             if worker is not None:
                 self._end(worker, kill=self._stopping.is_set())
+        if complete and batches and self.timings is not None and not self._stopping.is_set():
+            self.timings.put(timing_key(self.task.spec.name, cell.method, cell.variant, self.threads,
+                                        self.cfg.k, self.cfg.budget),
+                             answered / len(queries), fit_seconds)
 
     def _record_all(self, cell: Cell, batch: pd.DataFrame, status: str, reason: str, prov: dict,
                     seconds: float, fit_seconds: float) -> None:
@@ -377,14 +390,16 @@ def execute(cfg: RunConfig, task: Task, pairs: Sequence[Choice],
                                                "task_meta": task_meta(task)})
         done = {canonical_key(k) for k in store.done_keys()} if cfg.resume else set()
         work = plan(cfg, task, pairs, done, queries)
-        work = schedule.longest_first(work, cfg.budget)
+        if threads is None:
+            threads = schedule.threads_per_cell(cfg.jobs, len(work))
+        timings = Timings.in_cache()
+        costs = schedule.Costs(cfg.budget, task.spec.name, threads, cfg.k, timings)
+        work = schedule.longest_first(work, cfg.budget, costs)
         if on_plan:
             on_plan(work)
         if observer is not None:
-            observer.plan(work, cfg)
-        if threads is None:
-            threads = schedule.threads_per_cell(cfg.jobs, len(work))
-        runner = Runner(cfg, task, store, on_progress, observer, threads, executor)
+            observer.plan(work, cfg, costs)
+        runner = Runner(cfg, task, store, on_progress, observer, threads, executor, timings)
         if on_runner is not None:
             on_runner(runner)
         # cells sharing a first-use set-up (a model conversion) wait until the first one has

@@ -7,6 +7,10 @@ searches that use the whole per-query budget (``anytime``).  A cell's expected d
 
     CELL_OVERHEAD + queries x (budget if anytime else cost, else DEFAULT_COST)
 
+unless the same cell (task, method, variant, threads, k, budget) has run on this machine
+before: then ``CELL_OVERHEAD + fit + queries x seconds per query`` as measured then
+(``timings``; ``Costs`` decides which).
+
 Cells run longest-expected-first, so the long ones start while short ones fill the gaps, and the
 plan's estimate is the larger of (sum of cells / jobs) and the longest cell.  A variant may also
 declare ``first_use`` seconds, a one-time set-up its first cell caches (a fine-tune): it counts
@@ -29,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from cfbench.core.machine import usable_cores
 from cfbench.core.plugins import registry
+from cfbench.execution.timings import Timings, key
 
 #: the hard kill never comes before this many budgets per query
 KILL_BUDGETS = 10.0
@@ -89,18 +94,50 @@ def first_use_cost(method: str, variant: str) -> float:
     return _seconds(getattr(generator_spec(method), "first_use", None), variant, 0.0)
 
 
-def longest_first(work: Sequence[tuple[Any, Any]], budget: float) -> list[tuple[Any, Any]]:
+class Costs:
+    """Expected seconds of the cells of one plan: what the same cell took on this machine before
+    (``timings``), else what its method declares.  Anytime variants take the budget either way."""
+
+    def __init__(self, budget: float, task: str = "", threads: int = 1, k: int = 1,
+                 timings: Timings | None = None) -> None:
+        self.budget, self.task, self.threads, self.k = float(budget), task, int(threads), int(k)
+        self.timings = timings
+
+    def measured(self, cell: Any) -> tuple[float, float] | None:
+        """``(seconds per query, fit seconds)`` of ``cell`` measured here, or None."""
+        if self.timings is None or cell.variant in (getattr(generator_spec(cell.method), "anytime", ()) or ()):
+            return None
+        return self.timings.get(key(self.task, cell.method, cell.variant, self.threads, self.k, self.budget))
+
+    def cell(self, cell: Any, n_queries: int) -> float:
+        """Expected seconds of ``cell`` with ``n_queries`` queries left."""
+        m = self.measured(cell)
+        if m is None:
+            return cell_cost(cell.method, cell.variant, n_queries, self.budget)
+        return CELL_OVERHEAD + m[1] + n_queries * m[0]
+
+    def first_use(self, cell: Any) -> float:
+        """A possible one-time set-up (``first_use_cost``); none for a cell that ran here before."""
+        return 0.0 if self.measured(cell) is not None else first_use_cost(cell.method, cell.variant)
+
+    def measured_share(self, cells: Sequence[Any]) -> int:
+        """How many of ``cells`` are estimated from their times here."""
+        return sum(self.measured(c) is not None for c in cells)
+
+
+def longest_first(work: Sequence[tuple[Any, Any]], budget: float,
+                  costs: Costs | None = None) -> list[tuple[Any, Any]]:
     """``(cell, queries)`` pairs sorted by expected duration, longest first (stable).
 
     A cell's possible first-use set-up counts here: starting it early costs little when the
     set-up is cached, and when it is not, a cell that long must not start last.
     """
-    def key(w: tuple[Any, Any]) -> float:
-        cell = w[0]
-        return -(cell_cost(cell.method, cell.variant, len(w[1]), budget)
-                 + first_use_cost(cell.method, cell.variant))
+    costs = costs or Costs(budget)
 
-    return sorted(work, key=key)
+    def order(w: tuple[Any, Any]) -> float:
+        return -(costs.cell(w[0], len(w[1])) + costs.first_use(w[0]))
+
+    return sorted(work, key=order)
 
 
 def setup_key(method: str) -> str:

@@ -53,7 +53,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="nice",
             requires=("torch",),
-            cost={"*": 0.09},  # measured on heart, warm cache: 0.087 s/query (docs/baselines.md)
+            cost={"*": 0.03},  # s/query with its fit: 0.021 warm, 0.037 with the VAE trained (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC); heart 0.087
             preload=("cfbench_cchvae.cchvae",),
             params=PARAMS,
             description=(

@@ -51,7 +51,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             ),
             extra="dice",
             requires=("dice_ml",),
-            cost={"random": 0.5, "genetic": 0.35, "kdtree": 0.1},
+            cost={"random": 0.54, "genetic": 0.34, "kdtree": 0.085},  # s/query (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC)
             preload=("dice_ml", "cfbench_dice.generator"),
             params=PARAMS,
             description="DiCE diverse counterfactuals (dice-ml): random sampling, genetic search or KD-tree",

@@ -37,7 +37,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             capabilities=Capabilities(multiple=True, constraints=True, batch_size=None),
             needs=frozenset({"proba", "trees"}),
             params=PARAMS,
-            cost={"*": 0.25},  # s/query measured on heart (10 queries per class)
+            cost={"*": 0.11},  # s/query: 0.11 (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC); heart 0.25
             preload=("cfbench_featuretweak.tweak",),
             description=("FeatureTweak: least-cost epsilon-satisfactory tweak into a target-class "
                          "leaf of a tree voting for the wrong class"),

@@ -41,7 +41,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             requires=("scipy",),
             extra="focus",
             params=PARAMS,
-            cost={"*": 0.65},  # s/query measured on heart (10 queries per class)
+            cost={"*": 0.53},  # s/query: 0.53 (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC); heart 0.65
             preload=("cfbench_focus.focus",),
             description=("FOCUS: Adam on the sigmoid-smoothed tree ensemble, the closest real "
                          "flip kept"),

@@ -48,7 +48,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
                 stochastic=True,  # random sampling, seeded per query
                 batch_size=1,
             ),
-            cost={"*": 0.75},  # measured on heart: 0.73-0.80 s per query (~12 layers of 2000)
+            cost={"*": 0.22},  # s/query: 0.22 (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC); heart 0.73-0.80 (~12 layers of 2000)
             params=PARAMS,
             preload=("cfbench_growing_spheres.growing_spheres",),
             description=(

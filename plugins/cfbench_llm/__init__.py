@@ -23,20 +23,22 @@ from cfbench_llm.params import API_BY_MODE, API_VERIFIED, FAST, LOCAL_BY_MODE, V
 LOCAL_REQUIRES = ("torch", "transformers", "safetensors")
 #: queries per generate() call: large enough to batch, small enough that a killed batch loses little
 BATCH = 50
-#: expected seconds per query on one core, fit included (the ai-readi board's cells, Gemma 3
-#: 270M in bfloat16, 2026-12-04; heart's take a quarter to a half); for scheduling only.
-#: ``verified``: 0.56 s per query plus a 19.5 s fit over 100 queries (2026-12-07, with steer
-#: and compose; it was 1.45 before)
+#: expected seconds per query on one core beside another cell, fit included: the headline's
+#: cells (ai-readi, 100 queries, Gemma 3 270M; bfloat16, int8 for fast and verified), measured
+#: warm on the 2-core AMD EPYC development machine, 2026-12-07 (heart's take a quarter to a
+#: half); for the plan line only.  ``cfbench run`` replaces them with the cell's own times on
+#: a machine where it ran before (``cfbench.execution.timings``).
 COSTS = {
-    "zeroshot": {"default": 0.9, "freetext": 1.7},
-    "fewshot": {"default": 1.4, "retrieval": 3.0, "freetext": 2.5, "fast": 0.4, "verified": 0.75},
-    "finetuned": {"default": 0.8},
+    "zeroshot": {"default": 1.17, "freetext": 2.54},
+    "fewshot": {"default": 1.62, "retrieval": 4.17, "freetext": 2.68, "fast": 0.43, "verified": 1.13},
+    "finetuned": {"default": 1.04},
 }
 #: the local variants share one first-use set-up: converting the embedded model into the cache
 SETUP = "cfbench-llm:local-model"
-#: seconds of the default LoRA fine-tune on first use (ai-readi 499 s, heart 183 s at one thread
-#: beside another cell, 2026-12-04): the fine-tuned cell starts early, not last, on a cold cache
-FIRST_USE = {"finetuned": {"default": 500.0}}
+#: seconds of the first fit: the embedded model's conversion and the default LoRA fine-tune, at one
+#: thread beside another cell (ai-readi 770 s on the 2-core AMD EPYC machine, 2026-12-07; heart
+#: about a third): the fine-tuned cell starts early, not last, on a cold cache
+FIRST_USE = {"finetuned": {"default": 770.0}}
 
 
 def _local(mode: str):

@@ -45,7 +45,7 @@ def cfbench_generators() -> list[GeneratorSpec]:
             extra="nice",
             requires=(),
             variant_requires={"plausibility": ("torch",)},
-            cost={"*": 0.02},
+            cost={"*": 0.004, "plausibility": 0.025},  # s/query with the fit (ai-readi headline, warm, 2026-12-07, 2-core AMD EPYC)
             preload=("cfbench_nice.nice",),
             params=PARAMS,
             description=(

@@ -63,7 +63,7 @@ def test_worker_phases_reach_the_display(task, faulty_plugin, tmp_path):
         def __init__(self) -> None:
             self.events: list[tuple] = []
 
-        def plan(self, work, cfg):
+        def plan(self, work, cfg, costs=None):
             self.events.append(("plan", len(work)))
 
         def start(self, cell, n):
