@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cfbench.tasks.classifier import cache_dir
+
 FILE = "timings.json"
 #: entries kept at most (the oldest go first): a cache, not a history
 MAX_ENTRIES = 2000
@@ -51,8 +53,6 @@ class Timings:
     def in_cache(cls) -> Timings:
         """The user's timings (``$CFBENCH_CACHE/timings.json``); in memory if that folder cannot be used."""
         try:
-            from cfbench.tasks.classifier import cache_dir
-
             return cls(cache_dir() / FILE)
         except Exception:  # noqa: BLE001 - an unusable cache folder only costs the estimate
             return cls(None)
