@@ -47,7 +47,7 @@ class Timings:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._data: dict[str, dict[str, float]] = self._read() if path is not None else {}
+        self._data: dict[str, dict[str, Any]] = self._read() if path is not None else {}
 
     @classmethod
     def in_cache(cls) -> Timings:
@@ -57,7 +57,7 @@ class Timings:
         except Exception:  # noqa: BLE001 - an unusable cache folder only costs the estimate
             return cls(None)
 
-    def _read(self) -> dict[str, dict[str, float]]:
+    def _read(self) -> dict[str, dict[str, Any]]:
         try:
             with open(self.path, "rb") as fh:  # type: ignore[arg-type]
                 raw = fh.read(MAX_BYTES + 1)
@@ -67,33 +67,34 @@ class Timings:
         except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return {}
         entries = data.get("cells") if isinstance(data, dict) else None
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, dict[str, Any]] = {}
         if not isinstance(entries, dict):
             return out
         for k, v in entries.items():
             if not isinstance(k, str) or not isinstance(v, dict):
                 continue
             spq, fit, when = _number(v.get("s_per_query")), _number(v.get("fit")), _number(v.get("when"))
-            if spq is not None and fit is not None:
+            if spq is not None and (fit is not None or v.get("fit") is None):
                 out[k] = {"s_per_query": spq, "fit": fit, "when": when or 0.0}
         return out
 
     def get(self, k: str) -> tuple[float, float] | None:
-        """``(seconds per query, fit seconds)`` measured for ``k``, or None."""
+        """``(seconds per query, fit seconds)`` measured for ``k`` (fit 0 if none was kept), or None."""
         with self._lock:
             e = self._data.get(k)
-            return None if e is None else (e["s_per_query"], e["fit"])
+            return None if e is None else (e["s_per_query"], e["fit"] or 0.0)
 
-    def put(self, k: str, s_per_query: float, fit: float) -> None:
+    def put(self, k: str, s_per_query: float, fit: float | None) -> None:
         """Keep one cell's measurement and write the file.  The fit kept is the fastest seen:
-        a first fit may include a one-time set-up (a fine-tune) that later runs find cached."""
+        a first fit may include a one-time set-up (a model conversion) that later runs find
+        cached; ``fit`` None (a fit known to hold a one-time set-up) keeps the one before."""
         spq, f = _number(s_per_query), _number(fit)
-        if spq is None or f is None:
+        if spq is None:
             return
         with self._lock:
             old = self._data.get(k)
-            if old is not None:
-                f = min(f, old["fit"])
+            if old is not None and old["fit"] is not None:
+                f = old["fit"] if f is None else min(f, old["fit"])
             self._data[k] = {"s_per_query": spq, "fit": f, "when": time.time()}
             if self.path is not None:  # another run may have written since: the newer entry wins
                 for other, e in self._read().items():

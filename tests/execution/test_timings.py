@@ -45,6 +45,15 @@ def test_entries_that_are_not_finite_non_negative_numbers_are_dropped(tmp_path):
     assert t.get("nan") is None
 
 
+def test_a_fit_that_held_a_one_time_set_up_is_not_kept(tmp_path):
+    t = Timings(tmp_path / FILE)
+    t.put("ft", 1.0, None)  # the first run: its fit held the fine-tune
+    assert Timings(tmp_path / FILE).get("ft") == (1.0, 0.0)
+    t.put("ft", 0.9, 8.0)
+    t.put("ft", 0.95, None)
+    assert Timings(tmp_path / FILE).get("ft") == (0.95, 8.0)
+
+
 def test_two_runs_writing_keep_each_others_entries(tmp_path):
     a, b = Timings(tmp_path / FILE), Timings(tmp_path / FILE)
     a.put("a", 1.0, 1.0)
