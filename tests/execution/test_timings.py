@@ -111,3 +111,15 @@ def test_a_run_stores_its_complete_cells_and_only_those(faulty_plugin, tmp_path,
 def test_path_is_under_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CFBENCH_CACHE", str(tmp_path / "c"))
     assert Timings.in_cache().path == Path(tmp_path / "c" / FILE)
+
+
+def test_a_fit_as_long_as_half_the_declared_set_up_is_not_stored(tmp_path, monkeypatch):
+    """A cell whose method declares a one-time set-up (``first_use``) and whose fit took at least
+    half of it did that set-up: its fit says nothing about the next run's."""
+    monkeypatch.setenv("CFBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(schedule, "first_use_cost", lambda method, variant: 1e-9)
+    task = Task.load(resolve_spec("breast-cancer"))
+    cfg = RunConfig(task="breast-cancer", n_queries=1, out=tmp_path / "r", jobs=1)
+    execute(cfg, task, [("nearest-neighbour", "default")])
+    (entry,) = json.loads((tmp_path / "cache" / FILE).read_text())["cells"].values()
+    assert entry["fit"] is None and entry["s_per_query"] >= 0
