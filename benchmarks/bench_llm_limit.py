@@ -25,6 +25,11 @@ full-vocabulary logits likewise, attention at the best bfloat16 rate measured.  
 
     python benchmarks/bench_llm_limit.py --task ai-readi --queries 100 [--configs all] [--json out.json]
     python benchmarks/bench_llm_limit.py --configs fewshot:default --queries 10     # one variant, quickly
+    python benchmarks/bench_llm_limit.py --configs fewshot:default --queries 50 --batch-probe 25,50,10
+
+``--batch-probe`` answers, instead, whether batching more rows together would help: the same
+queries decoded in one ``generate`` at each batch size, timed, and how many answers are
+identical to those at the first size.
 """
 
 from __future__ import annotations
@@ -256,6 +261,25 @@ def summarize(name: str, w: Watch, lim: Limit, row: dict) -> dict:
     }
 
 
+def batch_probe(task, ctx, q, mode: str, variant: str, sizes: list[int], threads: int) -> list[dict]:
+    """The same queries, one ``generate`` each at every batch size in ``sizes``: seconds, and
+    answers (raw text and CF) identical to those at ``sizes[0]``."""
+    from cfbench_llm.generator import LocalLLM
+
+    names = task.schema.names
+    rows, first = [], None
+    for size in sizes:
+        gen = LocalLLM(mode, variant, threads=threads, batch_size=size).fit(ctx)
+        t0 = time.perf_counter()
+        res = gen.generate(q[names], q.target.to_numpy(), 1, 60.0)
+        dt = time.perf_counter() - t0
+        answers = [(r.raw, None if r.cfs is None else r.cfs[names].to_numpy().tolist()) for r in res]
+        first = first if first is not None else answers
+        rows.append({"batch_size": size, "seconds": dt, "queries": len(res),
+                     "identical": sum(a == b for a, b in zip(first, answers, strict=True))})
+    return rows
+
+
 def table(rows: list[dict], meta: dict) -> str:
     out = [f"task {meta['task']}, {meta['queries']} queries, {meta['threads']} thread(s); "
            f"bfloat16 matmul peak here: {meta['peak_gflops']:.0f} GFLOP/s; a decoder layer's matmuls by rows: "
@@ -283,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default="all", help="mode:variant list, or 'all' (every local variant)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the headline's cells: 1)")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--batch-probe", default=None, metavar="SIZES",
+                    help="comma-separated batch sizes: time one config at each and count the answers "
+                         "identical to those at the first size (instead of the limit table)")
     args = ap.parse_args(argv)
 
     import torch
@@ -300,10 +327,26 @@ def main(argv: list[str] | None = None) -> int:
         if m not in VARIANTS or (v or "default") not in VARIANTS[m]:
             raise SystemExit(f"bench_llm_limit: unknown config {c!r}; valid: "
                              + ", ".join(f"{m}:{v}" for m, vs in VARIANTS.items() for v in vs))
+    sizes = []
+    if args.batch_probe is not None:
+        try:
+            sizes = [int(x) for x in args.batch_probe.split(",")]
+        except ValueError:
+            sizes = []
+        if not sizes or min(sizes) < 1 or len(configs) != 1:
+            raise SystemExit(f"bench_llm_limit: --batch-probe needs positive integers and one config, "
+                             f"got {args.batch_probe!r} with {len(configs)} config(s)")
     threads = models.set_threads(args.threads)
     task = Task.load(resolve_spec(args.task))
     ctx = task.fit_context(seed=0)
     q = _queries(task, args.queries)
+    if sizes:
+        mode, _, variant = configs[0].partition(":")
+        probe = batch_probe(task, ctx, q, mode, variant or "default", sizes, threads)
+        for r in probe:
+            print(f"batch {r['batch_size']}: {r['seconds']:.1f} s; {r['identical']}/{r['queries']} answers "
+                  f"identical to batch {sizes[0]}'s")
+        return 0
     scorer = fit_scorer(task)
     watch = Watch()
     rows, lims = [], None

@@ -51,3 +51,23 @@ def test_the_counts_add_up_and_the_engine_is_restored(tmp_path):
     assert row["step_slots"] >= c["chosen_tokens"] - len(q)  # a sequence's last token is not fed
     assert row["gflop_linear"] > 0 and row["gflop_attention"] > 0 and row["gflop_vocab"] == 0
     assert 0 < row["limit_seconds"] and row["x_limit"] == pytest.approx(1.1 / row["limit_seconds"])
+
+
+def test_the_batch_probe_compares_answers_across_batch_sizes(tmp_path, monkeypatch):
+    tiny = str(tiny_model_dir(tmp_path / "tiny", seed=1, sliding_window=32))
+    task = Task.load(resolve_spec("heart"))
+    q = task.queries(n_per_class=3)
+    ctx = task.fit_context(seed=0)
+    ctx.cache_dir = tmp_path
+    import cfbench_llm.generator as g
+
+    class Tiny(LocalLLM):  # the probe builds the variant itself: point it at the tiny model
+        def __init__(self, mode, variant, **params):
+            super().__init__(mode, variant, model=tiny, **params)
+
+    monkeypatch.setattr(g, "LocalLLM", Tiny)
+    rows = bench.batch_probe(task, ctx, q, "zeroshot", "default", [4, 4, 2], threads=1)
+    assert [r["batch_size"] for r in rows] == [4, 4, 2]
+    assert all(r["queries"] == len(q) and r["seconds"] > 0 for r in rows)
+    assert rows[0]["identical"] == rows[1]["identical"] == len(q)  # the same batching: the same answers
+    assert 0 <= rows[2]["identical"] <= len(q)
