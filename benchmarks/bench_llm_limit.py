@@ -196,9 +196,7 @@ class Limit:
         """Seconds of every decoder layer's linear layers on ``m`` token slots."""
         if m not in self.lin:
             F, torch = self.torch.nn.functional, self.torch
-            x = torch.randn(m, self.shape["hidden"]).to(torch.bfloat16)
             xs = {i: torch.randn(m, i).to(torch.bfloat16) for _, i in self.shape["linear"]}
-            xs[self.shape["hidden"]] = x
             flops = 2.0 * m * sum(o * i for o, i in self.shape["linear"])
             one = self._time(lambda: [F.linear(xs[w.shape[1]], w) for w in self.weights], flops)
             self.lin[m] = one * self.shape["layers"]

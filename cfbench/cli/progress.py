@@ -15,6 +15,7 @@ otherwise, so it improves as the run goes.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -95,8 +96,15 @@ class _CellState:
         return max(0, self.total - self.done) * self.rate(now)
 
 
+#: durations from this many seconds on are shown as "over 10,000 h"
+MAX_SHOWN = 10_000 * 3600.0
+
+
 def fmt_duration(seconds: float) -> str:
-    """``42 s``, ``3 min 05 s``, ``1 h 12 min``."""
+    """``42 s``, ``3 min 05 s``, ``1 h 12 min``; ``over 10,000 h`` past that (or for an estimate
+    that is not a number: a plugin's hint or a cached time may be absurd, the display must not be)."""
+    if not math.isfinite(seconds) or seconds >= MAX_SHOWN:
+        return "over 10,000 h"
     s = max(0, int(round(seconds)))
     if s < 60:
         return f"{s} s"

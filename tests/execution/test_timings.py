@@ -123,3 +123,24 @@ def test_a_fit_as_long_as_half_the_declared_set_up_is_not_stored(tmp_path, monke
     execute(cfg, task, [("nearest-neighbour", "default")])
     (entry,) = json.loads((tmp_path / "cache" / FILE).read_text())["cells"].values()
     assert entry["fit"] is None and entry["s_per_query"] >= 0
+
+
+def test_an_absurd_cached_time_gives_an_absurd_estimate_not_a_crash(tmp_path):
+    """A hand-edited cache entry of 1e308 s per query makes the plan's sums infinite: the plan
+    line still prints."""
+    import io
+
+    from rich.console import Console
+
+    from cfbench.cli.progress import ProgressDisplay, fmt_duration
+
+    t = Timings(tmp_path / FILE)
+    t.put(key("t", "nearest-neighbour", "default", 1, 1, 2.0), 1e308, 0.0)
+    buf = io.StringIO()
+    disp = ProgressDisplay(Console(file=buf, width=200), plain=True)
+    costs = schedule.Costs(2.0, "t", 1, 1, Timings(tmp_path / FILE))
+    with disp:
+        disp.plan([(Cell("nearest-neighbour", "default", 0), list(range(100)))], RunConfig(task="t", jobs=1), costs)
+    assert "expected about over 10,000 h" in buf.getvalue()
+    assert fmt_duration(float("nan")) == fmt_duration(float("inf")) == "over 10,000 h"
+    assert fmt_duration(3725) == "1 h 02 min"
